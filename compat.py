@@ -1,0 +1,60 @@
+"""The one place that makes the notebook's TF1 code run on TensorFlow 2.15.
+
+Import TensorFlow, bert and tensorflow_hub from here, never directly:
+  - TF 2 behaviour is switched off (graph mode, tf.compat.v1 as `tf`);
+  - bert/modeling.py imports `tensorflow.contrib.layers` (gone in TF 2): it gets
+    tf_slim's port of the same layers;
+  - bert's tokenizer reads an absl flag and fails unless absl flags count as parsed.
+"""
+import logging
+import os
+import sys
+import types
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ start-up chatter
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", message=".*pkg_resources is deprecated.*")
+warnings.filterwarnings("ignore", message=".*is deprecated and will be removed.*")
+
+import tensorflow as tf2  # noqa: E402
+import tf_slim  # noqa: E402
+from absl import flags as absl_flags  # noqa: E402
+
+from tensorflow.python.util import deprecation  # noqa: E402
+
+tf = tf2.compat.v1
+deprecation._PRINT_DEPRECATION_WARNINGS = False  # see quiet_tf_logging
+tf.disable_v2_behavior()
+
+if "tensorflow.contrib" not in sys.modules:
+    contrib = types.ModuleType("tensorflow.contrib")
+    contrib.layers = tf_slim.layers
+    sys.modules["tensorflow.contrib"] = contrib
+    sys.modules["tensorflow.contrib.layers"] = tf_slim.layers
+
+if not absl_flags.FLAGS.is_parsed():
+    absl_flags.FLAGS.mark_as_parsed()
+
+import tensorflow_hub as hub  # noqa: E402
+from bert import modeling, optimization, run_classifier, tokenization  # noqa: E402
+
+f1_score = tf_slim.metrics.f1_score  # tf.contrib.metrics.f1_score, ported
+
+
+def quiet_tf_logging(verbose=False):
+    """Keep TF's INFO lines (the notebook's log) but drop the deprecation flood that
+    TF 2.15 prints for TF1 APIs, unless `verbose`."""
+    tf.logging.set_verbosity(tf.logging.INFO)
+    logging.getLogger("tensorflow").propagate = False  # else absl's root handler repeats it
+    deprecation._PRINT_DEPRECATION_WARNINGS = verbose
+    if verbose:
+        warnings.resetwarnings()
+        return
+    logging.getLogger("tensorflow").addFilter(
+        lambda record: "deprecat" not in record.getMessage().lower())
+
+
+__all__ = ["tf", "tf2", "hub", "modeling", "optimization", "run_classifier",
+           "tokenization", "f1_score", "quiet_tf_logging"]

@@ -1,0 +1,123 @@
+"""Step 2 of the notebook: the IMDB Large Movie Review Dataset (aclImdb v1) as DataFrames.
+
+Layout: aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt; the other folders and files of
+the real archive (train/unsup, *.feat, urls_*.txt) are ignored.
+"""
+import hashlib
+import os
+import re
+import tarfile
+import urllib.error
+import urllib.request
+
+import pandas as pd
+from tqdm import tqdm
+
+from compat import tf
+from errors import UserError
+
+FILE_NAME = re.compile(r"\d+_(\d+)\.txt")
+
+
+def load_directory_data(directory):
+    """All reviews of one class folder: the file's text as `sentence`, the rating from
+    the file name (a string, as in the notebook) as `sentiment`."""
+    if not tf.io.gfile.isdir(directory):
+        raise UserError("%s is missing: the dataset folder must hold "
+                        "{train,test}/{pos,neg}/<id>_<rating>.txt." % directory)
+    data = {"sentence": [], "sentiment": []}
+    names = sorted(tf.io.gfile.listdir(directory))
+    for file_name in tqdm(names, desc="Loading %s" % directory, unit=" reviews",
+                          leave=False, mininterval=1.0):
+        match = FILE_NAME.fullmatch(file_name)
+        if not match:
+            raise UserError("%s is not named <id>_<rating>.txt like the reviews of the "
+                            "dataset; move it out of that folder."
+                            % os.path.join(directory, file_name))
+        with tf.io.gfile.GFile(os.path.join(directory, file_name), "r") as f:
+            data["sentence"].append(f.read())
+        data["sentiment"].append(match.group(1))
+    return pd.DataFrame.from_dict(data)
+
+
+def load_dataset(directory, seed):
+    """pos (polarity 1) and neg (polarity 0) reviews of one split, shuffled."""
+    pos_df = load_directory_data(os.path.join(directory, "pos"))
+    neg_df = load_directory_data(os.path.join(directory, "neg"))
+    pos_df["polarity"] = 1
+    neg_df["polarity"] = 0
+    return pd.concat([pos_df, neg_df]).sample(frac=1, random_state=seed).reset_index(drop=True)
+
+
+def sample(df, n, seed):
+    """`n` rows of `df` (all of them when n is None), as the notebook's df.sample(n)."""
+    if n is None:
+        return df
+    if n > len(df):
+        raise UserError("Asked for %d samples but only %d reviews were loaded; pass a "
+                        "smaller --train-samples/--test-samples or 'all'." % (n, len(df)))
+    return df.sample(n, random_state=seed).reset_index(drop=True)
+
+
+def download_and_load_datasets(data_dir, url, md5, seed):
+    """The train and test DataFrames from data_dir/aclImdb, downloading it first when it
+    is not there."""
+    dataset_dir = os.path.join(data_dir, "aclImdb")
+    if not tf.io.gfile.isdir(dataset_dir):
+        download_and_extract(url, md5, data_dir)
+    train_df = load_dataset(os.path.join(dataset_dir, "train"), seed)
+    test_df = load_dataset(os.path.join(dataset_dir, "test"), seed)
+    return train_df, test_df
+
+
+def download_and_extract(url, md5, data_dir):
+    """Download the archive at `url` into `data_dir` (with a progress bar), check its MD5
+    unless `md5` is empty, and extract it there. An archive already in `data_dir` (put
+    there by hand, or from an earlier interrupted run) is used instead of downloading."""
+    where = ("Put the extracted folder at %s (so that %s exists), or pass --data-dir to "
+             "the folder that holds aclImdb/."
+             % (os.path.join(data_dir, "aclImdb"),
+                os.path.join(data_dir, "aclImdb", "train", "pos")))
+    os.makedirs(data_dir, exist_ok=True)
+    archive = os.path.join(data_dir, os.path.basename(url.split("?")[0]) or "aclImdb.tar.gz")
+    if not os.path.exists(archive):
+        partial = archive + ".part"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as response, \
+                    open(partial, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True,
+                          desc="Downloading %s" % url) as bar:
+                    for chunk in iter(lambda: response.read(1 << 20), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        except (urllib.error.URLError, OSError) as e:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise UserError("Could not download the IMDB dataset from %s (%s). %s"
+                            % (url, getattr(e, "reason", e), where))
+        os.replace(partial, archive)
+    actual = file_md5(archive)
+    if md5 and actual != md5:
+        os.remove(archive)
+        raise UserError("%s has MD5 %s, expected %s: the download is damaged or not the "
+                        "dataset (it was deleted). Run again to retry, or pass --data-md5 '' to "
+                        "skip the check. %s" % (archive, actual, md5, where))
+    print("Extracting %s into %s" % (archive, data_dir))
+    with tarfile.open(archive) as tar:
+        # The "data" filter refuses absolute paths, links out of the folder and the like.
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(data_dir, filter="data")
+        else:
+            tar.extractall(data_dir)
+    if not os.path.isdir(os.path.join(data_dir, "aclImdb")):
+        raise UserError("%s holds no aclImdb/ folder. %s" % (archive, where))
+    os.remove(archive)
+
+
+def file_md5(path):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

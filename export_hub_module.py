@@ -1,0 +1,166 @@
+"""Write a TF1 Hub module shaped like tfhub.dev/google/bert_uncased_*, without tfhub.dev.
+
+Signatures, as in Google's modules:
+  "tokens":            input_ids, input_mask, segment_ids -> pooled_output, sequence_output
+  "tokenization_info": -> vocab_file (a module asset), do_lower_case
+with one graph for tags {"train"} (BERT's dropout on) and one for the default tags.
+
+From a Google BERT checkpoint directory (how to run fully offline):
+  python -m export_hub_module --google-checkpoint uncased_L-12_H-768_A-12 OUT_DIR
+From a random config (tests and smoke runs; a tiny vocab is generated unless given):
+  python -m export_hub_module --random --layers 2 --hidden 32 --heads 2 OUT_DIR
+"""
+import argparse
+import json
+import os
+import string
+import sys
+import tempfile
+
+from compat import hub, modeling, tf
+
+SPECIAL_TOKENS = ["[PAD]"] + ["[unused%d]" % i for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+# Words of the tiny generated vocab: enough English for the tests' reviews and the
+# notebook's example sentences to tokenize into whole words.
+TINY_VOCAB_WORDS = """
+the a an and or but of to in on at for with as by from is was were be been are it its
+this that these those there here i you he she we they me my your his her our their
+not no very so too bit really just quite also even still much more most less than then
+movie movies film films story plot acting actor actors actress cast scene scenes script
+director music ending character characters time people watch watched watching saw seen
+good great excellent wonderful fantastic brilliant superb amazing loved love beautiful
+creative surprising enjoyable perfect best masterpiece fun moving charming
+bad awful terrible horrible boring worst waste poor dull lacking stupid hated hate weak
+mess annoying disappointing pointless
+absolutely example using bert token tokenizer what who how why when one two all some any
+about after before again would could should will can did do does had has have make made
+br s t
+""".split()
+
+
+def tiny_vocab():
+    """A vocab laid out like Google's (special ids [UNK]=100, [CLS]=101, [SEP]=102)."""
+    pieces = list(string.ascii_lowercase) + list(string.digits) + list(string.punctuation)
+    suffixes = ["##" + c for c in string.ascii_lowercase + string.digits]
+    words = [w for w in dict.fromkeys(TINY_VOCAB_WORDS) if w not in pieces]
+    return SPECIAL_TOKENS + pieces + suffixes + ["##izer"] + words
+
+
+def bert_module_fn(bert_config, vocab_file, do_lower_case):
+    """The module_fn for hub.create_module_spec: BERT plus the two signatures."""
+    def module_fn(is_training):
+        input_ids = tf.placeholder(tf.int32, [None, None], name="input_ids")
+        input_mask = tf.placeholder(tf.int32, [None, None], name="input_mask")
+        segment_ids = tf.placeholder(tf.int32, [None, None], name="segment_ids")
+        model = modeling.BertModel(
+            config=bert_config, is_training=is_training, input_ids=input_ids,
+            input_mask=input_mask, token_type_ids=segment_ids)
+        hub.add_signature(
+            name="tokens",
+            inputs=dict(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids),
+            outputs=dict(pooled_output=model.get_pooled_output(),
+                         sequence_output=model.get_sequence_output()))
+        vocab = tf.constant(vocab_file)
+        tf.add_to_collection(tf.GraphKeys.ASSET_FILEPATHS, vocab)  # copied into assets/
+        hub.add_signature(
+            name="tokenization_info", inputs={},
+            outputs=dict(vocab_file=vocab, do_lower_case=tf.constant(do_lower_case)))
+    return module_fn
+
+
+def export_module(output_dir, bert_config, vocab_file, do_lower_case,
+                  init_checkpoint=None, seed=0):
+    """Export the module to `output_dir`, with the weights of `init_checkpoint`
+    (variables named bert/... as in Google's releases) or random ones."""
+    if tf.io.gfile.exists(output_dir) and tf.io.gfile.listdir(output_dir):
+        raise FileExistsError(
+            "%s exists and is not empty; choose a new folder for the module." % output_dir)
+    spec = hub.create_module_spec(
+        bert_module_fn(bert_config, vocab_file, do_lower_case),
+        tags_and_args=[({"train"}, {"is_training": True}), (set(), {"is_training": False})])
+    with tf.Graph().as_default():
+        tf.set_random_seed(seed)
+        module = hub.Module(spec)
+        if init_checkpoint:
+            tf.train.init_from_checkpoint(init_checkpoint, dict(module.variable_map))
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            module.export(output_dir, sess)
+
+
+def export_google_checkpoint(checkpoint_dir, output_dir, do_lower_case=True):
+    """Export a directory as in Google's BERT zips (bert_config.json,
+    bert_model.ckpt.*, vocab.txt)."""
+    paths = {name: os.path.join(checkpoint_dir, name)
+             for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index")}
+    missing = [p for p in paths.values() if not tf.io.gfile.exists(p)]
+    if missing:
+        raise FileNotFoundError(
+            "%s is not a Google BERT checkpoint directory: missing %s. Unzip e.g. "
+            "uncased_L-12_H-768_A-12.zip and pass the folder that holds these files."
+            % (checkpoint_dir, ", ".join(missing)))
+    bert_config = modeling.BertConfig.from_json_file(paths["bert_config.json"])
+    export_module(output_dir, bert_config, os.path.abspath(paths["vocab.txt"]), do_lower_case,
+                  init_checkpoint=os.path.join(checkpoint_dir, "bert_model.ckpt"))
+
+
+def export_random(output_dir, layers, hidden, heads, intermediate_size=None,
+                  max_position_embeddings=512, vocab_file=None, do_lower_case=True, seed=0):
+    """Export a randomly initialised BERT of the given size; a tiny vocab is generated
+    (and carried into the module's assets) unless `vocab_file` is given."""
+    with tempfile.TemporaryDirectory() as tmp:
+        if vocab_file is None:
+            vocab_file = os.path.join(tmp, "vocab.txt")
+            with open(vocab_file, "w", encoding="utf-8") as f:
+                f.write("\n".join(tiny_vocab()) + "\n")
+        with open(vocab_file, encoding="utf-8") as f:
+            vocab_size = sum(1 for _ in f)
+        bert_config = modeling.BertConfig(
+            vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+            num_attention_heads=heads, intermediate_size=intermediate_size or 4 * hidden,
+            max_position_embeddings=max_position_embeddings)
+        export_module(output_dir, bert_config, os.path.abspath(vocab_file), do_lower_case,
+                      seed=seed)
+    return bert_config
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("output_dir", help="folder to write the module to (new or empty)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--google-checkpoint", metavar="DIR",
+                        help="folder with bert_config.json, bert_model.ckpt.* and vocab.txt")
+    source.add_argument("--random", action="store_true",
+                        help="random weights of the size given below")
+    parser.add_argument("--cased", action="store_true",
+                        help="the vocab is cased (do_lower_case=False); default uncased")
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--heads", type=int, default=2)
+    parser.add_argument("--intermediate-size", type=int, default=None,
+                        help="default 4 x hidden")
+    parser.add_argument("--max-position-embeddings", type=int, default=512)
+    parser.add_argument("--vocab-file", default=None,
+                        help="with --random: vocab to use; default a generated tiny one")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        if args.google_checkpoint:
+            export_google_checkpoint(args.google_checkpoint, args.output_dir,
+                                     do_lower_case=not args.cased)
+        else:
+            export_random(args.output_dir, args.layers, args.hidden, args.heads,
+                          args.intermediate_size, args.max_position_embeddings,
+                          args.vocab_file, not args.cased, args.seed)
+    except (FileExistsError, FileNotFoundError, ValueError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    print("Hub module written to %s; use it with: python train.py --bert-hub %s"
+          % (args.output_dir, os.path.abspath(args.output_dir)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""Steps 3-5 of the notebook: InputExamples, the tokenizer that comes with the Hub
+module, and InputFeatures (input_ids, input_mask, segment_ids, label_id)."""
+from compat import hub, run_classifier, tf, tokenization
+
+
+def tokenization_info(module_path):
+    """(vocab_file, do_lower_case) from the module's "tokenization_info" signature."""
+    with tf.Graph().as_default():
+        bert_module = hub.Module(module_path)
+        info = bert_module(signature="tokenization_info", as_dict=True)
+        with tf.Session() as sess:
+            vocab_file, do_lower_case = sess.run([info["vocab_file"], info["do_lower_case"]])
+    return vocab_file.decode("utf-8"), bool(do_lower_case)
+
+
+def create_tokenizer_from_hub_module(module_path):
+    vocab_file, do_lower_case = tokenization_info(module_path)
+    return tokenization.FullTokenizer(vocab_file=vocab_file, do_lower_case=do_lower_case)
+
+
+def make_examples(sentences, labels):
+    return [run_classifier.InputExample(guid=None, text_a=sentence, text_b=None, label=label)
+            for sentence, label in zip(sentences, labels)]
+

@@ -1,0 +1,42 @@
+"""Finding the BERT Hub module: a tfhub.dev URL (downloaded once into a persistent
+cache) or a local module folder, e.g. one written by export_hub_module."""
+import os
+
+from compat import hub, tf
+from errors import UserError
+
+OFFLINE_ROUTE = (
+    "To run offline, download Google's checkpoint zip (e.g. https://storage.googleapis.com/"
+    "bert_models/2018_10_18/uncased_L-12_H-768_A-12.zip) where you have network, unzip it "
+    "and turn it into a Hub module with: python -m export_hub_module --google-checkpoint "
+    "uncased_L-12_H-768_A-12 bert_uncased_hub; then pass --bert-hub bert_uncased_hub.")
+
+
+def cache_dir():
+    """TFHUB_CACHE_DIR if set, else a folder under the user's cache dir (tensorflow-hub's
+    own default is the temp dir, which the system may empty)."""
+    default = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                           "tfhub_modules")
+    return os.environ.setdefault("TFHUB_CACHE_DIR", default)
+
+
+def is_url(handle):
+    return handle.startswith(("http://", "https://", "gs://"))
+
+
+def resolve(handle):
+    """The local folder of the module named by `handle` (a URL or a folder)."""
+    if is_url(handle):
+        cache_dir()
+        try:
+            path = hub.resolve(handle)
+        except Exception as e:  # hub raises many kinds: network, HTTP, archive errors
+            raise UserError("Could not download the Hub module %s (%s: %s). %s"
+                            % (handle, type(e).__name__, e, OFFLINE_ROUTE))
+    else:
+        path = os.path.abspath(handle)
+    if not tf.io.gfile.exists(os.path.join(path, "tfhub_module.pb")):
+        raise UserError("%s is not a TF1 Hub module (no tfhub_module.pb in it). Pass a "
+                        "tfhub.dev BERT URL or a folder written by export_hub_module. %s"
+                        % (path, OFFLINE_ROUTE))
+    return path

@@ -1,0 +1,90 @@
+"""Steps 6-7 of the notebook: BERT from the Hub module with a classification head, and
+the Estimator model_fn. train.py and predict.py both use this, so a checkpoint written
+by one restores in the other (and the notebook's own checkpoints restore too: the
+variable names are the notebook's)."""
+import config
+from compat import f1_score, hub, optimization, tf
+
+
+def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids, labels,
+                 num_labels, bert_hub):
+    """The notebook's create_model. Deviations (see README): the head's dropout runs in
+    training only, and the predicted labels keep their batch dimension."""
+    # No tags={"train"}, as in the notebook: BERT's own dropout stays off.
+    bert_module = hub.Module(bert_hub, trainable=True)
+    bert_inputs = dict(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)
+    bert_outputs = bert_module(inputs=bert_inputs, signature="tokens", as_dict=True)
+
+    # "pooled_output" classifies the whole review; "sequence_output" would be per token.
+    output_layer = bert_outputs["pooled_output"]
+    hidden_size = output_layer.shape[-1]
+
+    output_weights = tf.get_variable(
+        "output_weights", [num_labels, hidden_size],
+        initializer=tf.truncated_normal_initializer(stddev=0.02))
+    output_bias = tf.get_variable(
+        "output_bias", [num_labels], initializer=tf.zeros_initializer())
+
+    with tf.variable_scope("loss"):
+        if is_training:
+            output_layer = tf.nn.dropout(output_layer,
+                                         rate=1.0 - config.HEAD_DROPOUT_KEEP_PROB)
+        logits = tf.matmul(output_layer, output_weights, transpose_b=True)
+        logits = tf.nn.bias_add(logits, output_bias)
+        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        predicted_labels = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+        if is_predicting:
+            return predicted_labels, log_probs
+
+        one_hot_labels = tf.one_hot(labels, depth=num_labels, dtype=tf.float32)
+        per_example_loss = -tf.reduce_sum(one_hot_labels * log_probs, axis=-1)
+        loss = tf.reduce_mean(per_example_loss)
+        return loss, predicted_labels, log_probs
+
+
+def metric_fn(label_ids, predicted_labels):
+    """The notebook's eval metrics, with its keys. F1 is tf.contrib's (the best F1 over
+    thresholds, here on hard labels); auc is tf.metrics.auc on the hard labels."""
+    return {
+        "eval_accuracy": tf.metrics.accuracy(label_ids, predicted_labels),
+        "f1_score": f1_score(label_ids, predicted_labels),
+        "auc": tf.metrics.auc(label_ids, predicted_labels),
+        "precision": tf.metrics.precision(label_ids, predicted_labels),
+        "recall": tf.metrics.recall(label_ids, predicted_labels),
+        "true_positives": tf.metrics.true_positives(label_ids, predicted_labels),
+        "true_negatives": tf.metrics.true_negatives(label_ids, predicted_labels),
+        "false_positives": tf.metrics.false_positives(label_ids, predicted_labels),
+        "false_negatives": tf.metrics.false_negatives(label_ids, predicted_labels),
+    }
+
+
+def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub):
+    """The Estimator model_fn of the notebook, for the module at `bert_hub`."""
+
+    def model_fn(features, labels, mode, params):
+        input_ids = features["input_ids"]
+        input_mask = features["input_mask"]
+        segment_ids = features["segment_ids"]
+        label_ids = features["label_ids"]
+
+        is_training = mode == tf.estimator.ModeKeys.TRAIN
+        is_predicting = mode == tf.estimator.ModeKeys.PREDICT
+
+        if is_predicting:
+            predicted_labels, log_probs = create_model(
+                is_training, is_predicting, input_ids, input_mask, segment_ids,
+                label_ids, num_labels, bert_hub)
+            predictions = {"probabilities": log_probs, "labels": predicted_labels}
+            return tf.estimator.EstimatorSpec(mode, predictions=predictions)
+
+        loss, predicted_labels, log_probs = create_model(
+            is_training, is_predicting, input_ids, input_mask, segment_ids,
+            label_ids, num_labels, bert_hub)
+        if is_training:
+            train_op = optimization.create_optimizer(
+                loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu=False)
+            return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op)
+        return tf.estimator.EstimatorSpec(
+            mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels))
+
+    return model_fn

@@ -1,0 +1,106 @@
+"""Session-wide test material, made here: no test reaches the network.
+
+- tiny_module: a 2-layer, hidden-32 BERT Hub module with a tiny vocab, from the
+  project's own exporter (random weights).
+- imdb_dir: a small folder in aclImdb's layout whose reviews carry a learnable signal
+  (positive and negative words), plus the real archive's extra folders and files.
+- imdb_archive / imdb_server: the same tree as a .tar.gz, served on 127.0.0.1.
+"""
+import functools
+import hashlib
+import http.server
+import os
+import random
+import sys
+import tarfile
+import threading
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+POSITIVE_WORDS = ["great", "excellent", "wonderful", "fantastic", "brilliant", "loved",
+                  "superb", "amazing", "enjoyable", "perfect"]
+NEGATIVE_WORDS = ["awful", "terrible", "horrible", "boring", "worst", "waste", "poor",
+                  "dull", "hated", "stupid"]
+FILLER_WORDS = ["the", "movie", "film", "story", "plot", "acting", "was", "is", "a", "and",
+                "of", "it", "this", "characters", "director", "music", "scene", "ending",
+                "i", "watched", "really", "very", "people", "time", "cast", "script"]
+PER_CLASS = {"train": 100, "test": 50}  # reviews per class folder
+
+
+def synthetic_review(rng, polarity):
+    """A review whose class shows in a few sentiment words among neutral filler."""
+    words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(8, 16))]
+    signal = POSITIVE_WORDS if polarity == 1 else NEGATIVE_WORDS
+    for _ in range(3):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(signal))
+    text = " ".join(words)
+    return text[0].upper() + text[1:] + ". <br /><br />" + rng.choice(
+        ["Really!", "What a film.", "10/10" if polarity else "1/10"])
+
+
+def make_imdb_tree(root, seed=0):
+    """Write root/aclImdb in the real layout; returns root."""
+    rng = random.Random(seed)
+    base = os.path.join(root, "aclImdb")
+    review_id = 0
+    for split, per_class in PER_CLASS.items():
+        for folder, polarity, ratings in (("pos", 1, (7, 8, 9, 10)), ("neg", 0, (1, 2, 3, 4))):
+            os.makedirs(os.path.join(base, split, folder))
+            for _ in range(per_class):
+                name = "%d_%d.txt" % (review_id, rng.choice(ratings))
+                with open(os.path.join(base, split, folder, name), "w", encoding="utf-8") as f:
+                    f.write(synthetic_review(rng, polarity))
+                review_id += 1
+        with open(os.path.join(base, split, "labeledBow.feat"), "w") as f:
+            f.write("0 0:1\n")
+        for kind in ("pos", "neg"):
+            with open(os.path.join(base, split, "urls_%s.txt" % kind), "w") as f:
+                f.write("http://www.imdb.com/title/tt0000000/usercomments\n")
+    os.makedirs(os.path.join(base, "train", "unsup"))
+    with open(os.path.join(base, "train", "unsup", "0_0.txt"), "w") as f:
+        f.write("An unlabelled review that loading must ignore.")
+    with open(os.path.join(base, "imdb.vocab"), "w") as f:
+        f.write("the\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_module(tmp_path_factory):
+    import export_hub_module
+    path = str(tmp_path_factory.mktemp("hub") / "tiny_bert")
+    export_hub_module.export_random(path, layers=2, hidden=32, heads=2,
+                                    max_position_embeddings=128, seed=1)
+    return path
+
+
+@pytest.fixture(scope="session")
+def imdb_dir(tmp_path_factory):
+    """The folder that holds aclImdb/ (what --data-dir takes)."""
+    return make_imdb_tree(str(tmp_path_factory.mktemp("imdb")))
+
+
+@pytest.fixture(scope="session")
+def imdb_archive(tmp_path_factory, imdb_dir):
+    """(path, md5) of aclImdb_v1.tar.gz holding the fixture's tree."""
+    path = str(tmp_path_factory.mktemp("archive") / "aclImdb_v1.tar.gz")
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(os.path.join(imdb_dir, "aclImdb"), arcname="aclImdb")
+    with open(path, "rb") as f:
+        return path, hashlib.md5(f.read()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def imdb_server(imdb_archive):
+    """The URL of the fixture's archive on a local HTTP server (127.0.0.1)."""
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(QuietHandler, directory=os.path.dirname(imdb_archive[0]))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d/aclImdb_v1.tar.gz" % server.server_port
+    server.shutdown()

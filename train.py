@@ -1,0 +1,228 @@
+"""Fine-tune BERT on IMDB movie reviews: Google's notebook "Predicting Movie Review
+Sentiment with BERT on TF Hub", step by step, as a script.
+
+    python train.py                       # the notebook's run: BERT-Base, 5000/5000 reviews
+    python train.py --bert-hub DIR        # a local Hub module (see export_hub_module.py)
+"""
+import argparse
+import os
+import sys
+from datetime import datetime
+
+import config
+import data
+import device
+import features
+import hub_module
+from compat import quiet_tf_logging, run_classifier, tf
+from errors import UserError
+from model import model_fn_builder
+from outputs import read_json, write_json
+
+# What --do-delete may remove: only files this project (or the Estimator) writes.
+PROJECT_OUTPUT_NAMES = ("checkpoint", "graph.pbtxt", ".gitkeep", "eval", "export")
+PROJECT_OUTPUT_PREFIXES = ("model.ckpt-", "events.out.tfevents.")
+PROJECT_OUTPUT_SUFFIXES = (".json", ".csv", ".png", ".tf_record")
+# model_settings.json keys that must not change while checkpoints exist.
+SETTINGS_THAT_MUST_MATCH = ("bert_hub", "max_seq_length", "label_list", "label_names",
+                            "do_lower_case", "seed", "data_dir", "train_samples",
+                            "test_samples")
+
+
+def sample_count(value):
+    if value == "all":
+        return None
+    count = int(value)
+    if count <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number or 'all', not %s" % value)
+    return count
+
+
+def positive(kind):
+    def parse(value):
+        number = kind(value)
+        if number <= 0:
+            raise argparse.ArgumentTypeError("must be positive, not %s" % value)
+        return number
+    return parse
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data-dir", default=config.DATA_DIR,
+                   help="folder that holds aclImdb/ (downloaded there when missing)")
+    p.add_argument("--data-url", default=config.DATA_URL, help="where to download aclImdb from")
+    p.add_argument("--data-md5", default=config.DATA_MD5,
+                   help="MD5 of the downloaded archive; an empty string skips the check")
+    p.add_argument("--bert-hub", default=config.BERT_MODEL_HUB,
+                   help="TF1 BERT Hub module: a tfhub.dev URL or a local module folder")
+    p.add_argument("--output-dir", default=config.OUTPUT_DIR,
+                   help="checkpoints, summaries and results; training resumes from it")
+    p.add_argument("--do-delete", action="store_true",
+                   help="delete the output dir first (only if it holds nothing but this "
+                        "project's output)")
+    p.add_argument("--bucket", default=config.BUCKET,
+                   help="GCS bucket: output goes to gs://BUCKET/OUTPUT_DIR")
+    p.add_argument("--train-samples", type=sample_count, default=config.TRAIN_SAMPLES,
+                   help="training reviews to sample, or 'all' (25,000)")
+    p.add_argument("--test-samples", type=sample_count, default=config.TEST_SAMPLES,
+                   help="test reviews to sample, or 'all' (25,000)")
+    p.add_argument("--max-seq-length", type=positive(int), default=config.MAX_SEQ_LENGTH,
+                   help="word pieces per review, [CLS] and [SEP] included")
+    p.add_argument("--batch-size", type=positive(int), default=config.BATCH_SIZE)
+    p.add_argument("--learning-rate", type=positive(float), default=config.LEARNING_RATE)
+    p.add_argument("--epochs", type=positive(float), default=config.NUM_TRAIN_EPOCHS)
+    p.add_argument("--warmup-proportion", type=float, default=config.WARMUP_PROPORTION,
+                   help="share of the steps over which the learning rate warms up")
+    p.add_argument("--save-checkpoints-steps", type=positive(int),
+                   default=config.SAVE_CHECKPOINTS_STEPS)
+    p.add_argument("--save-summary-steps", type=positive(int),
+                   default=config.SAVE_SUMMARY_STEPS)
+    p.add_argument("--seed", type=int, default=config.SEED,
+                   help="seed of the review sample, shuffling and initialisation")
+    p.add_argument("--verbose", action="store_true",
+                   help="show TensorFlow's deprecation warnings too")
+    return p.parse_args(argv)
+
+
+def delete_output_dir(output_dir, data_dir):
+    """Delete `output_dir` only if it holds nothing but this project's output."""
+    target = os.path.realpath(output_dir)
+    forbidden = {"/", os.path.expanduser("~"), os.path.dirname(os.path.abspath(__file__)),
+                 os.path.realpath(data_dir)}
+    if target in {os.path.realpath(p) for p in forbidden}:
+        raise UserError("Refusing --do-delete of %s: it is not an output folder. Pass "
+                        "--output-dir with the folder to delete." % output_dir)
+    foreign = [name for name in tf.io.gfile.listdir(output_dir)
+               if name.rstrip("/") not in PROJECT_OUTPUT_NAMES
+               and not name.startswith(PROJECT_OUTPUT_PREFIXES)
+               and not name.rstrip("/").endswith(PROJECT_OUTPUT_SUFFIXES)]
+    if foreign:
+        raise UserError("Refusing --do-delete of %s: it holds files this project did not "
+                        "write (%s). Move them away or delete the folder yourself."
+                        % (output_dir, ", ".join(sorted(foreign)[:5])))
+    tf.io.gfile.rmtree(output_dir)
+
+
+def check_settings(settings_path, settings):
+    """Stop before touching checkpoints that were trained with other settings."""
+    previous = read_json(settings_path)
+    if previous is None:
+        return
+    changed = [key for key in SETTINGS_THAT_MUST_MATCH if previous.get(key) != settings[key]]
+    if changed:
+        raise UserError(
+            "%s was written for other settings (%s), so its checkpoints do not fit this run. "
+            "Pass another --output-dir, rerun with the old values, or add --do-delete."
+            % (settings_path, "; ".join("%s: %r now %r" % (k, previous.get(k), settings[k])
+                                        for k in changed)))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_tf_logging(args.verbose)
+
+    # Step 1: the output directory.
+    output_dir = args.output_dir
+    if args.bucket:
+        output_dir = "gs://{}/{}".format(args.bucket, output_dir)
+    if args.do_delete and tf.io.gfile.exists(output_dir):
+        delete_output_dir(output_dir, args.data_dir)
+    tf.io.gfile.makedirs(output_dir)
+    print("***** Model output directory: {} *****".format(output_dir))
+    print(device.describe())
+
+    # Step 2: the data, as DataFrames, then a sample "to keep training fast".
+    train, test = data.download_and_load_datasets(args.data_dir, args.data_url,
+                                                  args.data_md5, args.seed)
+    train = data.sample(train, args.train_samples, args.seed)
+    test = data.sample(test, args.test_samples, args.seed)
+    print("Train reviews: %d, test reviews: %d" % (len(train), len(test)))
+
+    # Step 3: InputExamples.
+    train_InputExamples = features.make_examples(train[config.DATA_COLUMN],
+                                                 train[config.LABEL_COLUMN])
+    test_InputExamples = features.make_examples(test[config.DATA_COLUMN],
+                                                test[config.LABEL_COLUMN])
+
+    # Step 4: the tokenizer that comes with the Hub module.
+    bert_hub = hub_module.resolve(args.bert_hub)
+    tokenizer = features.create_tokenizer_from_hub_module(bert_hub)
+
+    # Step 5: InputFeatures.
+    train_features = run_classifier.convert_examples_to_features(
+        train_InputExamples, config.label_list, args.max_seq_length, tokenizer)
+    test_features = run_classifier.convert_examples_to_features(
+        test_InputExamples, config.label_list, args.max_seq_length, tokenizer)
+
+    settings = {
+        "bert_hub": args.bert_hub if hub_module.is_url(args.bert_hub) else bert_hub,
+        "max_seq_length": args.max_seq_length,
+        "label_list": config.label_list,
+        "label_names": config.LABEL_NAMES,
+        "do_lower_case": tokenizer.basic_tokenizer.do_lower_case,
+        "seed": args.seed,
+        "data_dir": os.path.abspath(args.data_dir),
+        "train_samples": args.train_samples,
+        "test_samples": args.test_samples,
+    }
+    settings_path = os.path.join(output_dir, "model_settings.json")
+    check_settings(settings_path, settings)
+    write_json(settings_path, settings)
+
+    # Steps 6-9: the model, the hyper-parameters and the Estimator.
+    num_train_steps = int(len(train_features) / args.batch_size * args.epochs)
+    num_warmup_steps = int(num_train_steps * args.warmup_proportion)
+    if num_train_steps < 1:
+        raise UserError("%d training reviews at batch size %d for %s epochs make no training "
+                        "step; sample more reviews or lower --batch-size."
+                        % (len(train_features), args.batch_size, args.epochs))
+
+    run_config = tf.estimator.RunConfig(
+        model_dir=output_dir,
+        save_summary_steps=args.save_summary_steps,
+        save_checkpoints_steps=args.save_checkpoints_steps,
+        tf_random_seed=args.seed)
+    model_fn = model_fn_builder(
+        num_labels=len(config.label_list),
+        learning_rate=args.learning_rate,
+        num_train_steps=num_train_steps,
+        num_warmup_steps=num_warmup_steps,
+        bert_hub=bert_hub)
+    estimator = tf.estimator.Estimator(
+        model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size})
+
+    # Step 10: train.
+    train_input_fn = run_classifier.input_fn_builder(
+        features=train_features, seq_length=args.max_seq_length,
+        is_training=True, drop_remainder=False)
+    print("Beginning Training!")
+    current_time = datetime.now()
+    estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
+    print("Training took time ", datetime.now() - current_time)
+
+    # Step 11: evaluate on the test sample.
+    test_input_fn = run_classifier.input_fn_builder(
+        features=test_features, seq_length=args.max_seq_length,
+        is_training=False, drop_remainder=False)
+    result = estimator.evaluate(input_fn=test_input_fn, steps=None)
+    print(result)
+    write_json(os.path.join(output_dir, "eval_results.json"), eval_results_json(result))
+    return 0
+
+
+def eval_results_json(result):
+    """The evaluation dict with plain types: counts and the step as ints, the rest floats."""
+    counts = ("true_positives", "true_negatives", "false_positives", "false_negatives",
+              "global_step")
+    return {key: int(value) if key in counts else float(value)
+            for key, value in result.items()}
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print("error: %s" % e, file=sys.stderr)
+        sys.exit(2)
