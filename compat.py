@@ -27,6 +27,10 @@ from tensorflow.python.util import deprecation  # noqa: E402
 tf = tf2.compat.v1
 deprecation._PRINT_DEPRECATION_WARNINGS = False  # see quiet_tf_logging
 tf.disable_v2_behavior()
+# Resource variables, not TF1's ref variables: bert's optimizer updates a weight as soon as
+# its gradient is ready, and a ref variable can then change under a backward-pass op that
+# still reads it (results vary from run to run). The checkpoint format is the same.
+tf.enable_resource_variables()
 
 if "tensorflow.contrib" not in sys.modules:
     contrib = types.ModuleType("tensorflow.contrib")

@@ -33,7 +33,7 @@ good great excellent wonderful fantastic brilliant superb amazing loved love bea
 creative surprising enjoyable perfect best masterpiece fun moving charming
 bad awful terrible horrible boring worst waste poor dull lacking stupid hated hate weak
 mess annoying disappointing pointless
-absolutely example using bert token tokenizer what who how why when one two all some any
+absolutely example using bert token what who how why when one two all some any
 about after before again would could should will can did do does had has have make made
 br s t
 """.split()

@@ -3,7 +3,8 @@ the Estimator model_fn. train.py and predict.py both use this, so a checkpoint w
 by one restores in the other (and the notebook's own checkpoints restore too: the
 variable names are the notebook's)."""
 import config
-from compat import f1_score, hub, optimization, tf
+from compat import f1_score, hub, tf
+from optimizer import create_optimizer
 
 
 def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids, labels,
@@ -81,8 +82,7 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             is_training, is_predicting, input_ids, input_mask, segment_ids,
             label_ids, num_labels, bert_hub)
         if is_training:
-            train_op = optimization.create_optimizer(
-                loss, learning_rate, num_train_steps, num_warmup_steps, use_tpu=False)
+            train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps)
             return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op)
         return tf.estimator.EstimatorSpec(
             mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels))

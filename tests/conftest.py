@@ -27,6 +27,14 @@ NEGATIVE_WORDS = ["awful", "terrible", "horrible", "boring", "worst", "waste", "
 FILLER_WORDS = ["the", "movie", "film", "story", "plot", "acting", "was", "is", "a", "and",
                 "of", "it", "this", "characters", "director", "music", "scene", "ending",
                 "i", "watched", "really", "very", "people", "time", "cast", "script"]
+
+
+def pytest_configure(config):
+    # TF 1 APIs that TF 2.15 marks deprecated, called by bert and tensorflow-hub.
+    config.addinivalue_line("filterwarnings", "ignore::UserWarning")
+    config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
+
+
 PER_CLASS = {"train": 100, "test": 50}  # reviews per class folder
 
 

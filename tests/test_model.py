@@ -1,0 +1,77 @@
+"""Steps 6-7: the model_fn in its three modes, and the notebook's metrics."""
+import numpy as np
+import pytest
+
+import config
+import features
+from compat import run_classifier, tf
+from model import metric_fn, model_fn_builder
+
+NOTEBOOK_METRIC_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall",
+                        "true_positives", "true_negatives", "false_positives",
+                        "false_negatives"}
+
+
+@pytest.fixture(scope="module")
+def estimator_and_features(tiny_module, tmp_path_factory):
+    tokenizer = features.create_tokenizer_from_hub_module(tiny_module)
+    sentences = ["great wonderful film", "awful boring movie", "superb acting",
+                 "terrible plot", "loved it"]
+    feats = run_classifier.convert_examples_to_features(
+        features.make_examples(sentences, [1, 0, 1, 0, 1]), config.label_list, 16, tokenizer)
+    estimator = tf.estimator.Estimator(
+        model_fn=model_fn_builder(num_labels=2, learning_rate=1e-3, num_train_steps=3,
+                                  num_warmup_steps=1, bert_hub=tiny_module),
+        config=tf.estimator.RunConfig(model_dir=str(tmp_path_factory.mktemp("model")),
+                                      tf_random_seed=1),
+        params={"batch_size": 2})
+    estimator.train(run_classifier.input_fn_builder(feats, 16, True, False), max_steps=3)
+    return estimator, feats
+
+
+def test_train_mode_reaches_the_planned_step(estimator_and_features):
+    estimator, _ = estimator_and_features
+    assert estimator.get_variable_value("global_step") == 3
+    names = estimator.get_variable_names()
+    assert {"output_weights", "output_bias", "module/bert/pooler/dense/kernel"} <= set(names)
+    assert estimator.get_variable_value("output_weights").shape == (2, 32)
+
+
+def test_eval_mode_gives_the_notebooks_metrics_repeatably(estimator_and_features):
+    estimator, feats = estimator_and_features
+    input_fn = run_classifier.input_fn_builder(feats, 16, False, False)
+    first = estimator.evaluate(input_fn, steps=None)
+    second = estimator.evaluate(input_fn, steps=None)
+    assert set(first) == NOTEBOOK_METRIC_KEYS | {"loss", "global_step"}
+    counts = sum(first[k] for k in ("true_positives", "true_negatives",
+                                    "false_positives", "false_negatives"))
+    assert counts == 5
+    assert first == second  # no dropout outside training
+
+
+def test_predict_mode_including_a_batch_of_one(estimator_and_features):
+    estimator, feats = estimator_and_features
+    input_fn = run_classifier.input_fn_builder(feats[:1], 16, False, False)
+    [prediction] = list(estimator.predict(input_fn))
+    assert prediction["probabilities"].shape == (2,)
+    np.testing.assert_allclose(np.exp(prediction["probabilities"]).sum(), 1.0, rtol=1e-5)
+    assert prediction["labels"] == np.argmax(prediction["probabilities"])
+    again = list(estimator.predict(input_fn))[0]
+    np.testing.assert_array_equal(prediction["probabilities"], again["probabilities"])
+
+
+def test_f1_is_contribs_best_over_thresholds():
+    """STACK.md: on hard labels tf.contrib's F1 is the larger of the usual F1 and the F1
+    of predicting everything positive."""
+    with tf.Graph().as_default():
+        metrics = metric_fn(tf.constant([1, 0, 1, 1, 0, 1]), tf.constant([1, 0, 0, 1, 1, 1]))
+        with tf.Session() as sess:
+            sess.run(tf.local_variables_initializer())
+            sess.run({k: update for k, (_, update) in metrics.items()})
+            values = sess.run({k: value for k, (value, _) in metrics.items()})
+    assert values["f1_score"] == pytest.approx(0.8, abs=1e-6)
+    assert values["eval_accuracy"] == pytest.approx(4 / 6)
+    assert values["precision"] == pytest.approx(0.75)
+    assert values["recall"] == pytest.approx(0.75)
+    assert (values["true_positives"], values["true_negatives"], values["false_positives"],
+            values["false_negatives"]) == (3, 1, 1, 1)

@@ -1,0 +1,64 @@
+"""optimizer.create_optimizer makes the updates of bert.optimization.create_optimizer."""
+import numpy as np
+
+import optimizer
+from compat import optimization, tf
+
+RNG = np.random.RandomState(0)
+INPUTS = RNG.normal(size=(8, 5)).astype(np.float32)
+TARGETS = RNG.normal(size=(8, 3)).astype(np.float32)
+KERNEL = RNG.normal(size=(5, 3)).astype(np.float32)
+
+
+def train_weights(make_train_op, steps, num_train_steps, num_warmup_steps):
+    """Weights of a small linear model (with a bias and a LayerNorm-named variable, which
+    skip weight decay) after `steps` updates."""
+    with tf.Graph().as_default():
+        kernel = tf.get_variable("dense/kernel", initializer=KERNEL)
+        bias = tf.get_variable("dense/bias", initializer=np.ones(3, np.float32))
+        gamma = tf.get_variable("LayerNorm/gamma", initializer=np.full(3, 2.0, np.float32))
+        outputs = (tf.matmul(INPUTS, kernel) + bias) * gamma
+        loss = 50.0 * tf.reduce_mean(tf.square(outputs - TARGETS))  # large: clipping binds
+        train_op = make_train_op(loss, 1e-2, num_train_steps, num_warmup_steps)
+        config = tf.ConfigProto(inter_op_parallelism_threads=1, intra_op_parallelism_threads=1)
+        with tf.Session(config=config) as sess:
+            sess.run(tf.global_variables_initializer())
+            for _ in range(steps):
+                sess.run(train_op)
+            return sess.run([kernel, bias, gamma, tf.train.get_global_step()])
+
+
+def bert_create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps):
+    return optimization.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                         use_tpu=False)
+
+
+def test_same_updates_as_bert():
+    # Many planned steps: whichever step bert's racing read sees, its learning rate
+    # differs from ours by at most 1e-5 relative.
+    ours = train_weights(optimizer.create_optimizer, 4, 100000, 0)
+    berts = train_weights(bert_create_optimizer, 4, 100000, 0)
+    initial = train_weights(optimizer.create_optimizer, 0, 100000, 0)
+    assert ours[3] == berts[3] == 4
+    for mine, theirs, start in zip(ours[:3], berts[:3], initial[:3]):
+        assert np.abs(mine - start).max() > 1e-3  # it trained
+        np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_schedule_warms_up_from_zero_then_decays_to_zero():
+    initial = train_weights(optimizer.create_optimizer, 0, 10, 2)
+    after_first = train_weights(optimizer.create_optimizer, 1, 10, 2)
+    for start, weights in zip(initial[:3], after_first[:3]):
+        np.testing.assert_array_equal(weights, start)  # step 0 of warm-up: rate 0
+    at_end = train_weights(optimizer.create_optimizer, 10, 10, 2)
+    past_end = train_weights(optimizer.create_optimizer, 12, 10, 2)
+    for end, past in zip(at_end[:3], past_end[:3]):
+        np.testing.assert_array_equal(past, end)  # decayed to rate 0
+    assert past_end[3] == 12
+
+
+def test_repeatable():
+    first = train_weights(optimizer.create_optimizer, 3, 20, 1)
+    second = train_weights(optimizer.create_optimizer, 3, 20, 1)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
