@@ -75,8 +75,13 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             predicted_labels, log_probs = create_model(
                 is_training, is_predicting, input_ids, input_mask, segment_ids,
                 label_ids, num_labels, bert_hub)
+            # The notebook's keys: "probabilities" holds log-softmax values.
             predictions = {"probabilities": log_probs, "labels": predicted_labels}
-            return tf.estimator.EstimatorSpec(mode, predictions=predictions)
+            # The exported SavedModel names each output for what it holds.
+            serving_outputs = {"probabilities": tf.exp(log_probs),
+                               "log_probabilities": log_probs, "labels": predicted_labels}
+            return tf.estimator.EstimatorSpec(mode, predictions=predictions, export_outputs={
+                "serving_default": tf.estimator.export.PredictOutput(serving_outputs)})
 
         loss, predicted_labels, log_probs = create_model(
             is_training, is_predicting, input_ids, input_mask, segment_ids,
@@ -88,3 +93,15 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels))
 
     return model_fn
+
+
+def serving_input_receiver_fn_builder(max_seq_length):
+    """Inputs of the exported SavedModel: int32 [batch, max_seq_length] each."""
+
+    def serving_input_receiver_fn():
+        inputs = {name: tf.placeholder(tf.int32, [None, max_seq_length], name=name)
+                  for name in ("input_ids", "input_mask", "segment_ids")}
+        features = dict(inputs, label_ids=tf.zeros_like(inputs["input_ids"][:, 0]))
+        return tf.estimator.export.ServingInputReceiver(features, inputs)
+
+    return serving_input_receiver_fn

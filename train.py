@@ -16,6 +16,7 @@ import features
 import hub_module
 from compat import quiet_tf_logging, run_classifier, tf
 from errors import UserError
+from export import export_for_prediction
 from model import model_fn_builder
 from outputs import read_json, write_json
 
@@ -209,6 +210,10 @@ def main(argv=None):
     result = estimator.evaluate(input_fn=test_input_fn, steps=None)
     print(result)
     write_json(os.path.join(output_dir, "eval_results.json"), eval_results_json(result))
+
+    # Step 12 (for predict.py): a SavedModel of the trained model, fast to load.
+    export_dir = export_for_prediction(estimator, output_dir, args.max_seq_length)
+    print("Exported the model for prediction to %s" % export_dir)
     return 0
 
 

@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import os
 import random
+import subprocess
 import sys
 import tarfile
 import threading
@@ -112,3 +113,25 @@ def imdb_server(imdb_archive):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield "http://127.0.0.1:%d/aclImdb_v1.tar.gz" % server.server_port
     server.shutdown()
+
+
+def run_train(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def quick_args(imdb_dir, tiny_module, output_dir, *extra):
+    """The whole fixture (200 train, 100 test reviews), 10 epochs at batch 16 (125 steps):
+    enough for the tiny model to learn the planted words."""
+    return ["--data-dir", imdb_dir, "--bert-hub", tiny_module, "--output-dir", output_dir,
+            "--train-samples", "all", "--test-samples", "all", "--max-seq-length", "32",
+            "--batch-size", "16", "--learning-rate", "1e-3", "--epochs", "10", *extra]
+
+
+@pytest.fixture(scope="session")
+def trained(imdb_dir, tiny_module, tmp_path_factory):
+    """(output dir, completed process) of one training run shared by the tests."""
+    output_dir = str(tmp_path_factory.mktemp("run") / "OUTPUT_Bert")
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output_dir, result

@@ -1,12 +1,8 @@
 """python train.py end to end, in a subprocess, on the fixture data and tiny module."""
 import json
 import os
-import subprocess
-import sys
 
-import pytest
-
-from conftest import ROOT
+from conftest import quick_args, run_train
 
 CONTRACT_FLAGS = ["--data-dir", "--data-url", "--data-md5", "--bert-hub", "--output-dir",
                   "--do-delete", "--bucket", "--train-samples", "--test-samples",
@@ -15,27 +11,6 @@ CONTRACT_FLAGS = ["--data-dir", "--data-url", "--data-md5", "--bert-hub", "--out
                   "--seed"]
 EVAL_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall", "true_positives",
              "true_negatives", "false_positives", "false_negatives", "loss", "global_step"}
-
-
-def run_train(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
-
-
-def quick_args(imdb_dir, tiny_module, output_dir, *extra):
-    """The whole fixture (200 train, 100 test reviews), 10 epochs at batch 16 (125 steps):
-    enough for the tiny model to learn the planted words."""
-    return ["--data-dir", imdb_dir, "--bert-hub", tiny_module, "--output-dir", output_dir,
-            "--train-samples", "all", "--test-samples", "all", "--max-seq-length", "32",
-            "--batch-size", "16", "--learning-rate", "1e-3", "--epochs", "10", *extra]
-
-
-@pytest.fixture(scope="module")
-def trained(imdb_dir, tiny_module, tmp_path_factory):
-    output_dir = str(tmp_path_factory.mktemp("run") / "OUTPUT_Bert")
-    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir))
-    assert result.returncode == 0, result.stderr[-3000:]
-    return output_dir, result
 
 
 def read_json(path):
@@ -76,6 +51,13 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
     with open(os.path.join(output_dir, "checkpoint")) as f:
         assert 'model_checkpoint_path: "model.ckpt-125"' in f.read()
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(output_dir))
+
+    [stamp] = os.listdir(os.path.join(output_dir, "export"))
+    export_dir = os.path.join(output_dir, "export", stamp)
+    assert read_json(os.path.join(export_dir, "assets.extra", "export_info.json")) == {
+        "global_step": 125, "max_seq_length": 32}
+    assert os.path.exists(os.path.join(export_dir, "assets", "vocab.txt"))
+    assert "Exported the model for prediction to %s" % export_dir in result.stdout
 
 
 def test_tiny_model_learns_the_planted_signal(trained):

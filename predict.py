@@ -1,0 +1,204 @@
+"""Say whether sentences are Positive or Negative, with the model train.py trained
+(the notebook's getPrediction, from the command line, without retraining).
+
+    python predict.py "That movie was absolutely awful" "Absolutely fantastic!"
+    python predict.py --file reviews.txt --json        # one sentence per line; - is stdin
+
+Output, one line per sentence: label, probability of that label, the log-probabilities of
+[Negative, Positive], the sentence. It uses the SavedModel that train.py exported when it
+holds the latest checkpoint, else restores the checkpoint through the Estimator.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+from tqdm import tqdm
+
+import config
+import features
+import hub_module
+from compat import quiet_tf_logging, run_classifier, tf, tokenization
+from errors import UserError
+from export import checkpoint_step, newest_export
+from model import model_fn_builder
+from outputs import read_json
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sentences", nargs="*", help="sentences to classify")
+    p.add_argument("--file", help="read sentences from this file, one per line (- for stdin)")
+    p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    p.add_argument("--output-dir", default=config.OUTPUT_DIR,
+                   help="the folder train.py wrote (default %(default)s)")
+    p.add_argument("--bert-hub", default=None,
+                   help="for a folder without model_settings.json (made by the notebook): "
+                        "the Hub module it was trained from")
+    p.add_argument("--max-seq-length", type=int, default=None,
+                   help="for a folder without model_settings.json: its sequence length "
+                        "(default %d)" % config.MAX_SEQ_LENGTH)
+    p.add_argument("--from-checkpoint", action="store_true",
+                   help="restore the checkpoint through the Estimator even when an export "
+                        "exists")
+    p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE,
+                   help="sentences per batch (default %(default)s)")
+    p.add_argument("--verbose", action="store_true", help="show TensorFlow's log")
+    return p.parse_args(argv)
+
+
+def read_sentences(args):
+    """The sentences to classify, in order; blank lines of --file are skipped."""
+    sentences = list(args.sentences)
+    if args.file:
+        try:
+            if args.file == "-":
+                lines = sys.stdin.read().splitlines()
+            else:
+                with open(args.file, encoding="utf-8") as f:
+                    lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError("Cannot read sentences from %s: %s" % (args.file, e))
+        kept = [line for line in lines if line.strip()]
+        if len(kept) < len(lines):
+            print("Skipped %d blank lines of %s" % (len(lines) - len(kept), args.file),
+                  file=sys.stderr)
+        sentences += kept
+    if not sentences:
+        raise UserError("No sentences to classify: give them as arguments or with --file.")
+    return sentences
+
+
+def model_settings(args):
+    """The settings the model was trained with: model_settings.json, or for a notebook's
+    folder the flags. A flag that contradicts model_settings.json is an error."""
+    settings = read_json(os.path.join(args.output_dir, "model_settings.json"))
+    if settings is None:
+        if not args.bert_hub:
+            raise UserError(
+                "%s has no model_settings.json. If train.py has not run yet, run it first; "
+                "for a folder made by the notebook, pass --bert-hub with the module it was "
+                "trained from (and --max-seq-length if not %d)."
+                % (args.output_dir, config.MAX_SEQ_LENGTH))
+        return {"bert_hub": args.bert_hub,
+                "max_seq_length": args.max_seq_length or config.MAX_SEQ_LENGTH,
+                "label_list": config.label_list, "label_names": config.LABEL_NAMES}
+    given = {"bert_hub": args.bert_hub, "max_seq_length": args.max_seq_length}
+    for key, value in given.items():
+        if value is not None and value != settings[key]:
+            if key == "bert_hub" and not hub_module.is_url(value) and \
+                    os.path.abspath(value) == settings[key]:
+                continue
+            raise UserError("--%s %s does not match the model in %s, trained with %s. "
+                            "Leave the flag out to use the trained model's setting."
+                            % (key.replace("_", "-"), value, args.output_dir, settings[key]))
+    return settings
+
+
+def to_features(sentences, settings, tokenizer):
+    examples = features.make_examples(sentences, [settings["label_list"][0]] * len(sentences))
+    return run_classifier.convert_examples_to_features(
+        examples, settings["label_list"], settings["max_seq_length"], tokenizer)
+
+
+def batches(items, size):
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def predict_from_export(export_dir, settings, sentences, batch_size):
+    """Log-probabilities [n, 2] from the exported SavedModel."""
+    tokenizer = tokenization.FullTokenizer(
+        vocab_file=os.path.join(export_dir, "assets", "vocab.txt"),
+        do_lower_case=settings["do_lower_case"])
+    feats = to_features(sentences, settings, tokenizer)
+    with tf.Graph().as_default(), tf.Session() as sess:
+        meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
+        signature = meta_graph.signature_def["serving_default"]
+        output = signature.outputs["log_probabilities"].name
+        log_probs = []
+        for batch in tqdm(batches(feats, batch_size), desc="Predicting", unit=" batches",
+                          disable=len(feats) <= batch_size, file=sys.stderr):
+            feed = {signature.inputs[name].name: [getattr(f, name) for f in batch]
+                    for name in ("input_ids", "input_mask", "segment_ids")}
+            log_probs.append(sess.run(output, feed))
+    return np.concatenate(log_probs)
+
+
+def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size):
+    """Log-probabilities [n, 2] from `checkpoint`, through the Estimator and model_fn."""
+    bert_hub = hub_module.resolve(settings["bert_hub"])
+    tokenizer = features.create_tokenizer_from_hub_module(bert_hub)
+    feats = to_features(sentences, settings, tokenizer)
+    estimator = tf.estimator.Estimator(
+        model_fn=model_fn_builder(num_labels=len(settings["label_list"]), learning_rate=0.0,
+                                  num_train_steps=1, num_warmup_steps=0, bert_hub=bert_hub),
+        config=tf.estimator.RunConfig(model_dir=output_dir),
+        params={"batch_size": batch_size})
+    input_fn = run_classifier.input_fn_builder(
+        features=feats, seq_length=settings["max_seq_length"], is_training=False,
+        drop_remainder=False)
+    try:
+        predictions = list(tqdm(estimator.predict(input_fn, checkpoint_path=checkpoint),
+                                total=len(feats), desc="Predicting", unit=" sentences",
+                                disable=len(feats) <= batch_size, file=sys.stderr))
+    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+        raise UserError("The checkpoint %s does not fit the model built from %s with "
+                        "max_seq_length %d: %s. Pass the --bert-hub it was trained with."
+                        % (checkpoint, settings["bert_hub"], settings["max_seq_length"],
+                           e.message.splitlines()[0]))
+    return np.stack([p["probabilities"] for p in predictions])
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    quiet_tf_logging(args.verbose)
+    if not args.verbose:
+        tf.logging.set_verbosity(tf.logging.WARN)
+    if args.batch_size <= 0:
+        raise UserError("--batch-size must be positive, not %d." % args.batch_size)
+    sentences = read_sentences(args)
+
+    checkpoint = tf.train.latest_checkpoint(args.output_dir)
+    if checkpoint is None:
+        raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
+                        "the folder it wrote)." % args.output_dir)
+    settings = model_settings(args)
+
+    export_dir, export_info = newest_export(args.output_dir)
+    if (not args.from_checkpoint and export_info is not None
+            and export_info["global_step"] == checkpoint_step(checkpoint)
+            and export_info["max_seq_length"] == settings["max_seq_length"]):
+        log_probs = predict_from_export(export_dir, settings, sentences, args.batch_size)
+    else:
+        reason = ("--from-checkpoint" if args.from_checkpoint else
+                  "no export of step %d" % checkpoint_step(checkpoint))
+        print("Restoring %s through the Estimator (%s)." % (checkpoint, reason),
+              file=sys.stderr)
+        log_probs = predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
+                                            args.batch_size)
+
+    label_names = settings["label_names"]
+    probabilities = np.exp(log_probs)
+    labels = np.argmax(log_probs, axis=-1)
+    if args.json:
+        print(json.dumps([{"sentence": sentence, "label": label_names[label],
+                           "probabilities": [float(p) for p in probs],
+                           "log_probabilities": [float(lp) for lp in lps]}
+                          for sentence, label, probs, lps
+                          in zip(sentences, labels, probabilities, log_probs)],
+                         indent=2, ensure_ascii=False))
+    else:
+        for sentence, label, probs, lps in zip(sentences, labels, probabilities, log_probs):
+            print("%s\t%.4f\t[%s]\t%s" % (label_names[label], probs[label],
+                                          ", ".join("%.4f" % lp for lp in lps), sentence))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except UserError as e:
+        print("error: %s" % e, file=sys.stderr)
+        sys.exit(2)

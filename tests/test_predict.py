@@ -1,0 +1,124 @@
+"""predict.py restores what train.py wrote and classifies sentences."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import export_hub_module
+from conftest import ROOT
+
+NOTEBOOK_SENTENCES = ["That movie was absolutely awful", "The acting was a bit lacking",
+                      "The film was creative and surprising", "Absolutely fantastic!"]
+PLAIN_LINE = re.compile(r"^(Positive|Negative)\t(\d\.\d{4})\t\[(-?\d+\.\d{4}), (-?\d+\.\d{4})\]\t(.*)$")
+
+
+def run_predict(*args, stdin=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, input=stdin)
+
+
+def predict_json(*args):
+    result = run_predict("--json", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout), result.stderr
+
+
+@pytest.fixture(scope="module")
+def notebook_dir(trained, tmp_path_factory):
+    """An output dir as the notebook left it: checkpoints only, no settings, no export."""
+    folder = tmp_path_factory.mktemp("notebook") / "OUTPUT_Bert"
+    folder.mkdir()
+    for name in os.listdir(trained[0]):
+        if name.startswith("model.ckpt-125") or name == "checkpoint":
+            shutil.copy(os.path.join(trained[0], name), folder)
+    return str(folder)
+
+
+def test_notebook_sentences_plain(trained):
+    result = run_predict("--output-dir", trained[0], *NOTEBOOK_SENTENCES)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    for line, sentence in zip(lines, NOTEBOOK_SENTENCES):
+        label, probability, lp_neg, lp_pos, echoed = PLAIN_LINE.match(line).groups()
+        assert echoed == sentence
+        log_probs = [float(lp_neg), float(lp_pos)]
+        assert label == ["Negative", "Positive"][int(np.argmax(log_probs))]
+        assert float(probability) == pytest.approx(np.exp(max(log_probs)), abs=1e-3)
+    assert lines[0].startswith("Negative\t")  # "awful" is one of the planted words
+    assert "Restoring" not in result.stderr  # the export was used
+
+
+def test_json_schema_and_planted_classes(trained):
+    sentences = ["great wonderful film", "the plot was awful and boring",
+                 "superb acting , loved it", "terrible script , worst movie"]
+    output, _ = predict_json("--output-dir", trained[0], *sentences)
+    assert [item["sentence"] for item in output] == sentences
+    assert [item["label"] for item in output] == ["Positive", "Negative", "Positive", "Negative"]
+    for item in output:
+        assert set(item) == {"sentence", "label", "probabilities", "log_probabilities"}
+        assert len(item["probabilities"]) == len(item["log_probabilities"]) == 2
+        assert sum(item["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+        np.testing.assert_allclose(np.exp(item["log_probabilities"]), item["probabilities"],
+                                   rtol=1e-5)
+
+
+def test_export_and_checkpoint_agree_and_repeat(trained):
+    sentences = NOTEBOOK_SENTENCES + NOTEBOOK_SENTENCES[:1] + [" ".join(["great"] * 100)]
+    from_export, _ = predict_json("--output-dir", trained[0], *sentences)
+    from_checkpoint, stderr = predict_json("--output-dir", trained[0], "--from-checkpoint",
+                                           *sentences)
+    assert "Restoring" in stderr and "model.ckpt-125" in stderr
+    assert [i["label"] for i in from_export] == [i["label"] for i in from_checkpoint]
+    np.testing.assert_allclose([i["probabilities"] for i in from_export],
+                               [i["probabilities"] for i in from_checkpoint], atol=1e-5)
+    assert from_export[0] == from_export[4]  # the same sentence twice, the same numbers
+
+
+def test_file_and_stdin_skip_blank_lines(trained, tmp_path):
+    sentences_file = tmp_path / "reviews.txt"
+    sentences_file.write_text("great film\n\n   \nawful film\n", encoding="utf-8")
+    output, stderr = predict_json("--output-dir", trained[0], "--file", str(sentences_file),
+                                  "--batch-size", "1")
+    assert [i["sentence"] for i in output] == ["great film", "awful film"]
+    assert "Skipped 2 blank lines" in stderr
+    result = run_predict("--output-dir", trained[0], "--file", "-", stdin="awful\ngreat\n")
+    assert [line.split("\t")[3] for line in result.stdout.splitlines()] == ["awful", "great"]
+
+
+def test_notebook_folder_restores_with_bert_hub(notebook_dir, trained, tiny_module):
+    expected, _ = predict_json("--output-dir", trained[0], *NOTEBOOK_SENTENCES)
+    output, stderr = predict_json("--output-dir", notebook_dir, "--bert-hub", tiny_module,
+                                  "--max-seq-length", "32", *NOTEBOOK_SENTENCES)
+    assert "no export" in stderr
+    np.testing.assert_allclose([i["probabilities"] for i in output],
+                               [i["probabilities"] for i in expected], atol=1e-5)
+
+
+def test_errors_exit_2_with_a_message(trained, notebook_dir, tmp_path):
+    cases = [
+        (["--output-dir", str(tmp_path), "hello"], "run train.py first"),
+        (["--output-dir", trained[0]], "No sentences"),
+        (["--output-dir", trained[0], "--file", str(tmp_path / "missing.txt")], "missing.txt"),
+        (["--output-dir", trained[0], "--max-seq-length", "64", "hi"], "does not match"),
+        (["--output-dir", notebook_dir, "hi"], "--bert-hub"),
+    ]
+    for args, message in cases:
+        result = run_predict(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_checkpoint_of_another_model_is_refused(notebook_dir, tmp_path):
+    other = str(tmp_path / "other_module")
+    export_hub_module.export_random(other, layers=1, hidden=16, heads=2)
+    result = run_predict("--output-dir", notebook_dir, "--bert-hub", other,
+                         "--max-seq-length", "32", "hi")
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "does not fit" in result.stderr and "Traceback" not in result.stderr
