@@ -20,7 +20,7 @@ import config
 import features
 import hub_module
 from compat import quiet_tf_logging, run_classifier, tf, tokenization
-from errors import UserError
+from errors import UserError, run_script
 from export import checkpoint_step, newest_export
 from model import model_fn_builder
 from outputs import read_json
@@ -197,8 +197,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print("error: %s" % e, file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

@@ -6,7 +6,6 @@ Sentiment with BERT on TF Hub", step by step, as a script.
 """
 import argparse
 import os
-import sys
 from datetime import datetime
 
 import config
@@ -15,7 +14,7 @@ import device
 import features
 import hub_module
 from compat import quiet_tf_logging, run_classifier, tf
-from errors import UserError
+from errors import UserError, run_script
 from export import export_for_prediction
 from model import model_fn_builder
 from outputs import read_json, write_json
@@ -226,8 +225,4 @@ def eval_results_json(result):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print("error: %s" % e, file=sys.stderr)
-        sys.exit(2)
+    run_script(main)

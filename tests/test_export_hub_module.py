@@ -1,4 +1,4 @@
-"""The exporter writes TF1 Hub modules that behave like tfhub.dev's BERT modules."""
+"""The exporter writes TF1 Hub modules that behave like Google's BERT Hub modules."""
 import os
 
 import numpy as np

@@ -75,3 +75,46 @@ def test_f1_is_contribs_best_over_thresholds():
     assert values["recall"] == pytest.approx(0.75)
     assert (values["true_positives"], values["true_negatives"], values["false_positives"],
             values["false_negatives"]) == (3, 1, 1, 1)
+
+
+def test_module_with_tf1_ref_variables_trains(tmp_path):
+    """Google's tfhub.dev BERT modules hold TF1 ref variables (VariableV2), while this
+    project runs with resource variables: such a module must load and train too."""
+    import export_hub_module
+    from compat import hub, modeling
+
+    vocab_file = tmp_path / "vocab.txt"
+    vocab_file.write_text("\n".join(export_hub_module.tiny_vocab()) + "\n")
+    bert_config = modeling.BertConfig(vocab_size=len(export_hub_module.tiny_vocab()),
+                                      hidden_size=16, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=32)
+    module_fn = export_hub_module.bert_module_fn(bert_config, str(vocab_file), True)
+
+    def ref_variables_module_fn(is_training):
+        with tf.variable_scope(tf.get_variable_scope(), use_resource=False):
+            module_fn(is_training)
+
+    spec = hub.create_module_spec(ref_variables_module_fn, tags_and_args=[
+        ({"train"}, {"is_training": True}), (set(), {"is_training": False})])
+    module_path = str(tmp_path / "ref_module")
+    with tf.Graph().as_default():
+        module = hub.Module(spec)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            module.export(module_path, sess)
+    with open(tmp_path / "ref_module" / "saved_model.pb", "rb") as f:
+        graph = f.read()
+    assert b"VariableV2" in graph and b"VarHandleOp" not in graph
+
+    tokenizer = features.create_tokenizer_from_hub_module(module_path)
+    feats = run_classifier.convert_examples_to_features(
+        features.make_examples(["great film", "awful film"], [1, 0]), config.label_list, 8,
+        tokenizer)
+    estimator = tf.estimator.Estimator(
+        model_fn=model_fn_builder(2, 1e-2, 3, 0, module_path),
+        config=tf.estimator.RunConfig(model_dir=str(tmp_path / "model"), tf_random_seed=1),
+        params={"batch_size": 2})
+    estimator.train(run_classifier.input_fn_builder(feats, 8, True, False), max_steps=3)
+    reader = tf.train.load_checkpoint(str(tmp_path / "ref_module" / "variables" / "variables"))
+    trained = estimator.get_variable_value("module/bert/pooler/dense/kernel")
+    assert np.abs(trained - reader.get_tensor("bert/pooler/dense/kernel")).max() > 1e-4
