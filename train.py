@@ -110,7 +110,8 @@ def check_settings(settings_path, settings):
     previous = read_json(settings_path)
     if previous is None:
         return
-    changed = [key for key in SETTINGS_THAT_MUST_MATCH if previous.get(key) != settings[key]]
+    changed = [key for key in SETTINGS_THAT_MUST_MATCH
+               if key in settings and previous.get(key) != settings[key]]
     if changed:
         raise UserError(
             "%s was written for other settings (%s), so its checkpoints do not fit this run. "
@@ -132,6 +133,20 @@ def main(argv=None):
     tf.io.gfile.makedirs(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
     print(device.describe())
+    # Checked now, before the slow steps, and again once the module's casing is known.
+    settings = {
+        "bert_hub": args.bert_hub if hub_module.is_url(args.bert_hub)
+        else os.path.abspath(args.bert_hub),
+        "max_seq_length": args.max_seq_length,
+        "label_list": config.label_list,
+        "label_names": config.LABEL_NAMES,
+        "seed": args.seed,
+        "data_dir": os.path.abspath(args.data_dir),
+        "train_samples": args.train_samples,
+        "test_samples": args.test_samples,
+    }
+    settings_path = os.path.join(output_dir, "model_settings.json")
+    check_settings(settings_path, settings)
 
     # Step 2: the data, as DataFrames, then a sample "to keep training fast".
     train, test = data.download_and_load_datasets(args.data_dir, args.data_url,
@@ -156,18 +171,7 @@ def main(argv=None):
     test_features = run_classifier.convert_examples_to_features(
         test_InputExamples, config.label_list, args.max_seq_length, tokenizer)
 
-    settings = {
-        "bert_hub": args.bert_hub if hub_module.is_url(args.bert_hub) else bert_hub,
-        "max_seq_length": args.max_seq_length,
-        "label_list": config.label_list,
-        "label_names": config.LABEL_NAMES,
-        "do_lower_case": tokenizer.basic_tokenizer.do_lower_case,
-        "seed": args.seed,
-        "data_dir": os.path.abspath(args.data_dir),
-        "train_samples": args.train_samples,
-        "test_samples": args.test_samples,
-    }
-    settings_path = os.path.join(output_dir, "model_settings.json")
+    settings["do_lower_case"] = tokenizer.basic_tokenizer.do_lower_case
     check_settings(settings_path, settings)
     write_json(settings_path, settings)
 

@@ -80,6 +80,7 @@ def test_other_settings_do_not_touch_the_checkpoints(trained, imdb_dir, tiny_mod
     result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--seed", "7"))
     assert result.returncode == 2
     assert "seed: 42 now 7" in result.stderr
+    assert "Train reviews" not in result.stdout  # stopped before the slow steps
     assert "Traceback" not in result.stderr
     assert sorted(os.listdir(output_dir)) == before
 
