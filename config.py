@@ -32,6 +32,8 @@ LEARNING_RATE = 2e-5
 NUM_TRAIN_EPOCHS = 3.0
 WARMUP_PROPORTION = 0.1
 SAVE_CHECKPOINTS_STEPS = 500
+# Not in the notebook: also save at least this often, so a crash loses little.
+SAVE_CHECKPOINTS_SECS = 600
 SAVE_SUMMARY_STEPS = 100
 
 # The classifier head's dropout (keep probability 0.9 in the notebook).

@@ -27,15 +27,26 @@ def load_directory_data(directory):
                         "{train,test}/{pos,neg}/<id>_<rating>.txt." % directory)
     data = {"sentence": [], "sentiment": []}
     names = sorted(tf.io.gfile.listdir(directory))
+    if not names:
+        raise UserError("%s is empty: the dataset folder must hold "
+                        "{train,test}/{pos,neg}/<id>_<rating>.txt." % directory)
     for file_name in tqdm(names, desc="Loading %s" % directory, unit=" reviews",
                           leave=False, mininterval=1.0):
+        path = os.path.join(directory, file_name)
         match = FILE_NAME.fullmatch(file_name)
         if not match:
             raise UserError("%s is not named <id>_<rating>.txt like the reviews of the "
-                            "dataset; move it out of that folder."
-                            % os.path.join(directory, file_name))
-        with tf.io.gfile.GFile(os.path.join(directory, file_name), "r") as f:
-            data["sentence"].append(f.read())
+                            "dataset; move it out of that folder." % path)
+        # A damaged review stops the run: skipping it would silently change the sample.
+        with tf.io.gfile.GFile(path, "rb") as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError("%s is not valid UTF-8 (%s); fix or remove the file." % (path, e))
+        if not text.strip():
+            raise UserError("%s is an empty review; fix or remove the file." % path)
+        data["sentence"].append(text)
         data["sentiment"].append(match.group(1))
     return pd.DataFrame.from_dict(data)
 

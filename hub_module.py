@@ -40,3 +40,9 @@ def resolve(handle):
                         "tfhub.dev BERT URL or a folder written by export_hub_module. %s"
                         % (path, OFFLINE_ROUTE))
     return path
+
+
+def position_limit(module_path):
+    """The longest sequence the module takes: its number of position embeddings."""
+    reader = tf.train.load_checkpoint(os.path.join(module_path, "variables", "variables"))
+    return reader.get_variable_to_shape_map()["bert/embeddings/position_embeddings"][0]

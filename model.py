@@ -4,6 +4,7 @@ by one restores in the other (and the notebook's own checkpoints restore too: th
 variable names are the notebook's)."""
 import config
 from compat import f1_score, hub, tf
+from hooks import EvalPredictionsHook, ProgressHook
 from optimizer import create_optimizer
 
 
@@ -59,8 +60,11 @@ def metric_fn(label_ids, predicted_labels):
     }
 
 
-def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub):
-    """The Estimator model_fn of the notebook, for the module at `bert_hub`."""
+def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
+                     progress_every_steps=None, eval_predictions=None):
+    """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
+    a progress line every `progress_every_steps` training steps, and a list that each
+    evaluation fills with the batches' label_ids and log_probs."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -88,9 +92,18 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             label_ids, num_labels, bert_hub)
         if is_training:
             train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps)
-            return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op)
+            hooks = []
+            if progress_every_steps:
+                hooks.append(ProgressHook(loss, progress_every_steps, params["batch_size"],
+                                          num_train_steps))
+            return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op,
+                                              training_hooks=hooks)
+        hooks = []
+        if eval_predictions is not None:
+            hooks.append(EvalPredictionsHook(label_ids, log_probs, eval_predictions))
         return tf.estimator.EstimatorSpec(
-            mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels))
+            mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels),
+            evaluation_hooks=hooks)
 
     return model_fn
 

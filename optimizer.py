@@ -18,6 +18,7 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps):
         warmup_learning_rate = init_lr * (tf.cast(step_int, tf.float32) / float(num_warmup_steps))
         is_warmup = tf.cast(step_int < num_warmup_steps, tf.float32)
         learning_rate = (1.0 - is_warmup) * learning_rate + is_warmup * warmup_learning_rate
+    tf.summary.scalar("learning_rate", learning_rate)  # for TensorBoard, next to the loss
 
     optimizer = optimization.AdamWeightDecayOptimizer(
         learning_rate=learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,

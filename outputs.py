@@ -6,15 +6,16 @@ import os
 from compat import tf
 
 
-def write_text(path, text):
+def write_file(path, content):
+    """Write `content` (str or bytes) to `path` atomically."""
     tmp = "%s.tmp-%d" % (path, os.getpid())
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
+    with tf.io.gfile.GFile(tmp, "wb" if isinstance(content, bytes) else "w") as f:
+        f.write(content)
     tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    write_file(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path):

@@ -99,8 +99,9 @@ def model_settings(args):
 
 def to_features(sentences, settings, tokenizer):
     examples = features.make_examples(sentences, [settings["label_list"][0]] * len(sentences))
-    return run_classifier.convert_examples_to_features(
-        examples, settings["label_list"], settings["max_seq_length"], tokenizer)
+    return features.convert_examples_to_features(
+        examples, settings["label_list"], settings["max_seq_length"], tokenizer,
+        desc="Converting sentences")
 
 
 def batches(items, size):

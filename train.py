@@ -6,23 +6,31 @@ Sentiment with BERT on TF Hub", step by step, as a script.
 """
 import argparse
 import os
+import subprocess
+import sys
 from datetime import datetime
+from importlib import metadata
 
 import config
 import data
 import device
 import features
 import hub_module
+import report
 from compat import quiet_tf_logging, run_classifier, tf
 from errors import UserError, run_script
 from export import export_for_prediction
+from hooks import CheckpointSaverHook
 from model import model_fn_builder
 from outputs import read_json, write_json
 
-# What --do-delete may remove: only files this project (or the Estimator) writes.
-PROJECT_OUTPUT_NAMES = ("checkpoint", "graph.pbtxt", ".gitkeep", "eval", "export")
+# What --do-delete may remove: only what this project (or the Estimator) writes.
+PROJECT_OUTPUT_NAMES = ("checkpoint", "graph.pbtxt", ".gitkeep", "eval", "export",
+                        "model_settings.json", "eval_results.json", "run_info.json",
+                        "test_predictions.csv", "confusion_matrix.png", "roc_curve.png")
 PROJECT_OUTPUT_PREFIXES = ("model.ckpt-", "events.out.tfevents.")
-PROJECT_OUTPUT_SUFFIXES = (".json", ".csv", ".png", ".tf_record")
+PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
+            "scikit-learn", "matplotlib")
 # model_settings.json keys that must not change while checkpoints exist.
 SETTINGS_THAT_MUST_MATCH = ("bert_hub", "max_seq_length", "label_list", "label_names",
                             "do_lower_case", "seed", "data_dir", "train_samples",
@@ -77,10 +85,15 @@ def parse_args(argv=None):
                    help="share of the steps over which the learning rate warms up")
     p.add_argument("--save-checkpoints-steps", type=positive(int),
                    default=config.SAVE_CHECKPOINTS_STEPS)
+    p.add_argument("--save-checkpoints-secs", type=positive(int),
+                   default=config.SAVE_CHECKPOINTS_SECS,
+                   help="also save at least this often (and on SIGINT/SIGTERM)")
     p.add_argument("--save-summary-steps", type=positive(int),
                    default=config.SAVE_SUMMARY_STEPS)
     p.add_argument("--seed", type=int, default=config.SEED,
                    help="seed of the review sample, shuffling and initialisation")
+    p.add_argument("--eval-only", action="store_true",
+                   help="evaluate the latest checkpoint in the output dir, without training")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's deprecation warnings too")
     return p.parse_args(argv)
@@ -94,15 +107,19 @@ def delete_output_dir(output_dir, data_dir):
     if target in {os.path.realpath(p) for p in forbidden}:
         raise UserError("Refusing --do-delete of %s: it is not an output folder. Pass "
                         "--output-dir with the folder to delete." % output_dir)
-    foreign = [name for name in tf.io.gfile.listdir(output_dir)
-               if name.rstrip("/") not in PROJECT_OUTPUT_NAMES
-               and not name.startswith(PROJECT_OUTPUT_PREFIXES)
-               and not name.rstrip("/").endswith(PROJECT_OUTPUT_SUFFIXES)]
+    names = [name.rstrip("/") for name in tf.io.gfile.listdir(output_dir)]
+    foreign = [name for name in names
+               if name.split(".tmp-")[0] not in PROJECT_OUTPUT_NAMES  # or a temporary file
+               and not name.startswith(PROJECT_OUTPUT_PREFIXES)]
     if foreign:
         raise UserError("Refusing --do-delete of %s: it holds files this project did not "
                         "write (%s). Move them away or delete the folder yourself."
                         % (output_dir, ", ".join(sorted(foreign)[:5])))
     tf.io.gfile.rmtree(output_dir)
+    if ".gitkeep" in names:  # OUTPUT_Bert/.gitkeep is part of the repository
+        tf.io.gfile.makedirs(output_dir)
+        with tf.io.gfile.GFile(os.path.join(output_dir, ".gitkeep"), "w") as f:
+            f.write("")
 
 
 def check_settings(settings_path, settings):
@@ -120,9 +137,30 @@ def check_settings(settings_path, settings):
                                         for k in changed)))
 
 
+def run_info(args, device_line, start_time, end_time=None, outcome="running"):
+    """What run_info.json records: flags, versions, device, commit, times."""
+    def version(package):
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip()
+    except OSError:
+        commit = ""
+    return {"flags": vars(args), "seed": args.seed, "python": sys.version.split()[0],
+            "packages": {package: version(package) for package in PACKAGES},
+            "device": device_line, "git_commit": commit or None,
+            "start_time": start_time.isoformat(timespec="seconds"),
+            "end_time": end_time.isoformat(timespec="seconds") if end_time else None,
+            "outcome": outcome}
+
+
 def main(argv=None):
     args = parse_args(argv)
     quiet_tf_logging(args.verbose)
+    start_time = datetime.now()
 
     # Step 1: the output directory.
     output_dir = args.output_dir
@@ -132,7 +170,8 @@ def main(argv=None):
         delete_output_dir(output_dir, args.data_dir)
     tf.io.gfile.makedirs(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
-    print(device.describe())
+    device_line = device.describe()
+    print(device_line)
     # Checked now, before the slow steps, and again once the module's casing is known.
     settings = {
         "bert_hub": args.bert_hub if hub_module.is_url(args.bert_hub)
@@ -163,48 +202,78 @@ def main(argv=None):
 
     # Step 4: the tokenizer that comes with the Hub module.
     bert_hub = hub_module.resolve(args.bert_hub)
+    limit = hub_module.position_limit(bert_hub)
+    if args.max_seq_length > limit:
+        raise UserError("--max-seq-length %d is more than the %d positions %s takes; pass "
+                        "--max-seq-length %d or less." % (args.max_seq_length, limit,
+                                                          args.bert_hub, limit))
     tokenizer = features.create_tokenizer_from_hub_module(bert_hub)
-
-    # Step 5: InputFeatures.
-    train_features = run_classifier.convert_examples_to_features(
-        train_InputExamples, config.label_list, args.max_seq_length, tokenizer)
-    test_features = run_classifier.convert_examples_to_features(
-        test_InputExamples, config.label_list, args.max_seq_length, tokenizer)
-
     settings["do_lower_case"] = tokenizer.basic_tokenizer.do_lower_case
     check_settings(settings_path, settings)
     write_json(settings_path, settings)
 
+    # Step 5: InputFeatures (the training ones only when training).
+    test_features = features.convert_examples_to_features(
+        test_InputExamples, config.label_list, args.max_seq_length, tokenizer,
+        desc="Converting test reviews")
+    train_features = [] if args.eval_only else features.convert_examples_to_features(
+        train_InputExamples, config.label_list, args.max_seq_length, tokenizer,
+        desc="Converting train reviews")
+
     # Steps 6-9: the model, the hyper-parameters and the Estimator.
-    num_train_steps = int(len(train_features) / args.batch_size * args.epochs)
+    num_train_steps = int(len(train) / args.batch_size * args.epochs)
     num_warmup_steps = int(num_train_steps * args.warmup_proportion)
     if num_train_steps < 1:
         raise UserError("%d training reviews at batch size %d for %s epochs make no training "
                         "step; sample more reviews or lower --batch-size."
-                        % (len(train_features), args.batch_size, args.epochs))
+                        % (len(train), args.batch_size, args.epochs))
 
+    # Checkpoints are saved by the project's hook (steps, seconds and signals), so the
+    # RunConfig's own saving is off.
     run_config = tf.estimator.RunConfig(
         model_dir=output_dir,
         save_summary_steps=args.save_summary_steps,
-        save_checkpoints_steps=args.save_checkpoints_steps,
+        save_checkpoints_steps=None,
+        save_checkpoints_secs=None,
+        log_step_count_steps=args.save_summary_steps,
         tf_random_seed=args.seed)
+    eval_batches = []
     model_fn = model_fn_builder(
         num_labels=len(config.label_list),
         learning_rate=args.learning_rate,
         num_train_steps=num_train_steps,
         num_warmup_steps=num_warmup_steps,
-        bert_hub=bert_hub)
+        bert_hub=bert_hub,
+        progress_every_steps=args.save_summary_steps,
+        eval_predictions=eval_batches)
     estimator = tf.estimator.Estimator(
         model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size})
+    write_json(os.path.join(output_dir, "run_info.json"),
+               run_info(args, device_line, start_time))
 
-    # Step 10: train.
-    train_input_fn = run_classifier.input_fn_builder(
-        features=train_features, seq_length=args.max_seq_length,
-        is_training=True, drop_remainder=False)
-    print("Beginning Training!")
-    current_time = datetime.now()
-    estimator.train(input_fn=train_input_fn, max_steps=num_train_steps)
-    print("Training took time ", datetime.now() - current_time)
+    # Step 10: train (resuming from the latest checkpoint, if any).
+    if args.eval_only:
+        if estimator.latest_checkpoint() is None:
+            raise UserError("--eval-only: no checkpoint in %s to evaluate; train first."
+                            % output_dir)
+    else:
+        train_input_fn = run_classifier.input_fn_builder(
+            features=train_features, seq_length=args.max_seq_length,
+            is_training=True, drop_remainder=False)
+        saver = CheckpointSaverHook(output_dir, args.save_checkpoints_steps,
+                                    args.save_checkpoints_secs)
+        print("Beginning Training!")
+        current_time = datetime.now()
+        estimator.train(input_fn=train_input_fn, max_steps=num_train_steps, hooks=[saver])
+        print("Training took time ", datetime.now() - current_time)
+        if saver.stopped_by_signal:
+            step = estimator.get_variable_value("global_step")
+            write_json(os.path.join(output_dir, "run_info.json"),
+                       run_info(args, device_line, start_time, datetime.now(),
+                                "interrupted at step %d" % step))
+            print("Interrupted at step %d of %d; the checkpoint is saved. Run the same command "
+                  "again to resume." % (step, num_train_steps), file=sys.stderr)
+            return 128 + saver.stopped_by_signal
 
     # Step 11: evaluate on the test sample.
     test_input_fn = run_classifier.input_fn_builder(
@@ -212,11 +281,17 @@ def main(argv=None):
         is_training=False, drop_remainder=False)
     result = estimator.evaluate(input_fn=test_input_fn, steps=None)
     print(result)
-    write_json(os.path.join(output_dir, "eval_results.json"), eval_results_json(result))
+    results = eval_results_json(result)
+    results.update(report.write_report(output_dir, test, eval_batches, config.LABEL_NAMES))
+    write_json(os.path.join(output_dir, "eval_results.json"), results)
+    print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load.
-    export_dir = export_for_prediction(estimator, output_dir, args.max_seq_length)
-    print("Exported the model for prediction to %s" % export_dir)
+    if not args.eval_only:
+        export_dir = export_for_prediction(estimator, output_dir, args.max_seq_length)
+        print("Exported the model for prediction to %s" % export_dir)
+    write_json(os.path.join(output_dir, "run_info.json"),
+               run_info(args, device_line, start_time, datetime.now(), "completed"))
     return 0
 
 

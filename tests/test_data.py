@@ -84,3 +84,25 @@ def test_download_from_closed_port_says_where_to_put_the_data(tmp_path):
                                   str(target))
     assert str(target / "aclImdb") in str(error.value)
     assert os.listdir(target) == []
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("5_9.txt", b"\xff\xfe bad bytes", "not valid UTF-8"),
+    ("6_9.txt", b"  \n", "empty review"),
+])
+def test_damaged_review_is_named(tmp_path, name, content, message):
+    (tmp_path / "1_8.txt").write_text("Fine.")
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(UserError, match=message) as error:
+        data.load_directory_data(str(tmp_path))
+    assert name in str(error.value)
+
+
+def test_missing_or_empty_class_folder_is_named(tmp_path):
+    (tmp_path / "train" / "pos").mkdir(parents=True)
+    (tmp_path / "train" / "pos" / "1_9.txt").write_text("Great.")
+    with pytest.raises(UserError, match="neg is missing"):
+        data.load_dataset(str(tmp_path / "train"), seed=0)
+    (tmp_path / "train" / "neg").mkdir()
+    with pytest.raises(UserError, match="neg is empty"):
+        data.load_dataset(str(tmp_path / "train"), seed=0)

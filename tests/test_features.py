@@ -44,3 +44,12 @@ def test_long_reviews_are_truncated_to_max_seq_length(tokenizer):
 def test_unknown_words_become_unk(tokenizer):
     [feature] = convert(tokenizer, ["great \u4e2d"], [1], 8)
     assert feature.input_ids[:4] == [101, tokenizer.vocab["great"], 100, 102]
+
+
+def test_progress_conversion_equals_bert(tokenizer):
+    sentences = ["great film", "awful , boring movie <br /> really", "", "x" * 300]
+    examples = features.make_examples(sentences, [1, 0, 1, 0])
+    ours = features.convert_examples_to_features(examples, config.label_list, 12, tokenizer)
+    berts = run_classifier.convert_examples_to_features(examples, config.label_list, 12,
+                                                        tokenizer)
+    assert [vars(f) for f in ours] == [vars(f) for f in berts]

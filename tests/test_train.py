@@ -1,6 +1,10 @@
 """python train.py end to end, in a subprocess, on the fixture data and tiny module."""
 import json
 import os
+import shutil
+
+import pandas as pd
+import pytest
 
 from conftest import quick_args, run_train
 
@@ -8,7 +12,7 @@ CONTRACT_FLAGS = ["--data-dir", "--data-url", "--data-md5", "--bert-hub", "--out
                   "--do-delete", "--bucket", "--train-samples", "--test-samples",
                   "--max-seq-length", "--batch-size", "--learning-rate", "--epochs",
                   "--warmup-proportion", "--save-checkpoints-steps", "--save-summary-steps",
-                  "--seed"]
+                  "--seed", "--save-checkpoints-secs", "--eval-only", "--verbose"]
 EVAL_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall", "true_positives",
              "true_negatives", "false_positives", "false_negatives", "loss", "global_step"}
 
@@ -39,7 +43,7 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
         "data_dir": imdb_dir, "train_samples": None, "test_samples": None}
 
     results = read_json(os.path.join(output_dir, "eval_results.json"))
-    assert set(results) == EVAL_KEYS
+    assert set(results) == EVAL_KEYS | {"roc_auc", "classification_report"}
     assert results["global_step"] == 125  # int(200 / 16 * 10)
     for key in ("true_positives", "true_negatives", "false_positives", "false_negatives",
                 "global_step"):
@@ -58,6 +62,46 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
         "global_step": 125, "max_seq_length": 32}
     assert os.path.exists(os.path.join(export_dir, "assets", "vocab.txt"))
     assert "Exported the model for prediction to %s" % export_dir in result.stdout
+
+
+def test_evaluation_leaves_pictures_predictions_and_run_info(trained):
+    output_dir = trained[0]
+    results = read_json(os.path.join(output_dir, "eval_results.json"))
+    assert 0.9 <= results["roc_auc"] <= 1.0
+    report = results["classification_report"]
+    assert report["accuracy"] == pytest.approx(results["eval_accuracy"], abs=1e-6)
+    assert report["Positive"]["support"] == report["Negative"]["support"] == 50
+    for picture in ("confusion_matrix.png", "roc_curve.png"):
+        with open(os.path.join(output_dir, picture), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(os.path.join(output_dir, "test_predictions.csv"))
+    assert list(table.columns) == ["sentence", "polarity", "predicted_label",
+                                   "probability_positive"]
+    assert len(table) == 100
+    correct = (table["predicted_label"] == table["polarity"]).mean()
+    assert correct == pytest.approx(results["eval_accuracy"], abs=1e-6)
+    assert ((table["probability_positive"] > 0.5) == (table["predicted_label"] == 1)).all()
+
+    info = read_json(os.path.join(output_dir, "run_info.json"))
+    assert info["outcome"] == "completed"
+    assert info["flags"]["seed"] == info["seed"] == 42
+    assert info["packages"]["tensorflow"] == "2.15.1"
+    assert info["device"].startswith("Training on CPU")
+    assert info["start_time"] <= info["end_time"]
+    assert "step 125/125  loss " in trained[1].stdout and "examples/s  ETA" in trained[1].stdout
+
+
+def test_eval_only_evaluates_the_latest_checkpoint(trained, imdb_dir, tiny_module, tmp_path):
+    output_dir = str(tmp_path / "copy")
+    shutil.copytree(trained[0], output_dir)
+    os.remove(os.path.join(output_dir, "eval_results.json"))
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Beginning Training!" not in result.stdout
+    assert read_json(os.path.join(output_dir, "eval_results.json")) == read_json(
+        os.path.join(trained[0], "eval_results.json"))
+    empty = run_train(*quick_args(imdb_dir, tiny_module, str(tmp_path / "none"), "--eval-only"))
+    assert empty.returncode == 2 and "no checkpoint" in empty.stderr
 
 
 def test_tiny_model_learns_the_planted_signal(trained):

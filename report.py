@@ -1,0 +1,83 @@
+"""What an evaluation leaves to look at, from the real probabilities of the test reviews:
+confusion_matrix.png, roc_curve.png, test_predictions.csv, and the probability-based
+metrics that eval_results.json adds next to the notebook's."""
+import io
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from sklearn import metrics  # noqa: E402
+
+import config  # noqa: E402
+from outputs import write_file  # noqa: E402
+
+
+def write_report(output_dir, test, eval_batches, label_names):
+    """Write the plots and the CSV for `test` (the DataFrame evaluated, in order) from the
+    batches an EvalPredictionsHook collected; returns the keys to add to eval_results."""
+    label_ids = np.concatenate([batch["label_ids"] for batch in eval_batches])
+    log_probs = np.concatenate([batch["log_probs"] for batch in eval_batches])
+    if not np.array_equal(label_ids, test[config.LABEL_COLUMN].to_numpy()):
+        raise RuntimeError("evaluated examples are not the test sample, in order")
+    probabilities = np.exp(log_probs)
+    predicted = probabilities.argmax(axis=1)
+    positive = probabilities[:, 1]
+
+    predictions_table = pd.DataFrame({
+        "sentence": test[config.DATA_COLUMN],
+        "polarity": label_ids,
+        "predicted_label": predicted,
+        "probability_positive": positive,
+    })
+    write_file(os.path.join(output_dir, "test_predictions.csv"), predictions_table.to_csv(index=False))
+
+    both_classes = len(np.unique(label_ids)) == 2
+    write_file(os.path.join(output_dir, "confusion_matrix.png"),
+               confusion_matrix_png(label_ids, predicted, label_names))
+    if both_classes:
+        write_file(os.path.join(output_dir, "roc_curve.png"), roc_curve_png(label_ids, positive))
+    return {
+        "roc_auc": float(metrics.roc_auc_score(label_ids, positive)) if both_classes else None,
+        "classification_report": metrics.classification_report(
+            label_ids, predicted, labels=list(range(len(label_names))),
+            target_names=label_names, output_dict=True, zero_division=0),
+    }
+
+
+def png_bytes(figure):
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def confusion_matrix_png(label_ids, predicted, label_names):
+    counts = metrics.confusion_matrix(label_ids, predicted, labels=range(len(label_names)))
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.imshow(counts, cmap="Blues")
+    for (row, column), count in np.ndenumerate(counts):
+        axes.text(column, row, str(count), ha="center", va="center",
+                  color="white" if count > counts.max() / 2 else "black", fontsize=13)
+    axes.set_xticks(range(len(label_names)), label_names)
+    axes.set_yticks(range(len(label_names)), label_names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title("Confusion matrix (%d test reviews)" % len(label_ids))
+    return png_bytes(figure)
+
+
+def roc_curve_png(label_ids, positive):
+    false_positive_rate, true_positive_rate, _ = metrics.roc_curve(label_ids, positive)
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.plot(false_positive_rate, true_positive_rate,
+              label="ROC AUC %.4f" % metrics.roc_auc_score(label_ids, positive))
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
+    axes.set_xlabel("false positive rate")
+    axes.set_ylabel("true positive rate")
+    axes.set_title("ROC curve, P(Positive) on the test reviews")
+    axes.legend(loc="lower right")
+    return png_bytes(figure)
