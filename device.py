@@ -2,7 +2,9 @@
 import shutil
 import subprocess
 
-from compat import tf2
+from tensorflow.core.protobuf import rewriter_config_pb2
+
+from compat import tf, tf2
 
 
 def nvidia_smi_gpus():
@@ -31,3 +33,32 @@ def describe():
                 "'tensorflow[and-cuda]==2.15.1' (make train does this when nvidia-smi works), "
                 "and check the driver supports CUDA 12." % ", ".join(smi_gpus))
     return "Training on CPU (no GPU found)"
+
+
+def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
+    """Whether the CPU computes bfloat16 natively (AVX512_BF16 or AMX), from Linux's
+    /proc/cpuinfo; elsewhere no."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f
+                          if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def bf16_session_config(requested):
+    """(session config or None, message or None) for --bf16: oneDNN's bfloat16 mixed-
+    precision graph rewrite, where the CPU computes bfloat16 natively."""
+    if not requested:
+        return None, None
+    if tf2.config.list_physical_devices("GPU"):
+        return None, ("--bf16 is ignored: it speeds up CPUs with AVX512_BF16/AMX, and this "
+                      "run is on a GPU, in float32.")
+    if not cpu_supports_bf16():
+        return None, ("--bf16 is ignored: this CPU has no AVX512_BF16 or AMX, so bfloat16 "
+                      "would not be faster; running in float32.")
+    config = tf.ConfigProto()
+    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
+        rewriter_config_pb2.RewriterConfig.ON)
+    return config, "--bf16: oneDNN bfloat16 mixed precision on (AVX512_BF16/AMX CPU)."

@@ -17,6 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 import config
+import device
 import features
 import hub_module
 from compat import quiet_tf_logging, run_classifier, tf, tokenization
@@ -45,6 +46,8 @@ def parse_args(argv=None):
                         "exists")
     p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE,
                    help="sentences per batch (default %(default)s)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's log")
     return p.parse_args(argv)
 
@@ -108,13 +111,13 @@ def batches(items, size):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def predict_from_export(export_dir, settings, sentences, batch_size):
+def predict_from_export(export_dir, settings, sentences, batch_size, session_config):
     """Log-probabilities [n, 2] from the exported SavedModel."""
     tokenizer = tokenization.FullTokenizer(
         vocab_file=os.path.join(export_dir, "assets", "vocab.txt"),
         do_lower_case=settings["do_lower_case"])
     feats = to_features(sentences, settings, tokenizer)
-    with tf.Graph().as_default(), tf.Session() as sess:
+    with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
         meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
         signature = meta_graph.signature_def["serving_default"]
         output = signature.outputs["log_probabilities"].name
@@ -127,7 +130,8 @@ def predict_from_export(export_dir, settings, sentences, batch_size):
     return np.concatenate(log_probs)
 
 
-def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size):
+def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size,
+                            session_config):
     """Log-probabilities [n, 2] from `checkpoint`, through the Estimator and model_fn."""
     bert_hub = hub_module.resolve(settings["bert_hub"])
     tokenizer = features.create_tokenizer_from_hub_module(bert_hub)
@@ -135,7 +139,7 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
     estimator = tf.estimator.Estimator(
         model_fn=model_fn_builder(num_labels=len(settings["label_list"]), learning_rate=0.0,
                                   num_train_steps=1, num_warmup_steps=0, bert_hub=bert_hub),
-        config=tf.estimator.RunConfig(model_dir=output_dir),
+        config=tf.estimator.RunConfig(model_dir=output_dir, session_config=session_config),
         params={"batch_size": batch_size})
     input_fn = run_classifier.input_fn_builder(
         features=feats, seq_length=settings["max_seq_length"], is_training=False,
@@ -160,6 +164,9 @@ def main(argv=None):
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive, not %d." % args.batch_size)
     sentences = read_sentences(args)
+    session_config, bf16_message = device.bf16_session_config(args.bf16)
+    if bf16_message:
+        print(bf16_message, file=sys.stderr)
 
     checkpoint = tf.train.latest_checkpoint(args.output_dir)
     if checkpoint is None:
@@ -171,14 +178,15 @@ def main(argv=None):
     if (not args.from_checkpoint and export_info is not None
             and export_info["global_step"] == checkpoint_step(checkpoint)
             and export_info["max_seq_length"] == settings["max_seq_length"]):
-        log_probs = predict_from_export(export_dir, settings, sentences, args.batch_size)
+        log_probs = predict_from_export(export_dir, settings, sentences, args.batch_size,
+                                        session_config)
     else:
         reason = ("--from-checkpoint" if args.from_checkpoint else
                   "no export of step %d" % checkpoint_step(checkpoint))
         print("Restoring %s through the Estimator (%s)." % (checkpoint, reason),
               file=sys.stderr)
         log_probs = predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
-                                            args.batch_size)
+                                            args.batch_size, session_config)
 
     label_names = settings["label_names"]
     probabilities = np.exp(log_probs)

@@ -92,6 +92,9 @@ def parse_args(argv=None):
                    default=config.SAVE_SUMMARY_STEPS)
     p.add_argument("--seed", type=int, default=config.SEED,
                    help="seed of the review sample, shuffling and initialisation")
+    p.add_argument("--bf16", action="store_true",
+                   help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX (oneDNN "
+                        "graph rewrite); off by default, as the notebook ran float32")
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate the latest checkpoint in the output dir, without training")
     p.add_argument("--verbose", action="store_true",
@@ -172,6 +175,9 @@ def main(argv=None):
     print("***** Model output directory: {} *****".format(output_dir))
     device_line = device.describe()
     print(device_line)
+    session_config, bf16_message = device.bf16_session_config(args.bf16)
+    if bf16_message:
+        print(bf16_message)
     # Checked now, before the slow steps, and again once the module's casing is known.
     settings = {
         "bert_hub": args.bert_hub if hub_module.is_url(args.bert_hub)
@@ -236,7 +242,8 @@ def main(argv=None):
         save_checkpoints_steps=None,
         save_checkpoints_secs=None,
         log_step_count_steps=args.save_summary_steps,
-        tf_random_seed=args.seed)
+        tf_random_seed=args.seed,
+        session_config=session_config)
     eval_batches = []
     model_fn = model_fn_builder(
         num_labels=len(config.label_list),

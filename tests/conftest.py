@@ -50,15 +50,16 @@ def synthetic_review(rng, polarity):
         ["Really!", "What a film.", "10/10" if polarity else "1/10"])
 
 
-def make_imdb_tree(root, seed=0):
-    """Write root/aclImdb in the real layout; returns root."""
+def make_imdb_tree(root, seed=0, per_class=None):
+    """Write root/aclImdb in the real layout, `per_class` reviews per class folder of each
+    split (default PER_CLASS); returns root."""
     rng = random.Random(seed)
     base = os.path.join(root, "aclImdb")
     review_id = 0
-    for split, per_class in PER_CLASS.items():
+    for split, count in (per_class or PER_CLASS).items():
         for folder, polarity, ratings in (("pos", 1, (7, 8, 9, 10)), ("neg", 0, (1, 2, 3, 4))):
             os.makedirs(os.path.join(base, split, folder))
-            for _ in range(per_class):
+            for _ in range(count):
                 name = "%d_%d.txt" % (review_id, rng.choice(ratings))
                 with open(os.path.join(base, split, folder, name), "w", encoding="utf-8") as f:
                     f.write(synthetic_review(rng, polarity))
