@@ -20,7 +20,7 @@ import config
 import device
 import features
 import hub_module
-from compat import quiet_tf_logging, run_classifier, tf, tokenization
+from compat import quiet_tf_logging, run_classifier, tf
 from errors import UserError, run_script
 from export import checkpoint_step, newest_export
 from model import model_fn_builder
@@ -113,9 +113,8 @@ def batches(items, size):
 
 def predict_from_export(export_dir, settings, sentences, batch_size, session_config):
     """Log-probabilities [n, 2] from the exported SavedModel."""
-    tokenizer = tokenization.FullTokenizer(
-        vocab_file=os.path.join(export_dir, "assets", "vocab.txt"),
-        do_lower_case=settings["do_lower_case"])
+    tokenizer = features.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
+                                          settings["do_lower_case"], fast=True)
     feats = to_features(sentences, settings, tokenizer)
     with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
         meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
@@ -134,7 +133,7 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
                             session_config):
     """Log-probabilities [n, 2] from `checkpoint`, through the Estimator and model_fn."""
     bert_hub = hub_module.resolve(settings["bert_hub"])
-    tokenizer = features.create_tokenizer_from_hub_module(bert_hub)
+    tokenizer = features.create_tokenizer_from_hub_module(bert_hub, fast=True)
     feats = to_features(sentences, settings, tokenizer)
     estimator = tf.estimator.Estimator(
         model_fn=model_fn_builder(num_labels=len(settings["label_list"]), learning_rate=0.0,

@@ -14,6 +14,7 @@ from importlib import metadata
 import config
 import data
 import device
+import feature_cache
 import features
 import hub_module
 import report
@@ -28,7 +29,7 @@ from outputs import read_json, write_json
 PROJECT_OUTPUT_NAMES = ("checkpoint", "graph.pbtxt", ".gitkeep", "eval", "export",
                         "model_settings.json", "eval_results.json", "run_info.json",
                         "test_predictions.csv", "confusion_matrix.png", "roc_curve.png")
-PROJECT_OUTPUT_PREFIXES = ("model.ckpt-", "events.out.tfevents.")
+PROJECT_OUTPUT_PREFIXES = ("model.ckpt-", "events.out.tfevents.", "features-")
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
             "scikit-learn", "matplotlib")
 # model_settings.json keys that must not change while checkpoints exist.
@@ -95,6 +96,9 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX (oneDNN "
                         "graph rewrite); off by default, as the notebook ran float32")
+    p.add_argument("--reference-tokenizer", action="store_true",
+                   help="convert features with bert's FullTokenizer only (slower; the fast "
+                        "path gives the same ids)")
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate the latest checkpoint in the output dir, without training")
     p.add_argument("--verbose", action="store_true",
@@ -213,18 +217,20 @@ def main(argv=None):
         raise UserError("--max-seq-length %d is more than the %d positions %s takes; pass "
                         "--max-seq-length %d or less." % (args.max_seq_length, limit,
                                                           args.bert_hub, limit))
-    tokenizer = features.create_tokenizer_from_hub_module(bert_hub)
-    settings["do_lower_case"] = tokenizer.basic_tokenizer.do_lower_case
+    vocab_file, do_lower_case = features.tokenization_info(bert_hub)
+    tokenizer = features.create_tokenizer(vocab_file, do_lower_case,
+                                          fast=not args.reference_tokenizer)
+    settings["do_lower_case"] = do_lower_case
     check_settings(settings_path, settings)
     write_json(settings_path, settings)
 
-    # Step 5: InputFeatures (the training ones only when training).
-    test_features = features.convert_examples_to_features(
-        test_InputExamples, config.label_list, args.max_seq_length, tokenizer,
-        desc="Converting test reviews")
-    train_features = [] if args.eval_only else features.convert_examples_to_features(
-        train_InputExamples, config.label_list, args.max_seq_length, tokenizer,
-        desc="Converting train reviews")
+    # Step 5: InputFeatures (the training ones only when training), cached in output_dir.
+    test_features = feature_cache.load_or_convert(
+        output_dir, "test", test_InputExamples, config.label_list, args.max_seq_length,
+        tokenizer, vocab_file, do_lower_case)
+    train_features = [] if args.eval_only else feature_cache.load_or_convert(
+        output_dir, "train", train_InputExamples, config.label_list, args.max_seq_length,
+        tokenizer, vocab_file, do_lower_case)
 
     # Steps 6-9: the model, the hyper-parameters and the Estimator.
     num_train_steps = int(len(train) / args.batch_size * args.epochs)

@@ -53,3 +53,15 @@ def test_progress_conversion_equals_bert(tokenizer):
     berts = run_classifier.convert_examples_to_features(examples, config.label_list, 12,
                                                         tokenizer)
     assert [vars(f) for f in ours] == [vars(f) for f in berts]
+
+
+def test_fast_conversion_in_chunks_equals_bert(tiny_module):
+    vocab_file, do_lower_case = features.tokenization_info(tiny_module)
+    fast = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
+    sentences = ["review %d is great , caf\u00e9 \uf0b7 %s" % (i, "x " * (i % 40))
+                 for i in range(2101)]  # more than one chunk; some need the fallback
+    examples = features.make_examples(sentences, [i % 2 for i in range(len(sentences))])
+    ours = features.convert_examples_to_features(examples, config.label_list, 32, fast)
+    berts = run_classifier.convert_examples_to_features(examples, config.label_list, 32,
+                                                        fast.reference)
+    assert [vars(f) for f in ours] == [vars(f) for f in berts]

@@ -98,6 +98,7 @@ def test_eval_only_evaluates_the_latest_checkpoint(trained, imdb_dir, tiny_modul
     result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Beginning Training!" not in result.stdout
+    assert "Using the cached test features" in result.stdout
     assert read_json(os.path.join(output_dir, "eval_results.json")) == read_json(
         os.path.join(trained[0], "eval_results.json"))
     empty = run_train(*quick_args(imdb_dir, tiny_module, str(tmp_path / "none"), "--eval-only"))

@@ -1,0 +1,105 @@
+"""Feature conversion speed: bert's run_classifier.convert_examples_to_features with its
+FullTokenizer against this project's fast path, on the same reviews in one run, with a
+check that the ids are identical. Run by hand, never in tests.
+
+    python bench/feature_speed.py --data-dir data --bert-hub DIR   # real reviews and vocab
+    python bench/feature_speed.py                                  # generated review-like
+                                                                   # text and vocab
+"""
+import argparse
+import os
+import random
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import config  # noqa: E402
+import data  # noqa: E402
+import features  # noqa: E402
+from compat import quiet_tf_logging, run_classifier, tf  # noqa: E402
+from export_hub_module import SPECIAL_TOKENS  # noqa: E402
+
+SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "po", "si", "de", "fa", "gu", "ho", "ji",
+             "ble", "tion", "ment", "er", "ing", "ous", "ly", "st", "an", "re", "in"]
+EXTRAS = ["caf\u00e9", "na\u00efve", "\u00e9cole", "\u4e2d\u6587", "\U0001F600", "\u2014",
+          "\u201cquoted\u201d", "10/10", "(really)", "it's", "don't", "!!!", "..."]
+
+
+def generated_vocab_and_reviews(count, seed=0):
+    """A 30,000-entry vocab (Google's special ids, single characters, ##pieces, words) and
+    `count` reviews of several hundred words with HTML breaks, punctuation, non-ASCII."""
+    rng = random.Random(seed)
+    words = sorted({"".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4)))
+                    for _ in range(40000)})
+    chars = [chr(c) for c in range(33, 127)] + ["\u00e9", "\u00ef", "\u4e2d", "\u6587"]
+    pieces = ["##" + c for c in chars] + ["##" + s for s in SYLLABLES]
+    vocab = list(dict.fromkeys(SPECIAL_TOKENS + chars + pieces + words))[:30000]
+    reviews = []
+    for _ in range(count):
+        tokens = []
+        for _ in range(rng.randint(40, 380)):  # about IMDB's mean of 1,300 characters
+            roll = rng.random()
+            if roll < 0.85:
+                tokens.append(rng.choice(words))
+            elif roll < 0.93:
+                tokens.append(rng.choice(words) + rng.choice(words))  # split into pieces
+            elif roll < 0.97:
+                tokens.append(rng.choice(EXTRAS))
+            else:
+                tokens.append(rng.choice([".", ",", "<br /><br />", "!"]))
+        reviews.append(" ".join(tokens).capitalize())
+    return vocab, reviews
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-dir", help="folder holding aclImdb/ (its train split is used)")
+    p.add_argument("--bert-hub", help="Hub module whose vocab and casing to use")
+    p.add_argument("--reviews", type=int, default=25000)
+    p.add_argument("--max-seq-length", type=int, default=config.MAX_SEQ_LENGTH)
+    args = p.parse_args()
+    quiet_tf_logging()
+    tf.logging.set_verbosity(tf.logging.WARN)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab, reviews = generated_vocab_and_reviews(0 if args.data_dir else args.reviews)
+        if args.data_dir:
+            train = data.load_dataset(os.path.join(args.data_dir, "aclImdb", "train"), seed=0)
+            reviews = list(train[config.DATA_COLUMN][:args.reviews])
+        if args.bert_hub:
+            vocab_file, do_lower_case = features.tokenization_info(args.bert_hub)
+        else:
+            vocab_file, do_lower_case = os.path.join(tmp, "vocab.txt"), True
+            with open(vocab_file, "w", encoding="utf-8") as f:
+                f.write("\n".join(vocab) + "\n")
+        examples = features.make_examples(reviews, [0] * len(reviews))
+        print("%d reviews, mean %d characters, max_seq_length %d"
+              % (len(reviews), sum(map(len, reviews)) / len(reviews), args.max_seq_length))
+
+        reference = features.create_tokenizer(vocab_file, do_lower_case)
+        start = time.perf_counter()
+        expected = run_classifier.convert_examples_to_features(
+            examples, config.label_list, args.max_seq_length, reference)
+        reference_seconds = time.perf_counter() - start
+
+        fast = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
+        start = time.perf_counter()
+        got = features.convert_examples_to_features(
+            examples, config.label_list, args.max_seq_length, fast)
+        fast_seconds = time.perf_counter() - start
+
+    same = all(a.input_ids == b.input_ids and a.input_mask == b.input_mask
+               and a.segment_ids == b.segment_ids for a, b in zip(got, expected))
+    print("run_classifier + FullTokenizer: %8.1f reviews/s (%.1f s)"
+          % (len(reviews) / reference_seconds, reference_seconds))
+    print("fast path:                      %8.1f reviews/s (%.1f s, %d texts fell back)"
+          % (len(reviews) / fast_seconds, fast_seconds, fast.fallbacks))
+    print("speed-up: %.1fx; identical input_ids, input_mask, segment_ids: %s"
+          % (reference_seconds / fast_seconds, same))
+
+
+if __name__ == "__main__":
+    main()
