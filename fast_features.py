@@ -29,6 +29,14 @@ class FastTokenizer:
             vocab_file, lowercase=do_lower_case, clean_text=True, handle_chinese_chars=True,
             strip_accents=None)  # None: accents go with lowercasing, as in bert
         self.fast._tokenizer.model.max_input_chars_per_word = 200  # bert's limit
+        # For printable-ASCII text bert's normalisation is only lowercasing (no accents, no
+        # CJK, tabs and newlines split words like spaces): done by str.lower, the Rust
+        # normalizer can be skipped.
+        self.ascii = BertWordPieceTokenizer(vocab_file, lowercase=False, clean_text=False,
+                                            handle_chinese_chars=False, strip_accents=False)
+        self.ascii._tokenizer.normalizer = None
+        self.ascii._tokenizer.model.max_input_chars_per_word = 200
+        self.do_lower_case = do_lower_case
         self.agrees = {}  # character -> both tokenizers give the same ids around it
         self.fallbacks = 0  # texts that went to the FullTokenizer
 
@@ -36,8 +44,20 @@ class FastTokenizer:
         return self.reference.convert_tokens_to_ids(self.reference.tokenize(text))
 
     def fast_ids(self, texts):
-        return [encoding.ids for encoding in
-                self.fast.encode_batch(list(texts), add_special_tokens=False)]
+        texts = list(texts)
+        plain = [i for i, text in enumerate(texts) if SAFE.issuperset(text)]
+        plain_set = set(plain)
+        other = [i for i in range(len(texts)) if i not in plain_set]
+        result = [None] * len(texts)
+        lower = str.lower if self.do_lower_case else str
+        for indices, tokenizer, prepare in ((plain, self.ascii, lower),
+                                            (other, self.fast, str)):
+            # encode_batch_fast: the same ids as encode_batch, without character offsets.
+            encodings = tokenizer._tokenizer.encode_batch_fast(
+                [prepare(texts[i]) for i in indices], add_special_tokens=False)
+            for i, encoding in zip(indices, encodings):
+                result[i] = encoding.ids
+        return result
 
     def is_safe(self, text):
         """Whether every character of `text` was seen to tokenize the same in both."""

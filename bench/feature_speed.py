@@ -21,6 +21,7 @@ import data  # noqa: E402
 import features  # noqa: E402
 from compat import quiet_tf_logging, run_classifier, tf  # noqa: E402
 from export_hub_module import SPECIAL_TOKENS  # noqa: E402
+from fast_features import SAFE  # noqa: E402
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "po", "si", "de", "fa", "gu", "ho", "ji",
              "ble", "tion", "ment", "er", "ing", "ous", "ly", "st", "an", "re", "in"]
@@ -28,26 +29,29 @@ EXTRAS = ["caf\u00e9", "na\u00efve", "\u00e9cole", "\u4e2d\u6587", "\U0001F600",
           "\u201cquoted\u201d", "10/10", "(really)", "it's", "don't", "!!!", "..."]
 
 
-def generated_vocab_and_reviews(count, seed=0):
+def generated_vocab_and_reviews(count, non_ascii_share=0.5, seed=0):
     """A 30,000-entry vocab (Google's special ids, single characters, ##pieces, words) and
-    `count` reviews of several hundred words with HTML breaks, punctuation, non-ASCII."""
+    `count` reviews of about IMDB's length with HTML breaks and punctuation; a share
+    `non_ascii_share` of them also holds accents, CJK, emoji and typographic quotes."""
     rng = random.Random(seed)
     words = sorted({"".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 4)))
                     for _ in range(40000)})
     chars = [chr(c) for c in range(33, 127)] + ["\u00e9", "\u00ef", "\u4e2d", "\u6587"]
     pieces = ["##" + c for c in chars] + ["##" + s for s in SYLLABLES]
     vocab = list(dict.fromkeys(SPECIAL_TOKENS + chars + pieces + words))[:30000]
+    ascii_extras = [extra for extra in EXTRAS if extra.isascii()]
     reviews = []
     for _ in range(count):
+        extras = EXTRAS if rng.random() < non_ascii_share else ascii_extras
         tokens = []
-        for _ in range(rng.randint(40, 380)):  # about IMDB's mean of 1,300 characters
+        for _ in range(rng.randint(25, 255)):  # about IMDB's mean of 1,300 characters
             roll = rng.random()
             if roll < 0.85:
                 tokens.append(rng.choice(words))
             elif roll < 0.93:
                 tokens.append(rng.choice(words) + rng.choice(words))  # split into pieces
             elif roll < 0.97:
-                tokens.append(rng.choice(EXTRAS))
+                tokens.append(rng.choice(extras))
             else:
                 tokens.append(rng.choice([".", ",", "<br /><br />", "!"]))
         reviews.append(" ".join(tokens).capitalize())
@@ -60,12 +64,15 @@ def main():
     p.add_argument("--data-dir", help="folder holding aclImdb/ (its train split is used)")
     p.add_argument("--bert-hub", help="Hub module whose vocab and casing to use")
     p.add_argument("--reviews", type=int, default=25000)
+    p.add_argument("--non-ascii-share", type=float, default=0.5,
+                   help="generated reviews: share holding non-ASCII characters")
     p.add_argument("--max-seq-length", type=int, default=config.MAX_SEQ_LENGTH)
     args = p.parse_args()
     quiet_tf_logging()
     tf.logging.set_verbosity(tf.logging.WARN)
     with tempfile.TemporaryDirectory() as tmp:
-        vocab, reviews = generated_vocab_and_reviews(0 if args.data_dir else args.reviews)
+        vocab, reviews = generated_vocab_and_reviews(0 if args.data_dir else args.reviews,
+                                                     args.non_ascii_share)
         if args.data_dir:
             train = data.load_dataset(os.path.join(args.data_dir, "aclImdb", "train"), seed=0)
             reviews = list(train[config.DATA_COLUMN][:args.reviews])
@@ -76,8 +83,11 @@ def main():
             with open(vocab_file, "w", encoding="utf-8") as f:
                 f.write("\n".join(vocab) + "\n")
         examples = features.make_examples(reviews, [0] * len(reviews))
-        print("%d reviews, mean %d characters, max_seq_length %d"
-              % (len(reviews), sum(map(len, reviews)) / len(reviews), args.max_seq_length))
+        ascii_share = sum(SAFE.issuperset(review) for review in reviews) / len(reviews)
+        print("%d reviews, mean %d characters, %.0f%% printable ASCII only (the fast path "
+              "gains most on those), max_seq_length %d"
+              % (len(reviews), sum(map(len, reviews)) / len(reviews), 100 * ascii_share,
+                 args.max_seq_length))
 
         reference = features.create_tokenizer(vocab_file, do_lower_case)
         start = time.perf_counter()
