@@ -47,18 +47,39 @@ def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def bf16_session_config(requested):
-    """(session config or None, message or None) for --bf16: oneDNN's bfloat16 mixed-
-    precision graph rewrite, where the CPU computes bfloat16 natively."""
-    if not requested:
-        return None, None
-    if tf2.config.list_physical_devices("GPU"):
-        return None, ("--bf16 is ignored: it speeds up CPUs with AVX512_BF16/AMX, and this "
-                      "run is on a GPU, in float32.")
-    if not cpu_supports_bf16():
-        return None, ("--bf16 is ignored: this CPU has no AVX512_BF16 or AMX, so bfloat16 "
-                      "would not be faster; running in float32.")
+def session_config(bf16=False, use_xla=False, use_amp=False):
+    """(session config or None, messages, whether AMP is on) for the speed switches, all
+    off by default so results match the notebook's float32 run:
+      --bf16     oneDNN's bfloat16 rewrite, on CPUs that compute bfloat16 natively;
+      --use-xla  XLA JIT compilation, on a GPU;
+      --use-amp  float16 mixed precision (graph rewrite; the optimizer scales the loss),
+                 on a GPU.
+    A switch that does not fit the device is ignored, with a message saying so."""
+    on_gpu = bool(tf2.config.list_physical_devices("GPU"))
     config = tf.ConfigProto()
-    config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = (
-        rewriter_config_pb2.RewriterConfig.ON)
-    return config, "--bf16: oneDNN bfloat16 mixed precision on (AVX512_BF16/AMX CPU)."
+    rewrites = config.graph_options.rewrite_options
+    messages = []
+    if bf16:
+        if on_gpu:
+            messages.append("--bf16 is ignored: it speeds up CPUs with AVX512_BF16/AMX; on a "
+                            "GPU use --use-amp.")
+            bf16 = False
+        elif not cpu_supports_bf16():
+            messages.append("--bf16 is ignored: this CPU has no AVX512_BF16 or AMX, so "
+                            "bfloat16 would not be faster; running in float32.")
+            bf16 = False
+        else:
+            rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+            messages.append("--bf16: oneDNN bfloat16 mixed precision on (AVX512_BF16/AMX CPU).")
+    for flag, requested in (("--use-xla", use_xla), ("--use-amp", use_amp)):
+        if requested and not on_gpu:
+            messages.append("%s is ignored: it is for GPUs and this run is on the CPU%s."
+                            % (flag, " (see --bf16)" if flag == "--use-amp" else ""))
+    use_xla, use_amp = use_xla and on_gpu, use_amp and on_gpu
+    if use_xla:
+        config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
+        messages.append("--use-xla: XLA JIT compilation on.")
+    if use_amp:
+        rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
+        messages.append("--use-amp: float16 mixed precision with dynamic loss scaling on.")
+    return (config if bf16 or use_xla or use_amp else None), messages, use_amp

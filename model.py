@@ -61,10 +61,11 @@ def metric_fn(label_ids, predicted_labels):
 
 
 def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
-                     progress_every_steps=None, eval_predictions=None):
+                     progress_every_steps=None, eval_predictions=None, loss_scaling=False):
     """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
     a progress line every `progress_every_steps` training steps, and a list that each
-    evaluation fills with the batches' label_ids and log_probs."""
+    evaluation fills with the batches' label_ids and log_probs; `loss_scaling` for
+    float16 mixed precision (--use-amp)."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -91,7 +92,8 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             is_training, is_predicting, input_ids, input_mask, segment_ids,
             label_ids, num_labels, bert_hub)
         if is_training:
-            train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps)
+            train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps,
+                                        loss_scaling)
             hooks = []
             if progress_every_steps:
                 hooks.append(ProgressHook(loss, progress_every_steps, params["batch_size"],

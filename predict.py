@@ -163,9 +163,9 @@ def main(argv=None):
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive, not %d." % args.batch_size)
     sentences = read_sentences(args)
-    session_config, bf16_message = device.bf16_session_config(args.bf16)
-    if bf16_message:
-        print(bf16_message, file=sys.stderr)
+    session_config, speed_messages, _ = device.session_config(bf16=args.bf16)
+    for message in speed_messages:
+        print(message, file=sys.stderr)
 
     checkpoint = tf.train.latest_checkpoint(args.output_dir)
     if checkpoint is None:

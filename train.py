@@ -96,6 +96,10 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX (oneDNN "
                         "graph rewrite); off by default, as the notebook ran float32")
+    p.add_argument("--use-xla", action="store_true",
+                   help="XLA JIT compilation (GPU; off by default, as in the notebook)")
+    p.add_argument("--use-amp", action="store_true",
+                   help="float16 mixed precision with loss scaling (GPU; off by default)")
     p.add_argument("--reference-tokenizer", action="store_true",
                    help="convert features with bert's FullTokenizer only (slower; the fast "
                         "path gives the same ids)")
@@ -179,9 +183,10 @@ def main(argv=None):
     print("***** Model output directory: {} *****".format(output_dir))
     device_line = device.describe()
     print(device_line)
-    session_config, bf16_message = device.bf16_session_config(args.bf16)
-    if bf16_message:
-        print(bf16_message)
+    session_config, speed_messages, use_amp = device.session_config(
+        args.bf16, args.use_xla, args.use_amp)
+    for message in speed_messages:
+        print(message)
     # Checked now, before the slow steps, and again once the module's casing is known.
     settings = {
         "bert_hub": args.bert_hub if hub_module.is_url(args.bert_hub)
@@ -258,7 +263,8 @@ def main(argv=None):
         num_warmup_steps=num_warmup_steps,
         bert_hub=bert_hub,
         progress_every_steps=args.save_summary_steps,
-        eval_predictions=eval_batches)
+        eval_predictions=eval_batches,
+        loss_scaling=use_amp)
     estimator = tf.estimator.Estimator(
         model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size})
     write_json(os.path.join(output_dir, "run_info.json"),

@@ -23,10 +23,28 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
 
 
 def test_off_unless_asked_and_ignored_without_bf16_hardware(monkeypatch):
-    assert device.bf16_session_config(False) == (None, None)
+    assert device.session_config() == (None, [], False)
     monkeypatch.setattr(device, "cpu_supports_bf16", lambda: False)
-    config, message = device.bf16_session_config(True)
+    config, [message], _ = device.session_config(bf16=True)
     assert config is None and "ignored" in message and "float32" in message
+
+
+def test_gpu_switches_are_ignored_on_the_cpu_with_a_message():
+    config, messages, use_amp = device.session_config(use_xla=True, use_amp=True)
+    assert config is None and use_amp is False
+    assert any(m.startswith("--use-xla is ignored") for m in messages)
+    assert any(m.startswith("--use-amp is ignored") for m in messages)
+
+
+def test_gpu_switches_set_xla_and_the_float16_rewrite(monkeypatch):
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices",
+                        lambda kind: ["GPU:0"] if kind == "GPU" else [])
+    config, messages, use_amp = device.session_config(use_xla=True, use_amp=True, bf16=True)
+    assert use_amp is True
+    assert config.graph_options.optimizer_options.global_jit_level == tf.OptimizerOptions.ON_1
+    assert config.graph_options.rewrite_options.auto_mixed_precision == ON
+    assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 != ON
+    assert any("--bf16 is ignored" in m and "--use-amp" in m for m in messages)
 
 
 def test_train_and_predict_set_the_rewrite_in_the_estimators_config(
@@ -61,9 +79,10 @@ def test_train_and_predict_set_the_rewrite_in_the_estimators_config(
 
 def test_bf16_run_on_this_machine_says_what_it_does(imdb_dir, tiny_module, tmp_path):
     result = run_train(*quick_args(imdb_dir, tiny_module, str(tmp_path / "o"), "--bf16",
-                                   "--epochs", "1"))
+                                   "--use-xla", "--use-amp", "--epochs", "1"))
     assert result.returncode == 0, result.stderr[-3000:]
     expected = "mixed precision on" if device.cpu_supports_bf16() else "--bf16 is ignored"
     assert expected in result.stdout
+    assert "--use-xla is ignored" in result.stdout and "--use-amp is ignored" in result.stdout
     with open(tmp_path / "o" / "eval_results.json") as f:
         assert json.load(f)["global_step"] == 12

@@ -1,4 +1,6 @@
 """Steps 6-7: the model_fn in its three modes, and the notebook's metrics."""
+import os
+
 import numpy as np
 import pytest
 
@@ -118,3 +120,26 @@ def test_module_with_tf1_ref_variables_trains(tmp_path):
     reader = tf.train.load_checkpoint(str(tmp_path / "ref_module" / "variables" / "variables"))
     trained = estimator.get_variable_value("module/bert/pooler/dense/kernel")
     assert np.abs(trained - reader.get_tensor("bert/pooler/dense/kernel")).max() > 1e-4
+
+
+def test_loss_scaling_inside_the_estimator_trains_like_float32(tiny_module, tmp_path):
+    """--use-amp's optimizer path (the float16 rewrite itself needs a GPU) on the CPU:
+    the same weights as without loss scaling."""
+    tokenizer = features.create_tokenizer_from_hub_module(tiny_module)
+    feats = run_classifier.convert_examples_to_features(
+        features.make_examples(["great film", "awful film", "loved it"], [1, 0, 1]),
+        config.label_list, 8, tokenizer)
+    weights = []
+    for loss_scaling in (False, True):
+        estimator = tf.estimator.Estimator(
+            model_fn=model_fn_builder(2, 1e-3, 3, 0, tiny_module, loss_scaling=loss_scaling),
+            config=tf.estimator.RunConfig(model_dir=str(tmp_path / str(loss_scaling)),
+                                          tf_random_seed=1),
+            params={"batch_size": 3})
+        estimator.train(run_classifier.input_fn_builder(feats, 8, True, False), max_steps=3)
+        weights.append(estimator.get_variable_value("module/bert/pooler/dense/kernel"))
+    assert "loss_scale" in estimator.get_variable_names()
+    initial = tf.train.load_checkpoint(os.path.join(tiny_module, "variables", "variables"))
+    start = initial.get_tensor("bert/pooler/dense/kernel")
+    assert np.abs(weights[0] - start).max() > 1e-3  # it trained
+    np.testing.assert_allclose(weights[1], weights[0], rtol=1e-4, atol=1e-6)

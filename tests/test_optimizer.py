@@ -62,3 +62,52 @@ def test_repeatable():
     second = train_weights(optimizer.create_optimizer, 3, 20, 1)
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+def scaled(loss, init_lr, num_train_steps, num_warmup_steps):
+    return optimizer.create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                      loss_scaling=True)
+
+
+def loss_scale_variable():
+    [scale] = [v for v in tf.global_variables() if v.op.name == "loss_scale"]
+    return scale
+
+
+def test_loss_scaling_gives_the_same_updates():
+    unscaled = train_weights(optimizer.create_optimizer, 4, 100, 1)
+    with_scaling = train_weights(scaled, 4, 100, 1)
+    for a, b in zip(unscaled, with_scaling):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-8)
+
+
+def test_non_finite_gradients_skip_the_update_and_halve_the_scale():
+    with tf.Graph().as_default():
+        kernel = tf.get_variable("dense/kernel", initializer=KERNEL)
+        # Gradients about 1e35: finite in float32, but times the loss scale they are inf.
+        loss = 1e36 * tf.reduce_mean(tf.matmul(INPUTS, kernel))
+        train_op = scaled(loss, 1e-2, 100, 0)
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            sess.run(train_op)
+            scale = loss_scale_variable()
+            weights, scale_after, step = sess.run([kernel, scale, tf.train.get_global_step()])
+    np.testing.assert_array_equal(weights, KERNEL)
+    assert scale_after == optimizer.LOSS_SCALE_START / 2
+    assert step == 1
+
+
+def test_the_scale_doubles_after_a_period_of_good_steps(monkeypatch):
+    monkeypatch.setattr(optimizer, "LOSS_SCALE_PERIOD", 3)
+    with tf.Graph().as_default():
+        kernel = tf.get_variable("dense/kernel", initializer=KERNEL)
+        train_op = scaled(tf.reduce_mean(tf.square(tf.matmul(INPUTS, kernel))), 1e-2, 100, 0)
+        scale = loss_scale_variable()
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            scales = []
+            for _ in range(4):
+                sess.run(train_op)
+                scales.append(sess.run(scale))
+    start = optimizer.LOSS_SCALE_START
+    assert scales == [start, start, 2 * start, 2 * start]
