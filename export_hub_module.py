@@ -11,7 +11,6 @@ From a random config (tests and smoke runs; a tiny vocab is generated unless giv
   python -m export_hub_module --random --layers 2 --hidden 32 --heads 2 OUT_DIR
 """
 import argparse
-import json
 import os
 import string
 import sys

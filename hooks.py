@@ -1,7 +1,8 @@
 """Session hooks around training and evaluation: checkpoints, progress, predictions.
 
-Checkpoints that never lose more than a few minutes of training: the notebook saves every 500 steps but trains 468, so a crash lost everything. RunConfig
-and tf.train.CheckpointSaverHook take steps or seconds, not both; this hook saves every
+Checkpoints that never lose more than a few minutes of training: the notebook saves every
+500 steps but trains 468, so a crash lost everything. RunConfig and
+tf.train.CheckpointSaverHook take steps or seconds, not both; this hook saves every
 `save_steps` steps, at least every `save_secs` seconds, at the end, and when SIGINT or
 SIGTERM arrives (then it stops training after the current step).
 """

@@ -33,7 +33,8 @@ def write_report(output_dir, test, eval_batches, label_names):
         "predicted_label": predicted,
         "probability_positive": positive,
     })
-    write_file(os.path.join(output_dir, "test_predictions.csv"), predictions_table.to_csv(index=False))
+    write_file(os.path.join(output_dir, "test_predictions.csv"),
+               predictions_table.to_csv(index=False))
 
     both_classes = len(np.unique(label_ids)) == 2
     write_file(os.path.join(output_dir, "confusion_matrix.png"),
