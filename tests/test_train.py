@@ -145,3 +145,15 @@ def test_bad_flag_values_are_refused(imdb_dir, tiny_module, tmp_path):
                                    "--batch-size", "0"))
     assert result.returncode == 2
     assert "--batch-size" in result.stderr and "must be positive" in result.stderr
+
+
+def test_tensorboard_gets_loss_and_learning_rate(trained):
+    from compat import tf
+    output_dir = trained[0]
+    tags = set()
+    for name in os.listdir(output_dir):
+        if name.startswith("events.out.tfevents"):
+            for event in tf.train.summary_iterator(os.path.join(output_dir, name)):
+                tags.update(value.tag for value in event.summary.value)
+    assert {"loss", "learning_rate"} <= tags
+    assert "deprecat" not in trained[1].stderr.lower()  # the TF 1 API warnings stay quiet
