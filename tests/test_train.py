@@ -155,5 +155,7 @@ def test_tensorboard_gets_loss_and_learning_rate(trained):
         if name.startswith("events.out.tfevents"):
             for event in tf.train.summary_iterator(os.path.join(output_dir, name)):
                 tags.update(value.tag for value in event.summary.value)
-    assert {"loss", "learning_rate"} <= tags
+    assert "learning_rate" in tags
+    # The Estimator's "loss" summary is tagged loss_1: the notebook's model has a scope "loss".
+    assert "loss_1" in tags
     assert "deprecat" not in trained[1].stderr.lower()  # the TF 1 API warnings stay quiet
