@@ -80,7 +80,7 @@ def test_f1_is_contribs_best_over_thresholds():
 
 
 def test_module_with_tf1_ref_variables_trains(tmp_path):
-    """Google's tfhub.dev BERT modules hold TF1 ref variables (VariableV2), while this
+    """Google's published BERT Hub modules hold TF1 ref variables (VariableV2), while this
     project runs with resource variables: such a module must load and train too."""
     import export_hub_module
     from compat import hub, modeling
