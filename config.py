@@ -38,3 +38,5 @@ SAVE_SUMMARY_STEPS = 100
 
 # The classifier head's dropout (keep probability 0.9 in the notebook).
 HEAD_DROPOUT_KEEP_PROB = 0.9
+# bert's optimizer clips the gradients to this global norm.
+CLIP_NORM = 1.0

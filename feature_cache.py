@@ -27,8 +27,9 @@ def cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case):
 
 
 def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tokenizer,
-                    vocab_file, do_lower_case):
-    """The InputFeatures of `examples`, from the cache when its key matches."""
+                    vocab_file, do_lower_case, write=True):
+    """The InputFeatures of `examples`, from the cache when its key matches; converted
+    and (with `write`) cached otherwise."""
     key = cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case)
     path = os.path.join(output_dir, "features-%s-%s.tf_record" % (split, key))
     if tf.io.gfile.exists(path):
@@ -36,6 +37,8 @@ def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tok
         return read_features(path)
     converted = features.convert_examples_to_features(
         examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split)
+    if not write:
+        return converted
     for stale in tf.io.gfile.glob(os.path.join(output_dir, "features-%s-*.tf_record" % split)):
         tf.io.gfile.remove(stale)
     write_features(path, converted)

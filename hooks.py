@@ -2,37 +2,73 @@
 
 Checkpoints that never lose more than a few minutes of training: the notebook saves every
 500 steps but trains 468, so a crash lost everything. RunConfig and
-tf.train.CheckpointSaverHook take steps or seconds, not both; this hook saves every
+tf.train.CheckpointSaverHook take steps or seconds, not both; the saver here saves every
 `save_steps` steps, at least every `save_secs` seconds, at the end, and when SIGINT or
-SIGTERM arrives (then it stops training after the current step).
+SIGTERM arrives (then training stops after the current step).
 """
 import datetime
+import hashlib
 import signal
+import sys
 import time
+
+import numpy as np
 
 from compat import tf
 
 
-class CheckpointSaverHook(tf.train.CheckpointSaverHook):
+class StopOnSignalHook(tf.train.SessionRunHook):
+    """On SIGINT or SIGTERM the step under way finishes and training stops; a second
+    signal acts as it would without this hook. With `hvd` (several Horovod processes)
+    every step also sums the processes' "signal received" flags, so all of them stop
+    after the same step, whichever got the signal."""
 
-    def __init__(self, checkpoint_dir, save_steps, save_secs):
-        super().__init__(checkpoint_dir, save_steps=save_steps)
-        self._secs_timer = tf.train.SecondOrStepTimer(every_secs=save_secs)
-        self.stopped_by_signal = None
+    def __init__(self, hvd=None):
+        self._hvd = hvd
+        self.stopped_by_signal = None  # the signal's number, once training stops for one
+        self._received = None
         self._previous_handlers = {}
 
     def begin(self):
-        super().begin()
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        if self._hvd:
+            self._flag = tf.placeholder_with_default(0, [], name="signal_received")
+            self._flags_sum = self._hvd.allreduce(self._flag, op=self._hvd.Sum,
+                                                  name="signals_received")
 
     def _on_signal(self, signum, frame):
-        # The step under way finishes, is saved, and training stops; a second signal
-        # acts as it would without this hook.
-        self.stopped_by_signal = signum
+        self._received = signum
         signal.signal(signum, self._previous_handlers[signum])
         tf.logging.warning("%s received: saving a checkpoint after this step, then stopping.",
                            signal.Signals(signum).name)
+
+    def before_run(self, run_context):
+        if self._hvd:
+            return tf.train.SessionRunArgs(self._flags_sum,
+                                           feed_dict={self._flag: int(bool(self._received))})
+        return None
+
+    def after_run(self, run_context, run_values):
+        # With Horovod, a signal that arrived during this step counts from the next one,
+        # the step that tells the other processes.
+        if run_values.results if self._hvd else self._received:
+            self.stopped_by_signal = self._received or signal.SIGTERM
+            run_context.request_stop()
+
+    def end(self, session):
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+
+
+class CheckpointSaverHook(tf.train.CheckpointSaverHook):
+    """Saves every `save_steps` steps, at least every `save_secs` seconds, at the end, and
+    after the step at which `stop_hook` (listed before this hook) stops training."""
+
+    def __init__(self, checkpoint_dir, save_steps, save_secs, stop_hook):
+        super().__init__(checkpoint_dir, save_steps=save_steps)
+        self._secs_timer = tf.train.SecondOrStepTimer(every_secs=save_secs)
+        self._stop_hook = stop_hook
 
     def after_create_session(self, session, coord):
         super().after_create_session(session, coord)
@@ -40,7 +76,7 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
 
     def after_run(self, run_context, run_values):
         step = run_values.results + 1
-        if (self.stopped_by_signal or self._timer.should_trigger_for_step(step)
+        if (self._stop_hook.stopped_by_signal or self._timer.should_trigger_for_step(step)
                 or self._secs_timer.should_trigger_for_step(step)):
             global_step = run_context.session.run(self._global_step_tensor)
             if global_step != self._timer.last_triggered_step():
@@ -48,13 +84,6 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
                 self._secs_timer.update_last_triggered_step(global_step)
                 if self._save(run_context.session, global_step):
                     run_context.request_stop()
-        if self.stopped_by_signal:
-            run_context.request_stop()
-
-    def end(self, session):
-        super().end(session)
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
 
 
 class ProgressHook(tf.train.SessionRunHook):
@@ -85,7 +114,7 @@ class ProgressHook(tf.train.SessionRunHook):
         steps_done = step - self._start_step
         eta = datetime.timedelta(
             seconds=round(elapsed / steps_done * max(self._last_step - step, 0)))
-        print("step %d/%d  loss %.4f  %.1f examples/s  ETA %s"
+        print("step %d/%d  loss %.6f  %.1f examples/s  ETA %s"
               % (step, self._last_step, loss, steps_done * self._batch_size / elapsed, eta),
               flush=True)
 
@@ -106,3 +135,26 @@ class EvalPredictionsHook(tf.train.SessionRunHook):
 
     def after_run(self, run_context, run_values):
         self._sink.append(run_values.results)
+
+
+class WeightsDigestHook(tf.train.SessionRunHook):
+    """With --horovod: at the end of training, each process prints on stderr the global
+    step and a SHA-256 over all its variables (names and values), which are the same on
+    every process when the processes stayed in step."""
+
+    def __init__(self, rank, processes):
+        self._rank = rank
+        self._processes = processes
+
+    def begin(self):
+        self._variables = sorted(tf.global_variables(), key=lambda variable: variable.name)
+        self._global_step_tensor = tf.train.get_global_step()
+
+    def end(self, session):
+        digest = hashlib.sha256()
+        for variable, value in zip(self._variables, session.run(self._variables)):
+            digest.update(variable.name.encode() + b"\0")
+            digest.update(np.ascontiguousarray(value).tobytes())
+        print("Horovod process %d of %d: global step %d, weights sha256 %s"
+              % (self._rank, self._processes, session.run(self._global_step_tensor),
+                 digest.hexdigest()), file=sys.stderr, flush=True)

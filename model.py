@@ -4,6 +4,7 @@ by one restores in the other (and the notebook's own checkpoints restore too: th
 variable names are the notebook's)."""
 import config
 from compat import f1_score, hub, tf
+from distributed import average_across_processes
 from hooks import EvalPredictionsHook, ProgressHook
 from optimizer import create_optimizer
 
@@ -61,11 +62,13 @@ def metric_fn(label_ids, predicted_labels):
 
 
 def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
-                     progress_every_steps=None, eval_predictions=None, loss_scaling=False):
+                     progress_every_steps=None, eval_predictions=None, loss_scaling=False,
+                     hvd=None):
     """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
     a progress line every `progress_every_steps` training steps, and a list that each
     evaluation fills with the batches' label_ids and log_probs; `loss_scaling` for
-    float16 mixed precision (--use-amp)."""
+    float16 mixed precision (--use-amp); `hvd` (horovod.tensorflow) to train on
+    params["batch_size"] reviews in each of hvd.size() processes."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -92,12 +95,18 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             is_training, is_predicting, input_ids, input_mask, segment_ids,
             label_ids, num_labels, bert_hub)
         if is_training:
+            average = average_across_processes(hvd) if hvd else None
             train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps,
-                                        loss_scaling)
+                                        loss_scaling, average)
+            processes = 1
+            if hvd:
+                # Logs and summaries show the loss of the whole global batch.
+                loss = average([loss])[0]
+                processes = hvd.size()
             hooks = []
             if progress_every_steps:
-                hooks.append(ProgressHook(loss, progress_every_steps, params["batch_size"],
-                                          num_train_steps))
+                hooks.append(ProgressHook(loss, progress_every_steps,
+                                          params["batch_size"] * processes, num_train_steps))
             return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op,
                                               training_hooks=hooks)
         hooks = []

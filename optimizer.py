@@ -10,7 +10,12 @@ between tf.gradients and clipping, inside what bert's create_optimizer does in o
 With `loss_scaling` the loss is multiplied by a dynamic scale, the gradients divided by
 it, and a step whose gradients are not finite changes no weight (the scale halves; after
 LOSS_SCALE_PERIOD good steps it doubles).
+
+Data-parallel training (train.py --horovod): `average` all-reduces the gradients across
+processes after tf.gradients (and the loss scale) and before clipping, so every process
+clips and applies the gradient of the whole global batch.
 """
+import config
 from compat import optimization, tf
 
 LOSS_SCALE_START = 2.0 ** 15
@@ -47,7 +52,10 @@ class AdamWeightDecayOptimizer(optimization.AdamWeightDecayOptimizer):
         return tf.group(*assignments, name=name)
 
 
-def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scaling=False):
+def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scaling=False,
+                     average=None):
+    """bert's train op for `loss`; `average`, if given, maps a list of gradient tensors to
+    their averages across processes."""
     global_step = tf.train.get_or_create_global_step()
     step = tf.identity(global_step.read_value(), name="step_this_update")
 
@@ -67,19 +75,33 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scal
         epsilon=1e-6, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"])
     tvars = tf.trainable_variables()
     if loss_scaling:
-        grads, finite, update_scale = scaled_gradients(loss, tvars)
+        grads, finite, update_scale = scaled_gradients(loss, tvars, average)
     else:
         grads, finite, update_scale = tf.gradients(loss, tvars), None, tf.no_op()
-    grads, _ = tf.clip_by_global_norm(grads, clip_norm=1.0)
+        if average:
+            grads = averaged(grads, average)
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm=config.CLIP_NORM)
     train_op = optimizer.apply_gradients(zip(grads, tvars), global_step=global_step,
                                          apply_if=finite)
     with tf.control_dependencies([train_op, update_scale]):
         return tf.group(global_step.assign(step + 1))
 
 
-def scaled_gradients(loss, tvars):
+def averaged(grads, average):
+    """`grads` averaged across processes; sparse ones (the embeddings') as dense tensors,
+    which is what the optimizer's update makes of them anyway. None stays None."""
+    present = [i for i, g in enumerate(grads) if g is not None]
+    means = average([tf.convert_to_tensor(grads[i]) for i in present])
+    grads = list(grads)
+    for i, mean in zip(present, means):
+        grads[i] = mean
+    return grads
+
+
+def scaled_gradients(loss, tvars, average=None):
     """(gradients, all finite, op updating the scale) with dynamic loss scaling;
-    non-finite gradients come back as zeros, so clipping sees finite numbers."""
+    non-finite gradients come back as zeros, so clipping sees finite numbers. Averaged
+    across processes before the check, a step is skipped by all processes or none."""
     scale_variable = tf.get_variable("loss_scale", initializer=tf.constant(LOSS_SCALE_START),
                                      trainable=False)
     good_steps = tf.get_variable("loss_scale_good_steps", initializer=tf.constant(0),
@@ -87,6 +109,8 @@ def scaled_gradients(loss, tvars):
     scale = tf.identity(scale_variable.read_value())
     grads = [None if g is None else tf.convert_to_tensor(g) / scale
              for g in tf.gradients(loss * scale, tvars)]
+    if average:
+        grads = averaged(grads, average)
     finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
                             if g is not None])
     grads = [None if g is None else tf.where_v2(finite, g, tf.zeros_like(g)) for g in grads]

@@ -3,25 +3,29 @@ Sentiment with BERT on TF Hub", step by step, as a script.
 
     python train.py                       # the notebook's run: BERT-Base, 5000/5000 reviews
     python train.py --bert-hub DIR        # a local Hub module (see export_hub_module.py)
+    horovodrun -np 4 python train.py --horovod   # 4 GPUs (make horovod installs Horovod)
 """
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from datetime import datetime
 from importlib import metadata
 
 import config
 import data
 import device
+import distributed
 import feature_cache
 import features
 import hub_module
 import report
 from compat import quiet_tf_logging, run_classifier, tf
 from errors import UserError, run_script
-from export import export_for_prediction
-from hooks import CheckpointSaverHook
+from export import checkpoint_step, export_for_prediction
+from hooks import CheckpointSaverHook, StopOnSignalHook, WeightsDigestHook
 from model import model_fn_builder
 from outputs import read_json, write_json
 
@@ -105,6 +109,10 @@ def parse_args(argv=None):
                         "path gives the same ids)")
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate the latest checkpoint in the output dir, without training")
+    p.add_argument("--horovod", action="store_true",
+                   help="data-parallel training in every process horovodrun starts (one per "
+                        "GPU); --batch-size is per process, so the global batch is "
+                        "batch-size x processes")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's deprecation warnings too")
     return p.parse_args(argv)
@@ -148,7 +156,7 @@ def check_settings(settings_path, settings):
                                         for k in changed)))
 
 
-def run_info(args, device_line, start_time, end_time=None, outcome="running"):
+def run_info(args, device_line, start_time, end_time=None, outcome="running", processes=1):
     """What run_info.json records: flags, versions, device, commit, times."""
     def version(package):
         try:
@@ -162,7 +170,7 @@ def run_info(args, device_line, start_time, end_time=None, outcome="running"):
         commit = ""
     return {"flags": vars(args), "seed": args.seed, "python": sys.version.split()[0],
             "packages": {package: version(package) for package in PACKAGES},
-            "device": device_line, "git_commit": commit or None,
+            "device": device_line, "processes": processes, "git_commit": commit or None,
             "start_time": start_time.isoformat(timespec="seconds"),
             "end_time": end_time.isoformat(timespec="seconds") if end_time else None,
             "outcome": outcome}
@@ -172,14 +180,22 @@ def main(argv=None):
     args = parse_args(argv)
     quiet_tf_logging(args.verbose)
     start_time = datetime.now()
+    # With --horovod this is one of several processes; process 0 (the chief) writes all
+    # output and the others only train.
+    hvd = distributed.init() if args.horovod else None
+    processes = hvd.size() if hvd else 1
+    is_chief = hvd is None or hvd.rank() == 0
+    if not is_chief:
+        distributed.quiet_worker()
 
     # Step 1: the output directory.
     output_dir = args.output_dir
     if args.bucket:
         output_dir = "gs://{}/{}".format(args.bucket, output_dir)
-    if args.do_delete and tf.io.gfile.exists(output_dir):
+    if is_chief and args.do_delete and tf.io.gfile.exists(output_dir):
         delete_output_dir(output_dir, args.data_dir)
-    tf.io.gfile.makedirs(output_dir)
+    if is_chief:
+        tf.io.gfile.makedirs(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
     device_line = device.describe()
     print(device_line)
@@ -187,6 +203,10 @@ def main(argv=None):
         args.bf16, args.use_xla, args.use_amp)
     for message in speed_messages:
         print(message)
+    if hvd:
+        session_config = distributed.pin_to_local_gpu(session_config, hvd)
+        print("Horovod: %d processes, %d reviews each of every global batch of %d"
+              % (processes, args.batch_size, args.batch_size * processes))
     # Checked now, before the slow steps, and again once the module's casing is known.
     settings = {
         "bert_hub": args.bert_hub if hub_module.is_url(args.bert_hub)
@@ -200,11 +220,18 @@ def main(argv=None):
         "test_samples": args.test_samples,
     }
     settings_path = os.path.join(output_dir, "model_settings.json")
-    check_settings(settings_path, settings)
+    if is_chief:
+        check_settings(settings_path, settings)
 
-    # Step 2: the data, as DataFrames, then a sample "to keep training fast".
+    # Step 2: the data, as DataFrames, then a sample "to keep training fast". With
+    # --horovod one process per machine downloads, while the others wait.
+    downloads = hvd is None or hvd.local_rank() == 0
+    if not downloads:
+        distributed.barrier(hvd, session_config)
     train, test = data.download_and_load_datasets(args.data_dir, args.data_url,
                                                   args.data_md5, args.seed)
+    if hvd and downloads:
+        distributed.barrier(hvd, session_config)
     train = data.sample(train, args.train_samples, args.seed)
     test = data.sample(test, args.test_samples, args.seed)
     print("Train reviews: %d, test reviews: %d" % (len(train), len(test)))
@@ -226,29 +253,38 @@ def main(argv=None):
     tokenizer = features.create_tokenizer(vocab_file, do_lower_case,
                                           fast=not args.reference_tokenizer)
     settings["do_lower_case"] = do_lower_case
-    check_settings(settings_path, settings)
-    write_json(settings_path, settings)
+    if is_chief:
+        check_settings(settings_path, settings)
+        write_json(settings_path, settings)
+    elif args.eval_only:
+        return 0  # the chief evaluates
 
-    # Step 5: InputFeatures (the training ones only when training), cached in output_dir.
-    test_features = feature_cache.load_or_convert(
+    # Step 5: InputFeatures (the training ones only when training), cached in output_dir
+    # by the chief; other processes read the cache or convert for themselves.
+    test_features = [] if not is_chief else feature_cache.load_or_convert(
         output_dir, "test", test_InputExamples, config.label_list, args.max_seq_length,
         tokenizer, vocab_file, do_lower_case)
     train_features = [] if args.eval_only else feature_cache.load_or_convert(
         output_dir, "train", train_InputExamples, config.label_list, args.max_seq_length,
-        tokenizer, vocab_file, do_lower_case)
+        tokenizer, vocab_file, do_lower_case, write=is_chief)
 
-    # Steps 6-9: the model, the hyper-parameters and the Estimator.
-    num_train_steps = int(len(train) / args.batch_size * args.epochs)
+    # Steps 6-9: the model, the hyper-parameters and the Estimator. An epoch is a pass of
+    # the global batches (batch size x processes) over the training sample.
+    global_batch_size = args.batch_size * processes
+    num_train_steps = int(len(train) / global_batch_size * args.epochs)
     num_warmup_steps = int(num_train_steps * args.warmup_proportion)
     if num_train_steps < 1:
         raise UserError("%d training reviews at batch size %d for %s epochs make no training "
                         "step; sample more reviews or lower --batch-size."
-                        % (len(train), args.batch_size, args.epochs))
+                        % (len(train), global_batch_size, args.epochs))
 
     # Checkpoints are saved by the project's hook (steps, seconds and signals), so the
     # RunConfig's own saving is off.
+    # Only the chief restores and saves checkpoints; the others start from its variables
+    # (broadcast) in a temporary model dir of their own.
+    model_dir = output_dir if is_chief else tempfile.mkdtemp(prefix="horovod-worker-")
     run_config = tf.estimator.RunConfig(
-        model_dir=output_dir,
+        model_dir=model_dir,
         save_summary_steps=args.save_summary_steps,
         save_checkpoints_steps=None,
         save_checkpoints_secs=None,
@@ -264,11 +300,13 @@ def main(argv=None):
         bert_hub=bert_hub,
         progress_every_steps=args.save_summary_steps,
         eval_predictions=eval_batches,
-        loss_scaling=use_amp)
+        loss_scaling=use_amp,
+        hvd=hvd)
     estimator = tf.estimator.Estimator(
         model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size})
-    write_json(os.path.join(output_dir, "run_info.json"),
-               run_info(args, device_line, start_time))
+    if is_chief:
+        write_json(os.path.join(output_dir, "run_info.json"),
+                   run_info(args, device_line, start_time, processes=processes))
 
     # Step 10: train (resuming from the latest checkpoint, if any).
     if args.eval_only:
@@ -276,23 +314,48 @@ def main(argv=None):
             raise UserError("--eval-only: no checkpoint in %s to evaluate; train first."
                             % output_dir)
     else:
-        train_input_fn = run_classifier.input_fn_builder(
-            features=train_features, seq_length=args.max_seq_length,
-            is_training=True, drop_remainder=False)
-        saver = CheckpointSaverHook(output_dir, args.save_checkpoints_steps,
-                                    args.save_checkpoints_secs)
-        print("Beginning Training!")
-        current_time = datetime.now()
-        estimator.train(input_fn=train_input_fn, max_steps=num_train_steps, hooks=[saver])
-        print("Training took time ", datetime.now() - current_time)
-        if saver.stopped_by_signal:
+        if hvd:
+            train_input_fn = distributed.sharded_input_fn_builder(
+                train_features, args.max_seq_length, hvd.rank(), processes, args.seed)
+        else:
+            train_input_fn = run_classifier.input_fn_builder(
+                features=train_features, seq_length=args.max_seq_length,
+                is_training=True, drop_remainder=False)
+        stop = StopOnSignalHook(hvd)
+        hooks = [stop]
+        if hvd:
+            hooks = [hvd.BroadcastGlobalVariablesHook(0), stop,
+                     WeightsDigestHook(hvd.rank(), processes)]
+        if is_chief:
+            hooks.append(CheckpointSaverHook(output_dir, args.save_checkpoints_steps,
+                                             args.save_checkpoints_secs, stop))
+        # All processes must run the same steps: the chief's checkpoint says how many.
+        latest = estimator.latest_checkpoint() if is_chief else None
+        start_step = checkpoint_step(latest) if latest else 0
+        if hvd:
+            start_step = distributed.from_rank_0(hvd, start_step, session_config,
+                                                 "start_step")
+        if start_step < num_train_steps:
+            print("Beginning Training!")
+            current_time = datetime.now()
+            estimator.train(input_fn=train_input_fn, max_steps=num_train_steps, hooks=hooks)
+            print("Training took time ", datetime.now() - current_time)
+        else:
+            print("The checkpoint in %s is at step %d of %d: nothing left to train."
+                  % (output_dir, start_step, num_train_steps))
+        if hvd and stop.stopped_by_signal:
+            distributed.barrier(hvd, session_config)  # exit only once the chief has saved
+        if not is_chief:
+            shutil.rmtree(model_dir, ignore_errors=True)
+            return 128 + stop.stopped_by_signal if stop.stopped_by_signal else 0
+        if stop.stopped_by_signal:
             step = estimator.get_variable_value("global_step")
             write_json(os.path.join(output_dir, "run_info.json"),
                        run_info(args, device_line, start_time, datetime.now(),
-                                "interrupted at step %d" % step))
+                                "interrupted at step %d" % step, processes))
             print("Interrupted at step %d of %d; the checkpoint is saved. Run the same command "
                   "again to resume." % (step, num_train_steps), file=sys.stderr)
-            return 128 + saver.stopped_by_signal
+            return 128 + stop.stopped_by_signal
 
     # Step 11: evaluate on the test sample.
     test_input_fn = run_classifier.input_fn_builder(
@@ -310,7 +373,8 @@ def main(argv=None):
         export_dir = export_for_prediction(estimator, output_dir, args.max_seq_length)
         print("Exported the model for prediction to %s" % export_dir)
     write_json(os.path.join(output_dir, "run_info.json"),
-               run_info(args, device_line, start_time, datetime.now(), "completed"))
+               run_info(args, device_line, start_time, datetime.now(), "completed",
+                        processes))
     return 0
 
 

@@ -111,3 +111,20 @@ def test_the_scale_doubles_after_a_period_of_good_steps(monkeypatch):
                 scales.append(sess.run(scale))
     start = optimizer.LOSS_SCALE_START
     assert scales == [start, start, 2 * start, 2 * start]
+
+
+def test_averaging_across_processes_sees_the_gradients_before_clipping():
+    # A stand-in for Horovod's average over 2 processes whose gradients are twice ours:
+    # halving before clipping gives the plain updates; halving the clipped gradients (the
+    # clipping binds here) would change them.
+    def halve(tensors):
+        return [0.5 * tensor for tensor in tensors]
+
+    for loss_scaling in (False, True):
+        def doubled_and_averaged(loss, *schedule):
+            return optimizer.create_optimizer(2.0 * loss, *schedule, loss_scaling=loss_scaling,
+                                              average=halve)
+        plain = train_weights(optimizer.create_optimizer, 4, 100, 0)
+        averaged = train_weights(doubled_and_averaged, 4, 100, 0)
+        for a, b in zip(plain, averaged):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)

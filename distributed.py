@@ -1,0 +1,104 @@
+"""Data-parallel training with Horovod (train.py --horovod), one process per GPU.
+
+Each process builds the ordinary single-GPU graph, so hub.Module works unchanged (it does
+not under tf.distribute strategies). Every process reads its own slice of each global
+batch (--batch-size rows of batch-size x processes), the optimizer averages the gradients
+across processes before clipping (optimizer.py), the variables start from rank 0's, and
+only rank 0 writes to the output dir.
+"""
+import functools
+import os
+import sys
+
+import tqdm
+
+from compat import tf
+from errors import UserError
+
+INSTALL_HINT = (
+    "--horovod needs Horovod built with TensorFlow support, and it cannot be imported here "
+    "(%s). Install it into this project's environment with: make horovod (builds horovod "
+    "0.28.1 from source in about 7 minutes; needs cmake and g++). See "
+    "requirements-horovod.txt for the pip command.")
+
+
+def init():
+    """horovod.tensorflow, initialised; a UserError saying how to install it if missing."""
+    try:
+        import horovod.tensorflow as hvd
+    except ImportError as error:
+        raise UserError(INSTALL_HINT % error) from None
+    hvd.init()
+    return hvd
+
+
+def quiet_worker():
+    """Ranks other than 0 print nothing on stdout, log no INFO lines and draw no progress
+    bars (rank 0 reports for all of them); their warnings and errors still reach stderr."""
+    sys.stdout = open(os.devnull, "w")
+    tf.logging.set_verbosity(tf.logging.WARN)
+    tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
+
+
+def pin_to_local_gpu(session_config, hvd):
+    """The session config with this process's GPU (its local rank) as the only one it
+    sees; unchanged on a machine without GPUs."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return session_config
+    if hvd.local_rank() >= len(gpus):
+        raise UserError("Horovod process %d (local rank %d) has no GPU of its own: this "
+                        "machine has %d. Start at most that many processes per machine "
+                        "(horovodrun -np / -H host:N)." % (hvd.rank(), hvd.local_rank(),
+                                                           len(gpus)))
+    session_config = session_config or tf.ConfigProto()
+    session_config.gpu_options.visible_device_list = str(hvd.local_rank())
+    return session_config
+
+
+def from_rank_0(hvd, value, session_config, name):
+    """Rank 0's `value`, on every process. Every process waits here until all arrive,
+    so it also serves as a barrier."""
+    with tf.Graph().as_default(), tf.Session(config=session_config) as session:
+        return hvd.broadcast_object(value, root_rank=0, session=session, name=name)
+
+
+def barrier(hvd, session_config):
+    """Returns once every process has called it."""
+    from_rank_0(hvd, None, session_config, "barrier")
+
+
+def average_across_processes(hvd):
+    """A function mapping a list of tensors to their averages over all processes."""
+    def average(tensors):
+        return hvd.grouped_allreduce(list(tensors), op=hvd.Average)
+    return average
+
+
+def sharded_input_fn_builder(features, seq_length, rank, processes, seed):
+    """run_classifier's training input_fn (repeat, shuffle with a buffer of 100, batch)
+    over global batches of params["batch_size"] x `processes` reviews. Every process
+    shuffles with the same seed, so all see the same global batches, and keeps rows
+    [rank x batch_size, (rank + 1) x batch_size) of each."""
+    columns = {
+        "input_ids": [f.input_ids for f in features],
+        "input_mask": [f.input_mask for f in features],
+        "segment_ids": [f.segment_ids for f in features],
+        "label_ids": [f.label_id for f in features],
+    }
+
+    def input_fn(params):
+        batch_size = params["batch_size"]
+        num_examples = len(features)
+        dataset = tf.data.Dataset.from_tensor_slices({
+            name: tf.constant(values, dtype=tf.int32,
+                              shape=[num_examples] if name == "label_ids"
+                              else [num_examples, seq_length])
+            for name, values in columns.items()})
+        dataset = dataset.repeat().shuffle(buffer_size=100, seed=seed)
+        dataset = dataset.batch(batch_size * processes, drop_remainder=True)
+        start = rank * batch_size
+        return dataset.map(lambda batch: {name: column[start:start + batch_size]
+                                          for name, column in batch.items()})
+
+    return input_fn

@@ -1,0 +1,171 @@
+"""train.py --horovod: two processes on the CPU (gloo) against one, on the tiny module.
+
+tests/horovod_train.py turns the head's dropout off and clips at a norm of 0.01, which the
+tiny model's gradients exceed, so that the two runs compute the same losses only if the
+gradients are averaged across the processes before clipping, and each process reads its
+own half of every global batch. A wrong variant (no all-reduce, both processes reading the
+same half, or clipping before averaging) changes the loss of step 3 by more than 1e-2.
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+from conftest import ROOT
+
+HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+HOROVOD_TRAIN = os.path.join(ROOT, "tests", "horovod_train.py")
+PROGRESS = re.compile(r"step (\d+)/(\d+)  loss ([\d.]+) ")
+DIGEST = re.compile(r"Horovod process (\d) of (\d): global step (\d+), weights sha256 (\w+)")
+
+
+def args_for(imdb_dir, tiny_module, output_dir, batch_size, epochs="1"):
+    # 40 reviews at a global batch of 8: 5 steps an epoch; a progress line every step.
+    return ["--horovod", "--data-dir", imdb_dir, "--bert-hub", tiny_module,
+            "--output-dir", output_dir, "--train-samples", "40", "--test-samples", "20",
+            "--max-seq-length", "32", "--batch-size", str(batch_size),
+            "--learning-rate", "1e-3", "--warmup-proportion", "0", "--epochs", epochs,
+            "--save-summary-steps", "1"]
+
+
+def horovodrun_command(args):
+    return [HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo",
+            sys.executable, HOROVOD_TRAIN, *args]
+
+
+def environment(tmp_dir):
+    # The workers' temporary model dirs go here, so the tests can see they are removed.
+    return dict(os.environ, TMPDIR=tmp_dir)
+
+
+def losses(output):
+    return [(int(step), float(loss)) for step, _, loss in PROGRESS.findall(output)]
+
+
+def digests(output):
+    return sorted(DIGEST.findall(output))
+
+
+@pytest.fixture(scope="module")
+def two_processes(imdb_dir, tiny_module, tmp_path_factory):
+    """(output dir, temp dir, completed horovodrun) of a 2-process run, batch 4 each."""
+    output_dir = str(tmp_path_factory.mktemp("horovod") / "OUTPUT_Bert")
+    tmp_dir = str(tmp_path_factory.mktemp("tmp"))
+    result = subprocess.run(
+        horovodrun_command(args_for(imdb_dir, tiny_module, output_dir, 4)), cwd=ROOT,
+        env=environment(tmp_dir), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    return output_dir, tmp_dir, result
+
+
+def test_two_processes_end_at_the_planned_step_with_identical_weights(two_processes):
+    output_dir, _, result = two_processes
+    output = result.stdout + result.stderr
+    with open(os.path.join(output_dir, "eval_results.json")) as f:
+        assert json.load(f)["global_step"] == 5  # 40 reviews / (4 x 2 processes)
+    reports = digests(output)
+    assert [(rank, size, step) for rank, size, step, _ in reports] == [
+        ("0", "2", "5"), ("1", "2", "5")]
+    assert reports[0][3] == reports[1][3]
+
+
+def test_only_process_0_writes_and_reports(two_processes):
+    output_dir, tmp_dir, result = two_processes
+    names = os.listdir(output_dir)
+    assert len([name for name in names if name.startswith("events.out.tfevents")]) == 1
+    assert {"model.ckpt-5.index", "eval_results.json", "test_predictions.csv",
+            "roc_curve.png", "export"} <= set(names)
+    assert not [name for name in names if ".tmp-" in name]
+    assert os.listdir(tmp_dir) == []  # process 1's model dir is gone
+    assert "[1]<stdout>" not in result.stdout  # process 0 reports for both
+    assert re.search(r"\[0\]<stdout>:Horovod: 2 processes, 4 reviews each of every global "
+                     r"batch of 8", result.stdout)
+    with open(os.path.join(output_dir, "run_info.json")) as f:
+        assert json.load(f)["processes"] == 2
+
+
+def test_two_processes_compute_the_losses_of_one_on_the_same_global_batches(
+        two_processes, imdb_dir, tiny_module, tmp_path):
+    one = subprocess.run(
+        [sys.executable, HOROVOD_TRAIN,
+         *args_for(imdb_dir, tiny_module, str(tmp_path / "one"), 8)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-5000:]
+    assert [report[:3] for report in digests(one.stderr)] == [("0", "1", "5")]
+    one_losses = losses(one.stdout)
+    two_losses = losses(two_processes[2].stdout)
+    assert [step for step, _ in one_losses] == [1, 2, 3, 4, 5]
+    assert [step for step, _ in two_losses] == [1, 2, 3, 4, 5]
+    values = [loss for _, loss in one_losses]
+    assert (max(values) - min(values)) / values[0] > 1e-2  # training moves the loss
+    for (step, loss_one), (_, loss_two) in zip(one_losses, two_losses):
+        assert loss_two == pytest.approx(loss_one, rel=1e-4), "step %d" % step
+
+
+def test_reruns_resume_from_process_0s_checkpoint(two_processes, imdb_dir, tiny_module,
+                                                  tmp_path):
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    shutil.copytree(two_processes[0], output_dir)
+    done = subprocess.run(
+        horovodrun_command(args_for(imdb_dir, tiny_module, output_dir, 4)), cwd=ROOT,
+        env=environment(str(tmp_path)), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+    assert "is at step 5 of 5: nothing left to train" in done.stdout
+    assert "'global_step': 5" in done.stdout
+
+    # A second epoch: process 0 restores step 5, process 1 (no checkpoint of its own)
+    # gets the same variables by the broadcast.
+    more = subprocess.run(
+        horovodrun_command(args_for(imdb_dir, tiny_module, output_dir, 4, epochs="2")),
+        cwd=ROOT, env=environment(str(tmp_path)), capture_output=True, text=True,
+        timeout=300)
+    assert more.returncode == 0, (more.stdout + more.stderr)[-5000:]
+    assert re.search(r"\[0\]<stdout>:step 6/10 ", more.stdout)
+    reports = digests(more.stderr)
+    assert [report[2] for report in reports] == ["10", "10"]
+    assert reports[0][3] == reports[1][3]
+
+
+def test_sigterm_to_process_0_stops_both_after_the_same_step_and_saves_it(
+        imdb_dir, tiny_module, tmp_path):
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    # 200 epochs: 1000 steps, far more than run before the signal.
+    command = horovodrun_command(args_for(imdb_dir, tiny_module, output_dir, 4, "200")
+                                 + ["--save-summary-steps", "100"])
+    launcher = subprocess.Popen(command, cwd=ROOT, env=environment(str(tmp_path)),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not os.path.exists(os.path.join(output_dir, "model.ckpt-0.index")):
+        assert launcher.poll() is None and time.time() < deadline, launcher.communicate()[0]
+        time.sleep(0.2)
+    time.sleep(3)  # some steps past 0
+    process_0 = next(p for p in psutil.Process(launcher.pid).children(recursive=True)
+                     if HOROVOD_TRAIN in p.cmdline() and p.environ().get("HOROVOD_RANK") == "0")
+    process_0.send_signal(signal.SIGTERM)
+    output = launcher.communicate(timeout=300)[0]
+    step = int(re.search(r"Interrupted at step (\d+) of 1000", output).group(1))
+    assert 0 < step < 1000
+    with open(os.path.join(output_dir, "checkpoint")) as f:
+        assert 'model_checkpoint_path: "model.ckpt-%d"' % step in f.read()
+    assert [report[2] for report in digests(output)] == [str(step), str(step)]
+    assert digests(output)[0][3] == digests(output)[1][3]
+    assert "Horovod has been shut down" not in output
+
+
+def test_without_horovod_the_flag_says_how_to_install_it(imdb_dir, tiny_module, tmp_path):
+    hide_horovod = ("import sys; sys.modules['horovod'] = None; sys.argv[0] = 'train.py'; "
+                    "import train, errors; errors.run_script(train.main)")
+    result = subprocess.run(
+        [sys.executable, "-c", hide_horovod,
+         *args_for(imdb_dir, tiny_module, str(tmp_path / "out"), 4)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "--horovod needs Horovod" in result.stderr and "make horovod" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "out")
