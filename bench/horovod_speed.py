@@ -1,0 +1,79 @@
+"""Training examples/s of train.py --horovod with 1 and with 2 processes (horovodrun, Gloo),
+each process at the same --batch-size, so 2 processes train global batches twice as large.
+Run by hand, never in tests; needs Horovod (make horovod).
+
+    python bench/horovod_speed.py                       # random 6-layer, hidden-384 BERT
+                                                        # on generated reviews
+    python bench/horovod_speed.py --bert-hub DIR --data-dir data --processes 1 4
+
+On a GPU machine each process gets a GPU of its own, and the ratio is the multi-GPU
+speed-up. On a CPU machine the processes share the same cores, so the ratio shows what the
+all-reduce and the sharing cost, not a speed-up.
+"""
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+
+
+def run_train(args, processes, output_dir):
+    command = [HOROVODRUN, "-np", str(processes), "-H", "localhost:%d" % processes, "--gloo",
+               sys.executable, "train.py", "--horovod", "--bert-hub", args.bert_hub,
+               "--data-dir", args.data_dir, "--output-dir", output_dir,
+               "--train-samples", str(args.train_samples), "--test-samples", "32",
+               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+               "--max-seq-length", str(args.max_seq_length), "--save-summary-steps", "5"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit("horovodrun -np %d failed:\n%s" % (processes, result.stderr[-3000:]))
+    # The last progress line's rate covers the whole run after the first step's set-up;
+    # it counts the global batch (all processes).
+    lines = re.findall(r"step (\d+)/\d+  loss [\d.]+  ([\d.]+) examples/s", result.stdout)
+    step, rate = lines[-1]
+    device = re.search(r"<stdout>:(Training on .*)", result.stdout).group(1)
+    return int(step), float(rate), device
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bert-hub", help="Hub module; default a random 6-layer, hidden-384 BERT")
+    p.add_argument("--data-dir", help="folder holding aclImdb/; default generated reviews")
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--train-samples", type=int, default=1024)
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=16, help="per process")
+    p.add_argument("--max-seq-length", type=int, default=128)
+    args = p.parse_args()
+    if not os.path.exists(HOROVODRUN):
+        sys.exit("horovodrun is not installed next to %s; run make horovod first."
+                 % sys.executable)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not args.bert_hub:
+            args.bert_hub = os.path.join(tmp, "module")
+            subprocess.run([sys.executable, "-m", "export_hub_module", "--random", "--layers",
+                            "6", "--hidden", "384", "--heads", "6", args.bert_hub],
+                           cwd=ROOT, check=True, capture_output=True)
+        if not args.data_dir:
+            sys.path.insert(0, os.path.join(ROOT, "tests"))
+            from conftest import make_imdb_tree
+            args.data_dir = make_imdb_tree(os.path.join(tmp, "data"), per_class={
+                "train": (args.train_samples + 1) // 2, "test": 16})
+        results = {n: run_train(args, n, os.path.join(tmp, "run-%d" % n))
+                   for n in args.processes}
+    print("Device: %s; %d cores" % (results[args.processes[0]][2], os.cpu_count()))
+    print("%-10s %12s %8s %14s" % ("processes", "global batch", "steps", "examples/s"))
+    for n, (steps, rate, _) in results.items():
+        print("%-10d %12d %8d %14.1f" % (n, n * args.batch_size, steps, rate))
+    first = args.processes[0]
+    for n in args.processes[1:]:
+        print("%d processes / %d: %.2fx examples/s" % (n, first, results[n][1] / results[first][1]))
+
+
+if __name__ == "__main__":
+    main()
