@@ -15,9 +15,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 from conftest import ROOT
+
+import distributed
+from compat import run_classifier, tf
 
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 HOROVOD_TRAIN = os.path.join(ROOT, "tests", "horovod_train.py")
@@ -156,6 +160,28 @@ def test_sigterm_to_process_0_stops_both_after_the_same_step_and_saves_it(
     assert [report[2] for report in digests(output)] == [str(step), str(step)]
     assert digests(output)[0][3] == digests(output)[1][3]
     assert "Horovod has been shut down" not in output
+
+
+def first_batches(input_fn, batch_size, count=4):
+    with tf.Graph().as_default():
+        batch = tf.data.make_one_shot_iterator(input_fn({"batch_size": batch_size})).get_next()
+        with tf.Session() as session:
+            return [session.run(batch) for _ in range(count)]
+
+
+def test_each_process_reads_its_own_rows_of_the_same_global_batches():
+    feature_list = [run_classifier.InputFeatures(input_ids=[i, i + 1], input_mask=[1, 1],
+                                                 segment_ids=[0, 0], label_id=i % 2)
+                    for i in range(20)]
+    whole = first_batches(distributed.sharded_input_fn_builder(feature_list, 2, 0, 1, 42), 6)
+    halves = [first_batches(distributed.sharded_input_fn_builder(feature_list, 2, rank, 2, 42),
+                            3) for rank in (0, 1)]
+    for step, batch in enumerate(whole):
+        for name in ("input_ids", "input_mask", "segment_ids", "label_ids"):
+            assert halves[0][step][name].shape[0] == 3
+            np.testing.assert_array_equal(
+                np.concatenate([halves[0][step][name], halves[1][step][name]]), batch[name])
+    assert len({tuple(batch["label_ids"]) for batch in whole}) > 1  # shuffled, not repeated
 
 
 def test_without_horovod_the_flag_says_how_to_install_it(imdb_dir, tiny_module, tmp_path):
