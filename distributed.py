@@ -22,6 +22,18 @@ INSTALL_HINT = (
     "requirements-horovod.txt for the pip command.")
 
 
+def check_launch(horovod_flag):
+    """Refuse a run that horovodrun (or mpirun) started several times without --horovod:
+    each process would train alone and all would write the same output dir."""
+    for variable in ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE"):
+        size = os.environ.get(variable, "1")
+        if not horovod_flag and size.isdigit() and int(size) > 1:
+            raise UserError("This is one of %s processes (%s=%s) but --horovod is not set, so "
+                            "each would train alone and write the same output dir. Add "
+                            "--horovod, or run python train.py without horovodrun."
+                            % (size, variable, size))
+
+
 def init():
     """horovod.tensorflow, initialised; a UserError saying how to install it if missing."""
     try:

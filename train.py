@@ -182,6 +182,7 @@ def main(argv=None):
     start_time = datetime.now()
     # With --horovod this is one of several processes; process 0 (the chief) writes all
     # output and the others only train.
+    distributed.check_launch(args.horovod)
     hvd = distributed.init() if args.horovod else None
     processes = hvd.size() if hvd else 1
     is_chief = hvd is None or hvd.rank() == 0

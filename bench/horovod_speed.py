@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 
+from demo_material import generated_reviews, random_module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 
@@ -54,16 +56,8 @@ def main():
         sys.exit("horovodrun is not installed next to %s; run make horovod first."
                  % sys.executable)
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.bert_hub:
-            args.bert_hub = os.path.join(tmp, "module")
-            subprocess.run([sys.executable, "-m", "export_hub_module", "--random", "--layers",
-                            "6", "--hidden", "384", "--heads", "6", args.bert_hub],
-                           cwd=ROOT, check=True, capture_output=True)
-        if not args.data_dir:
-            sys.path.insert(0, os.path.join(ROOT, "tests"))
-            from conftest import make_imdb_tree
-            args.data_dir = make_imdb_tree(os.path.join(tmp, "data"), per_class={
-                "train": (args.train_samples + 1) // 2, "test": 16})
+        args.bert_hub = args.bert_hub or random_module(tmp)
+        args.data_dir = args.data_dir or generated_reviews(tmp, args.train_samples, 32)
         results = {n: run_train(args, n, os.path.join(tmp, "run-%d" % n))
                    for n in args.processes}
     print("Device: %s; %d cores" % (results[args.processes[0]][2], os.cpu_count()))

@@ -13,6 +13,8 @@ import sys
 import tempfile
 import time
 
+from demo_material import generated_reviews, random_module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SENTENCE = "The film was creative and surprising"
 
@@ -26,17 +28,10 @@ def seconds(command):
 
 def make_demo_model(folder, layers, hidden):
     """A random BERT trained for a few steps on generated reviews, as train.py writes it."""
-    sys.path.insert(0, ROOT)
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from conftest import make_imdb_tree
-    module = os.path.join(folder, "module")
-    subprocess.run([sys.executable, "-m", "export_hub_module", "--random", "--layers",
-                    str(layers), "--hidden", str(hidden), "--heads", str(max(1, hidden // 64)),
-                    module], check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    module = random_module(folder, layers, hidden)
     output_dir = os.path.join(folder, "OUTPUT_Bert")
-    subprocess.run([sys.executable, "train.py", "--data-dir", make_imdb_tree(folder),
-                    "--bert-hub", module, "--output-dir", output_dir, "--train-samples", "64",
+    subprocess.run([sys.executable, "train.py", "--data-dir",
+                    generated_reviews(folder, 200, 100), "--bert-hub", module, "--output-dir", output_dir, "--train-samples", "64",
                     "--test-samples", "32", "--epochs", "1", "--max-seq-length", "128"],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return output_dir

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 
+from demo_material import generated_reviews, random_module
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -51,16 +53,9 @@ def main():
     p.add_argument("--learning-rate", type=float, default=1e-4)
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        if not args.bert_hub:
-            args.bert_hub = os.path.join(tmp, "module")
-            subprocess.run([sys.executable, "-m", "export_hub_module", "--random", "--layers",
-                            "6", "--hidden", "384", "--heads", "6", args.bert_hub],
-                           cwd=ROOT, check=True, capture_output=True)
-        if not args.data_dir:
-            sys.path.insert(0, os.path.join(ROOT, "tests"))
-            from conftest import make_imdb_tree
-            args.data_dir = make_imdb_tree(os.path.join(tmp, "data"), per_class={
-                "train": (args.train_samples + 1) // 2, "test": (args.test_samples + 1) // 2})
+        args.bert_hub = args.bert_hub or random_module(tmp)
+        args.data_dir = args.data_dir or generated_reviews(tmp, args.train_samples,
+                                                           args.test_samples)
         results = {}
         for name, extra in (("float32", []), ("bf16", ["--bf16"])):
             results[name] = run_train(args, os.path.join(tmp, name), extra)

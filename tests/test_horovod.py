@@ -195,3 +195,14 @@ def test_without_horovod_the_flag_says_how_to_install_it(imdb_dir, tiny_module, 
     assert "--horovod needs Horovod" in result.stderr and "make horovod" in result.stderr
     assert "Traceback" not in result.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_horovodrun_without_the_flag_is_refused(imdb_dir, tiny_module, tmp_path):
+    arguments = args_for(imdb_dir, tiny_module, str(tmp_path / "out"), 4)[1:]  # no --horovod
+    result = subprocess.run(
+        [HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable,
+         os.path.join(ROOT, "train.py"), *arguments],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "--horovod is not set" in result.stdout + result.stderr
+    assert not os.path.exists(tmp_path / "out")

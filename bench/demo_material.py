@@ -1,0 +1,26 @@
+"""What the benchmarks run on when given no module or data: a random BERT Hub module from
+the project's exporter and generated reviews in aclImdb's layout (the tests' generator)."""
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def random_module(folder, layers=6, hidden=384):
+    """A random BERT with `layers` layers of width `hidden` (one head per 64), in
+    folder/module; returns its path."""
+    path = os.path.join(folder, "module")
+    subprocess.run([sys.executable, "-m", "export_hub_module", "--random", "--layers",
+                    str(layers), "--hidden", str(hidden), "--heads", str(max(1, hidden // 64)),
+                    path], cwd=ROOT, check=True, capture_output=True)
+    return path
+
+
+def generated_reviews(folder, train_reviews, test_reviews):
+    """folder/data holding aclImdb/ with about that many reviews per split (half of each
+    class); returns folder/data, what --data-dir takes."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from conftest import make_imdb_tree
+    return make_imdb_tree(os.path.join(folder, "data"), per_class={
+        "train": (train_reviews + 1) // 2, "test": (test_reviews + 1) // 2})
