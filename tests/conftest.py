@@ -11,6 +11,7 @@ import hashlib
 import http.server
 import os
 import random
+import re
 import subprocess
 import sys
 import tarfile
@@ -119,6 +120,16 @@ def imdb_server(imdb_archive):
 def run_train(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def latest_step(output_dir):
+    """The step of the latest checkpoint named in output_dir/checkpoint, or None."""
+    try:
+        with open(os.path.join(output_dir, "checkpoint")) as f:
+            match = re.search(r'^model_checkpoint_path: "model\.ckpt-(\d+)"', f.read(), re.M)
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
 
 
 def quick_args(imdb_dir, tiny_module, output_dir, *extra):

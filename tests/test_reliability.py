@@ -10,17 +10,7 @@ import time
 
 import pytest
 
-from conftest import ROOT, quick_args, run_train
-
-
-def latest_step(output_dir):
-    """The step of the latest checkpoint named in output_dir/checkpoint, or None."""
-    try:
-        with open(os.path.join(output_dir, "checkpoint")) as f:
-            match = re.search(r'^model_checkpoint_path: "model\.ckpt-(\d+)"', f.read(), re.M)
-    except OSError:
-        return None
-    return int(match.group(1)) if match else None
+from conftest import ROOT, latest_step, quick_args, run_train
 
 
 def start_train(args):
