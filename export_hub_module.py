@@ -46,9 +46,12 @@ def tiny_vocab():
     return SPECIAL_TOKENS + pieces + suffixes + ["##izer"] + words
 
 
-def bert_module_fn(bert_config, vocab_file, do_lower_case):
-    """The module_fn for hub.create_module_spec: BERT plus the two signatures."""
+def bert_module_fn(bert_config, vocab_file, do_lower_case, seed=0):
+    """The module_fn for hub.create_module_spec: BERT plus the two signatures. The
+    initializers are seeded in the module's own graph (a seed set where the module is
+    instantiated does not reach them), so the same seed gives the same random weights."""
     def module_fn(is_training):
+        tf.set_random_seed(seed)
         input_ids = tf.placeholder(tf.int32, [None, None], name="input_ids")
         input_mask = tf.placeholder(tf.int32, [None, None], name="input_mask")
         segment_ids = tf.placeholder(tf.int32, [None, None], name="segment_ids")
@@ -76,10 +79,9 @@ def export_module(output_dir, bert_config, vocab_file, do_lower_case,
         raise FileExistsError(
             "%s exists and is not empty; choose a new folder for the module." % output_dir)
     spec = hub.create_module_spec(
-        bert_module_fn(bert_config, vocab_file, do_lower_case),
+        bert_module_fn(bert_config, vocab_file, do_lower_case, seed),
         tags_and_args=[({"train"}, {"is_training": True}), (set(), {"is_training": False})])
     with tf.Graph().as_default():
-        tf.set_random_seed(seed)
         module = hub.Module(spec)
         if init_checkpoint:
             tf.train.init_from_checkpoint(init_checkpoint, dict(module.variable_map))

@@ -115,6 +115,20 @@ def test_cased_flag_and_random_module(tmp_path):
     assert "bert/encoder/layer_1/intermediate/dense/kernel" not in shapes
 
 
+def test_random_weights_follow_the_seed(tmp_path):
+    def weights(name, seed):
+        path = str(tmp_path / name)
+        export_hub_module.export_random(path, layers=1, hidden=16, heads=2, seed=seed)
+        reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+        return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
+
+    first, again, other = weights("a", 1), weights("b", 1), weights("c", 2)
+    kernel = "bert/encoder/layer_0/intermediate/dense/kernel"
+    for key in first:
+        np.testing.assert_array_equal(first[key], again[key])
+    assert not np.array_equal(first[kernel], other[kernel])
+
+
 def test_errors_name_the_problem(tmp_path, exported, capsys):
     assert export_hub_module.main(["--google-checkpoint", str(tmp_path),
                                    str(tmp_path / "out")]) == 2
