@@ -280,9 +280,8 @@ def main(argv=None):
                         % (len(train), global_batch_size, args.epochs))
 
     # Checkpoints are saved by the project's hook (steps, seconds and signals), so the
-    # RunConfig's own saving is off.
-    # Only the chief restores and saves checkpoints; the others start from its variables
-    # (broadcast) in a temporary model dir of their own.
+    # RunConfig's own saving is off. Only the chief restores and saves checkpoints; other
+    # processes start from its variables (broadcast) in a temporary model dir of their own.
     model_dir = output_dir if is_chief else tempfile.mkdtemp(prefix="horovod-worker-")
     run_config = tf.estimator.RunConfig(
         model_dir=model_dir,
@@ -324,7 +323,7 @@ def main(argv=None):
                 is_training=True, drop_remainder=False)
         stop = StopOnSignalHook(hvd)
         hooks = [stop]
-        if hvd:
+        if hvd:  # everyone starts from the chief's variables and reports a weights digest
             hooks = [hvd.BroadcastGlobalVariablesHook(0), stop,
                      WeightsDigestHook(hvd.rank(), processes)]
         if is_chief:
