@@ -18,7 +18,7 @@ from errors import UserError
 INSTALL_HINT = (
     "--horovod needs Horovod built with TensorFlow support, and it cannot be imported here "
     "(%s). Install it into this project's environment with: make horovod (builds horovod "
-    "0.28.1 from source in about 7 minutes; needs cmake and g++). See "
+    "0.28.1 from source in 3-7 minutes; needs cmake and g++). See "
     "requirements-horovod.txt for the pip command.")
 
 
