@@ -32,7 +32,8 @@ def make_demo_model(folder, layers, hidden):
     output_dir = os.path.join(folder, "OUTPUT_Bert")
     subprocess.run([sys.executable, "train.py", "--data-dir",
                     generated_reviews(folder, 200, 100), "--bert-hub", module,
-                    "--output-dir", output_dir, "--train-samples", "64", "--test-samples", "32", "--epochs", "1", "--max-seq-length", "128"],
+                    "--output-dir", output_dir, "--train-samples", "64", "--test-samples", "32",
+                    "--epochs", "1", "--max-seq-length", "128"],
                    check=True, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return output_dir
 
