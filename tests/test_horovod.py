@@ -145,14 +145,18 @@ def test_sigterm_to_process_0_stops_both_after_the_same_step_and_saves_it(
                                     "--save-checkpoints-steps", "20"])
     launcher = subprocess.Popen(command, cwd=ROOT, env=environment(str(tmp_path)),
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while not latest_step(output_dir):  # training is under way
-        assert launcher.poll() is None and time.time() < deadline, launcher.communicate()[0]
-        time.sleep(0.1)
-    process_0 = next(p for p in psutil.Process(launcher.pid).children(recursive=True)
-                     if HOROVOD_TRAIN in p.cmdline() and p.environ().get("HOROVOD_RANK") == "0")
-    process_0.send_signal(signal.SIGTERM)
-    output = launcher.communicate(timeout=300)[0]
+    try:
+        deadline = time.time() + 300
+        while not latest_step(output_dir):  # training is under way
+            assert launcher.poll() is None and time.time() < deadline, launcher.communicate()[0]
+            time.sleep(0.1)
+        process_0 = next(p for p in psutil.Process(launcher.pid).children(recursive=True)
+                         if HOROVOD_TRAIN in p.cmdline()
+                         and p.environ().get("HOROVOD_RANK") == "0")
+        process_0.send_signal(signal.SIGTERM)
+        output = launcher.communicate(timeout=300)[0]
+    finally:
+        launcher.kill()  # if still running; horovodrun's helpers then end the processes
     step = int(re.search(r"Interrupted at step (\d+) of 1000", output).group(1))
     assert 0 < step < 1000
     assert latest_step(output_dir) == step  # the signal's own save
