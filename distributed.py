@@ -12,7 +12,7 @@ import sys
 
 import tqdm
 
-from compat import tf
+from compat import run_classifier, tf
 from errors import UserError
 
 INSTALL_HINT = (
@@ -87,30 +87,19 @@ def average_across_processes(hvd):
     return average
 
 
-def sharded_input_fn_builder(features, seq_length, rank, processes, seed):
-    """run_classifier's training input_fn (repeat, shuffle with a buffer of 100, batch)
-    over global batches of params["batch_size"] x `processes` reviews. Every process
-    shuffles with the same seed, so all see the same global batches, and keeps rows
-    [rank x batch_size, (rank + 1) x batch_size) of each."""
-    columns = {
-        "input_ids": [f.input_ids for f in features],
-        "input_mask": [f.input_mask for f in features],
-        "segment_ids": [f.segment_ids for f in features],
-        "label_ids": [f.label_id for f in features],
-    }
+def sharded_input_fn_builder(features, seq_length, rank, processes):
+    """run_classifier's training input_fn over global batches of params["batch_size"] x
+    `processes` reviews, of which this process keeps rows [rank x batch_size, (rank + 1) x
+    batch_size). The shuffle takes its seed from the graph's (RunConfig's tf_random_seed),
+    so every process sees the same global batches."""
+    global_input_fn = run_classifier.input_fn_builder(features, seq_length, is_training=True,
+                                                      drop_remainder=True)
 
     def input_fn(params):
         batch_size = params["batch_size"]
-        num_examples = len(features)
-        dataset = tf.data.Dataset.from_tensor_slices({
-            name: tf.constant(values, dtype=tf.int32,
-                              shape=[num_examples] if name == "label_ids"
-                              else [num_examples, seq_length])
-            for name, values in columns.items()})
-        dataset = dataset.repeat().shuffle(buffer_size=100, seed=seed)
-        dataset = dataset.batch(batch_size * processes, drop_remainder=True)
         start = rank * batch_size
-        return dataset.map(lambda batch: {name: column[start:start + batch_size]
-                                          for name, column in batch.items()})
+        global_batches = global_input_fn({"batch_size": batch_size * processes})
+        return global_batches.map(lambda batch: {name: column[start:start + batch_size]
+                                                 for name, column in batch.items()})
 
     return input_fn

@@ -316,7 +316,7 @@ def main(argv=None):
     else:
         if hvd:
             train_input_fn = distributed.sharded_input_fn_builder(
-                train_features, args.max_seq_length, hvd.rank(), processes, args.seed)
+                train_features, args.max_seq_length, hvd.rank(), processes)
         else:
             train_input_fn = run_classifier.input_fn_builder(
                 features=train_features, seq_length=args.max_seq_length,

@@ -167,6 +167,7 @@ def test_sigterm_to_process_0_stops_both_after_the_same_step_and_saves_it(
 
 def first_batches(input_fn, batch_size, count=4):
     with tf.Graph().as_default():
+        tf.set_random_seed(42)  # as the Estimator does with RunConfig's tf_random_seed
         batch = tf.data.make_one_shot_iterator(input_fn({"batch_size": batch_size})).get_next()
         with tf.Session() as session:
             return [session.run(batch) for _ in range(count)]
@@ -176,9 +177,9 @@ def test_each_process_reads_its_own_rows_of_the_same_global_batches():
     feature_list = [run_classifier.InputFeatures(input_ids=[i, i + 1], input_mask=[1, 1],
                                                  segment_ids=[0, 0], label_id=i % 2)
                     for i in range(20)]
-    whole = first_batches(distributed.sharded_input_fn_builder(feature_list, 2, 0, 1, 42), 6)
-    halves = [first_batches(distributed.sharded_input_fn_builder(feature_list, 2, rank, 2, 42),
-                            3) for rank in (0, 1)]
+    whole = first_batches(distributed.sharded_input_fn_builder(feature_list, 2, 0, 1), 6)
+    halves = [first_batches(distributed.sharded_input_fn_builder(feature_list, 2, rank, 2), 3)
+              for rank in (0, 1)]
     for step, batch in enumerate(whole):
         for name in ("input_ids", "input_mask", "segment_ids", "label_ids"):
             assert halves[0][step][name].shape[0] == 3
