@@ -14,17 +14,13 @@ import os
 import sys
 
 import numpy as np
-from tqdm import tqdm
 
 import config
-import device
-import features
-import hub_module
-from compat import quiet_tf_logging, run_classifier, tf
-from errors import UserError, run_script
-from export import checkpoint_step, newest_export
-from model import model_fn_builder
-from outputs import read_json
+from imdb_bert import device, output_folder
+from imdb_bert.compat import quiet_tf_logging, tf
+from imdb_bert.errors import UserError, run_script
+from imdb_bert.output_folder import checkpoint_step, newest_export
+from imdb_bert.serving import predict_from_checkpoint, predict_from_export
 
 
 def parse_args(argv=None):
@@ -77,7 +73,7 @@ def read_sentences(args):
 def model_settings(args):
     """The settings the model was trained with: model_settings.json, or for a notebook's
     folder the flags. A flag that contradicts model_settings.json is an error."""
-    settings = read_json(os.path.join(args.output_dir, "model_settings.json"))
+    settings = output_folder.read_settings(args.output_dir)
     if settings is None:
         if not args.bert_hub:
             raise UserError(
@@ -85,74 +81,17 @@ def model_settings(args):
                 "for a folder made by the notebook, pass --bert-hub with the module it was "
                 "trained from (and --max-seq-length if not %d)."
                 % (args.output_dir, config.MAX_SEQ_LENGTH))
-        return {"bert_hub": args.bert_hub,
-                "max_seq_length": args.max_seq_length or config.MAX_SEQ_LENGTH,
-                "label_list": config.label_list, "label_names": config.LABEL_NAMES}
+        return output_folder.notebook_settings(args.bert_hub, args.max_seq_length)
     given = {"bert_hub": args.bert_hub, "max_seq_length": args.max_seq_length}
     for key, value in given.items():
         if value is not None and value != settings[key]:
-            if key == "bert_hub" and not hub_module.is_url(value) and \
+            if key == "bert_hub" and not output_folder.is_remote(value) and \
                     os.path.abspath(value) == settings[key]:
                 continue
             raise UserError("--%s %s does not match the model in %s, trained with %s. "
                             "Leave the flag out to use the trained model's setting."
                             % (key.replace("_", "-"), value, args.output_dir, settings[key]))
     return settings
-
-
-def to_features(sentences, settings, tokenizer):
-    examples = features.make_examples(sentences, [settings["label_list"][0]] * len(sentences))
-    return features.convert_examples_to_features(
-        examples, settings["label_list"], settings["max_seq_length"], tokenizer,
-        desc="Converting sentences")
-
-
-def batches(items, size):
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def predict_from_export(export_dir, settings, sentences, batch_size, session_config):
-    """Log-probabilities [n, 2] from the exported SavedModel."""
-    tokenizer = features.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
-                                          settings["do_lower_case"], fast=True)
-    feats = to_features(sentences, settings, tokenizer)
-    with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
-        meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
-        signature = meta_graph.signature_def["serving_default"]
-        output = signature.outputs["log_probabilities"].name
-        log_probs = []
-        for batch in tqdm(batches(feats, batch_size), desc="Predicting", unit=" batches",
-                          disable=len(feats) <= batch_size, file=sys.stderr):
-            feed = {signature.inputs[name].name: [getattr(f, name) for f in batch]
-                    for name in ("input_ids", "input_mask", "segment_ids")}
-            log_probs.append(sess.run(output, feed))
-    return np.concatenate(log_probs)
-
-
-def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size,
-                            session_config):
-    """Log-probabilities [n, 2] from `checkpoint`, through the Estimator and model_fn."""
-    bert_hub = hub_module.resolve(settings["bert_hub"])
-    tokenizer = features.create_tokenizer_from_hub_module(bert_hub, fast=True)
-    feats = to_features(sentences, settings, tokenizer)
-    estimator = tf.estimator.Estimator(
-        model_fn=model_fn_builder(num_labels=len(settings["label_list"]), learning_rate=0.0,
-                                  num_train_steps=1, num_warmup_steps=0, bert_hub=bert_hub),
-        config=tf.estimator.RunConfig(model_dir=output_dir, session_config=session_config),
-        params={"batch_size": batch_size})
-    input_fn = run_classifier.input_fn_builder(
-        features=feats, seq_length=settings["max_seq_length"], is_training=False,
-        drop_remainder=False)
-    try:
-        predictions = list(tqdm(estimator.predict(input_fn, checkpoint_path=checkpoint),
-                                total=len(feats), desc="Predicting", unit=" sentences",
-                                disable=len(feats) <= batch_size, file=sys.stderr))
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
-        raise UserError("The checkpoint %s does not fit the model built from %s with "
-                        "max_seq_length %d: %s. Pass the --bert-hub it was trained with."
-                        % (checkpoint, settings["bert_hub"], settings["max_seq_length"],
-                           e.message.splitlines()[0]))
-    return np.stack([p["probabilities"] for p in predictions])
 
 
 def main(argv=None):
@@ -187,21 +126,26 @@ def main(argv=None):
         log_probs = predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
                                             args.batch_size, session_config)
 
-    label_names = settings["label_names"]
+    print_predictions(sentences, log_probs, settings["label_names"], args.json)
+    return 0
+
+
+def print_predictions(sentences, log_probs, label_names, as_json):
+    """One line per sentence (label, its probability, log-probabilities, sentence), or a
+    JSON list."""
     probabilities = np.exp(log_probs)
     labels = np.argmax(log_probs, axis=-1)
-    if args.json:
+    if as_json:
         print(json.dumps([{"sentence": sentence, "label": label_names[label],
                            "probabilities": [float(p) for p in probs],
                            "log_probabilities": [float(lp) for lp in lps]}
                           for sentence, label, probs, lps
                           in zip(sentences, labels, probabilities, log_probs)],
                          indent=2, ensure_ascii=False))
-    else:
-        for sentence, label, probs, lps in zip(sentences, labels, probabilities, log_probs):
-            print("%s\t%.4f\t[%s]\t%s" % (label_names[label], probs[label],
-                                          ", ".join("%.4f" % lp for lp in lps), sentence))
-    return 0
+        return
+    for sentence, label, probs, lps in zip(sentences, labels, probabilities, log_probs):
+        print("%s\t%.4f\t[%s]\t%s" % (label_names[label], probs[label],
+                                      ", ".join("%.4f" % lp for lp in lps), sentence))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ def random_module(folder, layers=6, hidden=384):
     """A random BERT with `layers` layers of width `hidden` (one head per 64), in
     folder/module; returns its path."""
     path = os.path.join(folder, "module")
-    subprocess.run([sys.executable, "-m", "export_hub_module", "--random", "--layers",
+    subprocess.run([sys.executable, "-m", "imdb_bert.make_hub_module", "--random", "--layers",
                     str(layers), "--hidden", str(hidden), "--heads", str(max(1, hidden // 64)),
                     path], cwd=ROOT, check=True, capture_output=True)
     return path

@@ -17,11 +17,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import config  # noqa: E402
-import data  # noqa: E402
-import features  # noqa: E402
-from compat import quiet_tf_logging, run_classifier, tf  # noqa: E402
-from export_hub_module import SPECIAL_TOKENS  # noqa: E402
-from fast_features import SAFE  # noqa: E402
+from imdb_bert import data  # noqa: E402
+from imdb_bert import features  # noqa: E402
+from imdb_bert.compat import quiet_tf_logging, run_classifier, tf  # noqa: E402
+from imdb_bert.make_hub_module import SPECIAL_TOKENS  # noqa: E402
+from imdb_bert.fast_features import SAFE  # noqa: E402
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "po", "si", "de", "fa", "gu", "ho", "ji",
              "ble", "tion", "ment", "er", "ing", "ous", "ly", "st", "an", "re", "in"]
@@ -97,7 +97,7 @@ def main():
 
         fast = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
         start = time.perf_counter()
-        got = features.convert_examples_to_features(
+        got = features.convert_examples(
             examples, config.label_list, args.max_seq_length, fast)
         fast_seconds = time.perf_counter() - start
 

@@ -80,9 +80,9 @@ def make_imdb_tree(root, seed=0, per_class=None):
 
 @pytest.fixture(scope="session")
 def tiny_module(tmp_path_factory):
-    import export_hub_module
+    from imdb_bert import make_hub_module
     path = str(tmp_path_factory.mktemp("hub") / "tiny_bert")
-    export_hub_module.export_random(path, layers=2, hidden=32, heads=2,
+    make_hub_module.export_random(path, layers=2, hidden=32, heads=2,
                                     max_position_embeddings=128, seed=1)
     return path
 
@@ -117,9 +117,23 @@ def imdb_server(imdb_archive):
     server.shutdown()
 
 
-def run_train(*args):
+def has_avx2(cpuinfo="/proc/cpuinfo"):
+    try:
+        with open(cpuinfo) as f:
+            return "avx2" in f.read().split()
+    except OSError:
+        return False
+
+
+# oneDNN picks its kernels by the CPU's instruction sets, and kernels for different sets
+# sum in different orders: held to AVX2, every x86-64 CPU with AVX2 gives the same bits,
+# so a run can be compared exactly with one recorded on another machine.
+SAME_KERNELS_ENV = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2") if has_avx2() else None
+
+
+def run_train(*args, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
 
 
 def latest_step(output_dir):
@@ -142,8 +156,10 @@ def quick_args(imdb_dir, tiny_module, output_dir, *extra):
 
 @pytest.fixture(scope="session")
 def trained(imdb_dir, tiny_module, tmp_path_factory):
-    """(output dir, completed process) of one training run shared by the tests."""
+    """(output dir, completed process) of one training run shared by the tests, with the
+    kernels held to AVX2 where the CPU has it (tests/test_layout.py compares its results
+    with the recorded ones)."""
     output_dir = str(tmp_path_factory.mktemp("run") / "OUTPUT_Bert")
-    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir))
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir), env=SAME_KERNELS_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir, result

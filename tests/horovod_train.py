@@ -9,7 +9,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import config  # noqa: E402
 import train  # noqa: E402
-from errors import run_script  # noqa: E402
+from imdb_bert.errors import run_script  # noqa: E402
 
 config.HEAD_DROPOUT_KEEP_PROB = 1.0
 config.CLIP_NORM = 0.01

@@ -4,10 +4,10 @@ import json
 
 from tensorflow.core.protobuf import rewriter_config_pb2
 
-import device
+from imdb_bert import device
 import predict
 import train
-from compat import tf
+from imdb_bert.compat import tf
 from conftest import quick_args, run_train
 
 ON = rewriter_config_pb2.RewriterConfig.ON

@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-import data
-from errors import UserError
+from imdb_bert import data
+from imdb_bert.errors import UserError
 
 
 def test_load_dataset_labels_ratings_and_ignored_files(imdb_dir):

@@ -1,7 +1,7 @@
 """The device line: CPU here; a loud warning when nvidia-smi sees a GPU TensorFlow can't use."""
 import os
 
-import device
+from imdb_bert import device
 
 
 def test_cpu_without_nvidia_smi(monkeypatch, tmp_path):

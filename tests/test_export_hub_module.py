@@ -4,9 +4,8 @@ import os
 import numpy as np
 import pytest
 
-import export_hub_module
-import features
-from compat import hub, modeling, tf
+from imdb_bert import features, make_hub_module
+from imdb_bert.compat import hub, modeling, tf
 
 NOTEBOOK_EXAMPLE = "This here's an example of using the BERT tokenizer"
 NOTEBOOK_TOKENS = ['this', 'here', "'", 's', 'an', 'example', 'of', 'using', 'the', 'bert',
@@ -18,7 +17,7 @@ def google_checkpoint(tmp_path_factory):
     """A folder like Google's release zips: bert_config.json, bert_model.ckpt.*, vocab.txt
     (with a pre-training head variable the module must leave out)."""
     folder = tmp_path_factory.mktemp("uncased_L-2_H-32_A-2")
-    vocab = export_hub_module.tiny_vocab()
+    vocab = make_hub_module.tiny_vocab()
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     bert_config = modeling.BertConfig(vocab_size=len(vocab), hidden_size=32,
                                       num_hidden_layers=2, num_attention_heads=2,
@@ -38,7 +37,7 @@ def google_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(google_checkpoint, tmp_path_factory):
     path = str(tmp_path_factory.mktemp("exported") / "module")
-    export_hub_module.export_google_checkpoint(google_checkpoint[0], path)
+    make_hub_module.export_google_checkpoint(google_checkpoint[0], path)
     return path
 
 
@@ -105,12 +104,12 @@ def test_tokenizer_from_module_matches_the_notebook(exported):
 
 def test_cased_flag_and_random_module(tmp_path):
     path = str(tmp_path / "cased")
-    assert export_hub_module.main(["--random", "--layers", "1", "--hidden", "16", "--heads",
+    assert make_hub_module.main(["--random", "--layers", "1", "--hidden", "16", "--heads",
                                    "2", "--cased", path]) == 0
     assert features.tokenization_info(path)[1] is False
     reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
     shapes = reader.get_variable_to_shape_map()
-    assert shapes["bert/embeddings/word_embeddings"] == [len(export_hub_module.tiny_vocab()), 16]
+    assert shapes["bert/embeddings/word_embeddings"] == [len(make_hub_module.tiny_vocab()), 16]
     assert "bert/encoder/layer_0/intermediate/dense/kernel" in shapes
     assert "bert/encoder/layer_1/intermediate/dense/kernel" not in shapes
 
@@ -118,7 +117,7 @@ def test_cased_flag_and_random_module(tmp_path):
 def test_random_weights_follow_the_seed(tmp_path):
     def weights(name, seed):
         path = str(tmp_path / name)
-        export_hub_module.export_random(path, layers=1, hidden=16, heads=2, seed=seed)
+        make_hub_module.export_random(path, layers=1, hidden=16, heads=2, seed=seed)
         reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
         return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()}
 
@@ -130,8 +129,8 @@ def test_random_weights_follow_the_seed(tmp_path):
 
 
 def test_errors_name_the_problem(tmp_path, exported, capsys):
-    assert export_hub_module.main(["--google-checkpoint", str(tmp_path),
+    assert make_hub_module.main(["--google-checkpoint", str(tmp_path),
                                    str(tmp_path / "out")]) == 2
     assert "bert_config.json" in capsys.readouterr().err
-    assert export_hub_module.main(["--random", exported]) == 2
+    assert make_hub_module.main(["--random", exported]) == 2
     assert "not empty" in capsys.readouterr().err

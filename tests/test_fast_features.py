@@ -4,9 +4,8 @@ import random
 import pytest
 
 import config
-import fast_features
-import features
-from compat import run_classifier
+from imdb_bert import fast_features, features
+from imdb_bert.compat import run_classifier
 
 VARIED_TEXTS = [
     "",
@@ -58,7 +57,7 @@ def test_same_features_as_run_classifier(tokenizers, max_seq_length):
     texts = VARIED_TEXTS + random_texts(300)
     examples = features.make_examples(texts, [i % 2 for i in range(len(texts))])
     tokenizers.fallbacks = 0
-    fast = fast_features.convert_examples_to_features(examples, config.label_list,
+    fast = fast_features.fast_convert_examples(examples, config.label_list,
                                                       max_seq_length, tokenizers)
     reference = run_classifier.convert_examples_to_features(
         examples, config.label_list, max_seq_length, tokenizers.reference)

@@ -4,8 +4,7 @@ import os
 import pytest
 
 import config
-import feature_cache
-import features
+from imdb_bert import feature_cache, features
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 import pytest
 
 import config
-import features
-from compat import run_classifier
+from imdb_bert import features
+from imdb_bert.compat import run_classifier
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def test_unknown_words_become_unk(tokenizer):
 def test_progress_conversion_equals_bert(tokenizer):
     sentences = ["great film", "awful , boring movie <br /> really", "", "x" * 300]
     examples = features.make_examples(sentences, [1, 0, 1, 0])
-    ours = features.convert_examples_to_features(examples, config.label_list, 12, tokenizer)
+    ours = features.convert_examples(examples, config.label_list, 12, tokenizer)
     berts = run_classifier.convert_examples_to_features(examples, config.label_list, 12,
                                                         tokenizer)
     assert [vars(f) for f in ours] == [vars(f) for f in berts]
@@ -61,7 +61,7 @@ def test_fast_conversion_in_chunks_equals_bert(tiny_module):
     sentences = ["review %d is great , caf\u00e9 \uf0b7 %s" % (i, "x " * (i % 40))
                  for i in range(2101)]  # more than one chunk; some need the fallback
     examples = features.make_examples(sentences, [i % 2 for i in range(len(sentences))])
-    ours = features.convert_examples_to_features(examples, config.label_list, 32, fast)
+    ours = features.convert_examples(examples, config.label_list, 32, fast)
     berts = run_classifier.convert_examples_to_features(examples, config.label_list, 32,
                                                         fast.reference)
     assert [vars(f) for f in ours] == [vars(f) for f in berts]

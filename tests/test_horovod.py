@@ -20,8 +20,8 @@ import psutil
 import pytest
 from conftest import ROOT, latest_step
 
-import distributed
-from compat import run_classifier, tf
+from imdb_bert import runtime
+from imdb_bert.compat import run_classifier, tf
 
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 HOROVOD_TRAIN = os.path.join(ROOT, "tests", "horovod_train.py")
@@ -177,8 +177,8 @@ def test_each_process_reads_its_own_rows_of_the_same_global_batches():
     feature_list = [run_classifier.InputFeatures(input_ids=[i, i + 1], input_mask=[1, 1],
                                                  segment_ids=[0, 0], label_id=i % 2)
                     for i in range(20)]
-    whole = first_batches(distributed.sharded_input_fn_builder(feature_list, 2, 0, 1), 6)
-    halves = [first_batches(distributed.sharded_input_fn_builder(feature_list, 2, rank, 2), 3)
+    whole = first_batches(runtime.sharded_input_fn_builder(feature_list, 2, 0, 1), 6)
+    halves = [first_batches(runtime.sharded_input_fn_builder(feature_list, 2, rank, 2), 3)
               for rank in (0, 1)]
     for step, batch in enumerate(whole):
         for name in ("input_ids", "input_mask", "segment_ids", "label_ids"):
@@ -190,7 +190,7 @@ def test_each_process_reads_its_own_rows_of_the_same_global_batches():
 
 def test_without_horovod_the_flag_says_how_to_install_it(imdb_dir, tiny_module, tmp_path):
     hide_horovod = ("import sys; sys.modules['horovod'] = None; sys.argv[0] = 'train.py'; "
-                    "import train, errors; errors.run_script(train.main)")
+                    "import train; from imdb_bert import errors; errors.run_script(train.main)")
     result = subprocess.run(
         [sys.executable, "-c", hide_horovod,
          *args_for(imdb_dir, tiny_module, str(tmp_path / "out"), 4)],

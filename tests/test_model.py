@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import config
-import features
-from compat import run_classifier, tf
-from model import metric_fn, model_fn_builder
+from imdb_bert import features
+from imdb_bert.compat import run_classifier, tf
+from imdb_bert.model import metric_fn, model_fn_builder
 
 NOTEBOOK_METRIC_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall",
                         "true_positives", "true_negatives", "false_positives",
@@ -82,15 +82,15 @@ def test_f1_is_contribs_best_over_thresholds():
 def test_module_with_tf1_ref_variables_trains(tmp_path):
     """Google's published BERT Hub modules hold TF1 ref variables (VariableV2), while this
     project runs with resource variables: such a module must load and train too."""
-    import export_hub_module
-    from compat import hub, modeling
+    from imdb_bert import make_hub_module
+    from imdb_bert.compat import hub, modeling
 
     vocab_file = tmp_path / "vocab.txt"
-    vocab_file.write_text("\n".join(export_hub_module.tiny_vocab()) + "\n")
-    bert_config = modeling.BertConfig(vocab_size=len(export_hub_module.tiny_vocab()),
+    vocab_file.write_text("\n".join(make_hub_module.tiny_vocab()) + "\n")
+    bert_config = modeling.BertConfig(vocab_size=len(make_hub_module.tiny_vocab()),
                                       hidden_size=16, num_hidden_layers=1,
                                       num_attention_heads=2, intermediate_size=32)
-    module_fn = export_hub_module.bert_module_fn(bert_config, str(vocab_file), True)
+    module_fn = make_hub_module.bert_module_fn(bert_config, str(vocab_file), True)
 
     def ref_variables_module_fn(is_training):
         with tf.variable_scope(tf.get_variable_scope(), use_resource=False):

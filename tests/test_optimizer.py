@@ -1,8 +1,8 @@
 """optimizer.create_optimizer makes the updates of bert.optimization.create_optimizer."""
 import numpy as np
 
-import optimizer
-from compat import optimization, tf
+from imdb_bert import optimizer
+from imdb_bert.compat import optimization, tf
 
 RNG = np.random.RandomState(0)
 INPUTS = RNG.normal(size=(8, 5)).astype(np.float32)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-import export_hub_module
+from imdb_bert import make_hub_module
 from conftest import ROOT
 
 NOTEBOOK_SENTENCES = ["That movie was absolutely awful", "The acting was a bit lacking",
@@ -117,7 +117,7 @@ def test_errors_exit_2_with_a_message(trained, notebook_dir, tmp_path):
 
 def test_checkpoint_of_another_model_is_refused(notebook_dir, tmp_path):
     other = str(tmp_path / "other_module")
-    export_hub_module.export_random(other, layers=1, hidden=16, heads=2)
+    make_hub_module.export_random(other, layers=1, hidden=16, heads=2)
     result = run_predict("--output-dir", notebook_dir, "--bert-hub", other,
                          "--max-seq-length", "32", "hi")
     assert result.returncode == 2, result.stderr[-2000:]

@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import quick_args, run_train
+from conftest import SAME_KERNELS_ENV, quick_args, run_train
 
 CONTRACT_FLAGS = ["--data-dir", "--data-url", "--data-md5", "--bert-hub", "--output-dir",
                   "--do-delete", "--bucket", "--train-samples", "--test-samples",
@@ -113,7 +113,7 @@ def test_tiny_model_learns_the_planted_signal(trained):
 
 def test_same_seed_gives_identical_results(trained, imdb_dir, tiny_module, tmp_path):
     output_dir = str(tmp_path / "again")
-    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir))
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir), env=SAME_KERNELS_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert read_json(os.path.join(output_dir, "eval_results.json")) == read_json(
         os.path.join(trained[0], "eval_results.json"))
@@ -148,7 +148,7 @@ def test_bad_flag_values_are_refused(imdb_dir, tiny_module, tmp_path):
 
 
 def test_tensorboard_gets_loss_and_learning_rate(trained):
-    from compat import tf
+    from imdb_bert.compat import tf
     output_dir = trained[0]
     tags = set()
     for name in os.listdir(output_dir):

@@ -1,14 +1,14 @@
 """Finding the BERT Hub module: a tfhub.dev URL (downloaded once into a persistent
-cache) or a local module folder, e.g. one written by export_hub_module."""
+cache) or a local module folder, e.g. one written by imdb_bert.make_hub_module."""
 import os
 
-from compat import hub, tf
-from errors import UserError
+from imdb_bert.compat import hub, tf
+from imdb_bert.errors import UserError
 
 OFFLINE_ROUTE = (
     "To run offline, download Google's checkpoint zip (e.g. https://storage.googleapis.com/"
     "bert_models/2018_10_18/uncased_L-12_H-768_A-12.zip) where you have network, unzip it "
-    "and turn it into a Hub module with: python -m export_hub_module --google-checkpoint "
+    "and turn it into a Hub module with: python -m imdb_bert.make_hub_module --google-checkpoint "
     "uncased_L-12_H-768_A-12 bert_uncased_hub; then pass --bert-hub bert_uncased_hub.")
 
 
@@ -37,7 +37,7 @@ def resolve(handle):
         path = os.path.abspath(handle)
     if not tf.io.gfile.exists(os.path.join(path, "tfhub_module.pb")):
         raise UserError("%s is not a TF1 Hub module (no tfhub_module.pb in it). Pass a "
-                        "tfhub.dev BERT URL or a folder written by export_hub_module. %s"
+                        "tfhub.dev BERT URL or a folder written by imdb_bert.make_hub_module. %s"
                         % (path, OFFLINE_ROUTE))
     return path
 

@@ -1,6 +1,7 @@
-"""The one place that makes the notebook's TF1 code run on TensorFlow 2.15.
+"""The one module that imports TensorFlow, tensorflow_hub and bert, and the one place that
+makes the notebook's TF1 code run on TensorFlow 2.15.
 
-Import TensorFlow, bert and tensorflow_hub from here, never directly:
+Every other module imports them from here, never directly:
   - TF 2 behaviour is switched off (graph mode, tf.compat.v1 as `tf`);
   - bert/modeling.py imports `tensorflow.contrib.layers` (gone in TF 2): it gets
     tf_slim's port of the same layers;
@@ -22,6 +23,7 @@ import tensorflow as tf2  # noqa: E402
 import tf_slim  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 
+from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
 from tensorflow.python.util import deprecation  # noqa: E402
 
 tf = tf2.compat.v1
@@ -61,4 +63,4 @@ def quiet_tf_logging(verbose=False):
 
 
 __all__ = ["tf", "tf2", "hub", "modeling", "optimization", "run_classifier",
-           "tokenization", "f1_score", "quiet_tf_logging"]
+           "tokenization", "f1_score", "rewriter_config_pb2", "quiet_tf_logging"]

@@ -8,8 +8,9 @@ the data selection and seed are in it too). Another key never reads a stale file
 import hashlib
 import os
 
-import features
-from compat import run_classifier, tf
+from imdb_bert import features
+from imdb_bert.compat import run_classifier, tf
+from imdb_bert.output_folder import features_file
 
 FORMAT = b"features-v1"
 FIELDS = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
@@ -31,15 +32,15 @@ def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tok
     """The InputFeatures of `examples`, from the cache when its key matches; converted
     and (with `write`) cached otherwise."""
     key = cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case)
-    path = os.path.join(output_dir, "features-%s-%s.tf_record" % (split, key))
+    path = features_file(output_dir, split, key)
     if tf.io.gfile.exists(path):
         print("Using the cached %s features in %s" % (split, path))
         return read_features(path)
-    converted = features.convert_examples_to_features(
+    converted = features.convert_examples(
         examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split)
     if not write:
         return converted
-    for stale in tf.io.gfile.glob(os.path.join(output_dir, "features-%s-*.tf_record" % split)):
+    for stale in tf.io.gfile.glob(features_file(output_dir, split, "*")):
         tf.io.gfile.remove(stale)
     write_features(path, converted)
     return converted

@@ -3,10 +3,13 @@ the Estimator model_fn. train.py and predict.py both use this, so a checkpoint w
 by one restores in the other (and the notebook's own checkpoints restore too: the
 variable names are the notebook's)."""
 import config
-from compat import f1_score, hub, tf
-from distributed import average_across_processes
-from hooks import EvalPredictionsHook, ProgressHook
-from optimizer import create_optimizer
+from imdb_bert.compat import f1_score, hub, tf
+from imdb_bert.optimizer import create_optimizer
+
+# Tensors the project's hooks read by name (hooks.py), so the model_fn needs no hooks.
+REPORTED_LOSS = "reported_loss"  # training: the loss of the whole (global) batch
+EVAL_LABEL_IDS = "eval_label_ids"
+LOG_PROBS = "loss/log_probs"
 
 
 def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids, labels,
@@ -34,7 +37,7 @@ def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids,
                                          rate=1.0 - config.HEAD_DROPOUT_KEEP_PROB)
         logits = tf.matmul(output_layer, output_weights, transpose_b=True)
         logits = tf.nn.bias_add(logits, output_bias)
-        log_probs = tf.nn.log_softmax(logits, axis=-1)
+        log_probs = tf.nn.log_softmax(logits, axis=-1, name="log_probs")
         predicted_labels = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
         if is_predicting:
             return predicted_labels, log_probs
@@ -62,13 +65,11 @@ def metric_fn(label_ids, predicted_labels):
 
 
 def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
-                     progress_every_steps=None, eval_predictions=None, loss_scaling=False,
-                     hvd=None):
+                     loss_scaling=False, average=None):
     """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
-    a progress line every `progress_every_steps` training steps, and a list that each
-    evaluation fills with the batches' label_ids and log_probs; `loss_scaling` for
-    float16 mixed precision (--use-amp); `hvd` (horovod.tensorflow) to train on
-    params["batch_size"] reviews in each of hvd.size() processes."""
+    `loss_scaling` for float16 mixed precision (--use-amp); `average`, a function mapping a
+    list of tensors to their averages over several processes (--horovod), each of which
+    trains on params["batch_size"] reviews."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -83,40 +84,34 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             predicted_labels, log_probs = create_model(
                 is_training, is_predicting, input_ids, input_mask, segment_ids,
                 label_ids, num_labels, bert_hub)
-            # The notebook's keys: "probabilities" holds log-softmax values.
-            predictions = {"probabilities": log_probs, "labels": predicted_labels}
-            # The exported SavedModel names each output for what it holds.
-            serving_outputs = {"probabilities": tf.exp(log_probs),
-                               "log_probabilities": log_probs, "labels": predicted_labels}
-            return tf.estimator.EstimatorSpec(mode, predictions=predictions, export_outputs={
-                "serving_default": tf.estimator.export.PredictOutput(serving_outputs)})
+            return predict_spec(mode, predicted_labels, log_probs)
 
         loss, predicted_labels, log_probs = create_model(
             is_training, is_predicting, input_ids, input_mask, segment_ids,
             label_ids, num_labels, bert_hub)
         if is_training:
-            average = average_across_processes(hvd) if hvd else None
             train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps,
                                         loss_scaling, average)
-            processes = 1
-            if hvd:
-                # Logs and summaries show the loss of the whole global batch.
-                loss = average([loss])[0]
-                processes = hvd.size()
-            hooks = []
-            if progress_every_steps:
-                hooks.append(ProgressHook(loss, progress_every_steps,
-                                          params["batch_size"] * processes, num_train_steps))
-            return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op,
-                                              training_hooks=hooks)
-        hooks = []
-        if eval_predictions is not None:
-            hooks.append(EvalPredictionsHook(label_ids, log_probs, eval_predictions))
+            if average:
+                loss = average([loss])[0]  # logs and summaries: the global batch's loss
+            loss = tf.identity(loss, name=REPORTED_LOSS)
+            return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op)
+        tf.identity(label_ids, name=EVAL_LABEL_IDS)
         return tf.estimator.EstimatorSpec(
-            mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels),
-            evaluation_hooks=hooks)
+            mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels))
 
     return model_fn
+
+
+def predict_spec(mode, predicted_labels, log_probs):
+    """The notebook's predictions, and the outputs of the exported SavedModel."""
+    # The notebook's keys: "probabilities" holds log-softmax values.
+    predictions = {"probabilities": log_probs, "labels": predicted_labels}
+    # The exported SavedModel names each output for what it holds.
+    serving_outputs = {"probabilities": tf.exp(log_probs),
+                       "log_probabilities": log_probs, "labels": predicted_labels}
+    return tf.estimator.EstimatorSpec(mode, predictions=predictions, export_outputs={
+        "serving_default": tf.estimator.export.PredictOutput(serving_outputs)})
 
 
 def serving_input_receiver_fn_builder(max_seq_length):

@@ -2,9 +2,7 @@
 import shutil
 import subprocess
 
-from tensorflow.core.protobuf import rewriter_config_pb2
-
-from compat import tf, tf2
+from imdb_bert.compat import rewriter_config_pb2, tf, tf2
 
 
 def nvidia_smi_gpus():

@@ -13,7 +13,8 @@ import pandas as pd  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
 import config  # noqa: E402
-from outputs import write_file  # noqa: E402
+from imdb_bert.output_folder import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
+                                     TEST_PREDICTIONS, write_file)
 
 
 def write_report(output_dir, test, eval_batches, label_names):
@@ -33,14 +34,14 @@ def write_report(output_dir, test, eval_batches, label_names):
         "predicted_label": predicted,
         "probability_positive": positive,
     })
-    write_file(os.path.join(output_dir, "test_predictions.csv"),
+    write_file(os.path.join(output_dir, TEST_PREDICTIONS),
                predictions_table.to_csv(index=False))
 
     both_classes = len(np.unique(label_ids)) == 2
-    write_file(os.path.join(output_dir, "confusion_matrix.png"),
+    write_file(os.path.join(output_dir, CONFUSION_MATRIX),
                confusion_matrix_png(label_ids, predicted, label_names))
     if both_classes:
-        write_file(os.path.join(output_dir, "roc_curve.png"), roc_curve_png(label_ids, positive))
+        write_file(os.path.join(output_dir, ROC_CURVE), roc_curve_png(label_ids, positive))
     return {
         "roc_auc": float(metrics.roc_auc_score(label_ids, positive)) if both_classes else None,
         "classification_report": metrics.classification_report(

@@ -13,8 +13,8 @@ import urllib.request
 import pandas as pd
 from tqdm import tqdm
 
-from compat import tf
-from errors import UserError
+from imdb_bert.compat import tf
+from imdb_bert.errors import UserError
 
 FILE_NAME = re.compile(r"\d+_(\d+)\.txt")
 

@@ -16,7 +16,7 @@ processes after tf.gradients (and the loss scale) and before clipping, so every 
 clips and applies the gradient of the whole global batch.
 """
 import config
-from compat import optimization, tf
+from imdb_bert.compat import optimization, tf
 
 LOSS_SCALE_START = 2.0 ** 15
 LOSS_SCALE_PERIOD = 2000

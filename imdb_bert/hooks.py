@@ -1,4 +1,5 @@
-"""Session hooks around training and evaluation: checkpoints, progress, predictions.
+"""Session hooks around training and evaluation: checkpoints, signals, progress,
+predictions, weight digests. They read the model's tensors by name (model.py).
 
 Checkpoints that never lose more than a few minutes of training: the notebook saves every
 500 steps but trains 468, so a crash lost everything. RunConfig and
@@ -14,17 +15,19 @@ import time
 
 import numpy as np
 
-from compat import tf
+from imdb_bert.compat import tf
+from imdb_bert.model import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
 
 
 class StopOnSignalHook(tf.train.SessionRunHook):
     """On SIGINT or SIGTERM the step under way finishes and training stops; a second
-    signal acts as it would without this hook. With `hvd` (several Horovod processes)
-    every step also sums the processes' "signal received" flags, so all of them stop
-    after the same step, whichever got the signal."""
+    signal acts as it would without this hook. With `sum_across_processes` (a function
+    (tensor, name) -> its sum over several Horovod processes) every step also sums the
+    processes' "signal received" flags, so all of them stop after the same step, whichever
+    got the signal."""
 
-    def __init__(self, hvd=None):
-        self._hvd = hvd
+    def __init__(self, sum_across_processes=None):
+        self._sum_across_processes = sum_across_processes
         self.stopped_by_signal = None  # the signal's number, once training stops for one
         self._received = None
         self._previous_handlers = {}
@@ -32,10 +35,9 @@ class StopOnSignalHook(tf.train.SessionRunHook):
     def begin(self):
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
-        if self._hvd:
+        if self._sum_across_processes:
             self._flag = tf.placeholder_with_default(0, [], name="signal_received")
-            self._flags_sum = self._hvd.allreduce(self._flag, op=self._hvd.Sum,
-                                                  name="signals_received")
+            self._flags_sum = self._sum_across_processes(self._flag, "signals_received")
 
     def _on_signal(self, signum, frame):
         self._received = signum
@@ -44,7 +46,7 @@ class StopOnSignalHook(tf.train.SessionRunHook):
                            signal.Signals(signum).name)
 
     def before_run(self, run_context):
-        if self._hvd:
+        if self._sum_across_processes:
             return tf.train.SessionRunArgs(self._flags_sum,
                                            feed_dict={self._flag: int(bool(self._received))})
         return None
@@ -52,7 +54,7 @@ class StopOnSignalHook(tf.train.SessionRunHook):
     def after_run(self, run_context, run_values):
         # With Horovod, a signal that arrived during this step counts from the next one,
         # the step that tells the other processes.
-        if run_values.results if self._hvd else self._received:
+        if run_values.results if self._sum_across_processes else self._received:
             self.stopped_by_signal = self._received or signal.SIGTERM
             run_context.request_stop()
 
@@ -87,16 +89,17 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
 
 
 class ProgressHook(tf.train.SessionRunHook):
-    """Prints a line every `every_steps` steps: step, loss, examples/s and an ETA."""
+    """Prints a line every `every_steps` steps: step, loss (of the whole global batch),
+    examples/s and an ETA."""
 
-    def __init__(self, loss, every_steps, batch_size, last_step):
-        self._loss = loss
+    def __init__(self, every_steps, batch_size, last_step):
         self._every_steps = every_steps
         self._batch_size = batch_size
         self._last_step = last_step
 
     def begin(self):
         self._global_step_tensor = tf.train.get_global_step()
+        self._loss = tf.get_default_graph().get_tensor_by_name(REPORTED_LOSS + ":0")
 
     def after_create_session(self, session, coord):
         self._start_step = session.run(self._global_step_tensor)
@@ -120,21 +123,24 @@ class ProgressHook(tf.train.SessionRunHook):
 
 
 class EvalPredictionsHook(tf.train.SessionRunHook):
-    """Collects each evaluated example's label and log-probabilities into `sink`, in input
-    order, so the evaluation pass also yields what the plots and the CSV need."""
+    """Collects each evaluated example's label and log-probabilities in `batches`, in
+    input order, so the evaluation pass also yields what the plots and the CSV need. Pass
+    it to estimator.evaluate(hooks=[...]) and read `batches` afterwards."""
 
-    def __init__(self, label_ids, log_probs, sink):
-        self._tensors = {"label_ids": label_ids, "log_probs": log_probs}
-        self._sink = sink
+    def __init__(self):
+        self.batches = []
 
     def begin(self):
-        self._sink.clear()
+        self.batches = []
+        graph = tf.get_default_graph()
+        self._tensors = {"label_ids": graph.get_tensor_by_name(EVAL_LABEL_IDS + ":0"),
+                         "log_probs": graph.get_tensor_by_name(LOG_PROBS + ":0")}
 
     def before_run(self, run_context):
         return tf.train.SessionRunArgs(self._tensors)
 
     def after_run(self, run_context, run_values):
-        self._sink.append(run_values.results)
+        self.batches.append(run_values.results)
 
 
 class WeightsDigestHook(tf.train.SessionRunHook):

@@ -12,7 +12,7 @@ Two savings, both exact:
 """
 from tokenizers import BertWordPieceTokenizer
 
-from compat import run_classifier, tokenization
+from imdb_bert.compat import run_classifier, tokenization
 
 # Printable ASCII, tab and newlines: the same in both (and checked by the tests).
 SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t", "\n", "\r"}
@@ -104,7 +104,7 @@ def head(text, max_pieces):
     return text[:len(text) - len(parts[-1]) - 1]
 
 
-def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer):
+def fast_convert_examples(examples, label_list, max_seq_length, tokenizer):
     """The same InputFeatures as run_classifier.convert_examples_to_features (single
     sentences, text_b None); `tokenizer` is a FastTokenizer."""
     label_map = {label: i for i, label in enumerate(label_list)}

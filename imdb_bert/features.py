@@ -2,9 +2,8 @@
 module, and InputFeatures (input_ids, input_mask, segment_ids, label_id)."""
 from tqdm import tqdm
 
-import fast_features
-from compat import hub, run_classifier, tf, tokenization
-from fast_features import FastTokenizer
+from imdb_bert.compat import hub, run_classifier, tf, tokenization
+from imdb_bert.fast_features import FastTokenizer, fast_convert_examples
 
 
 def tokenization_info(module_path):
@@ -34,10 +33,8 @@ def make_examples(sentences, labels):
             for sentence, label in zip(sentences, labels)]
 
 
-
-def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer,
-                                 desc="Converting"):
-    """run_classifier.convert_examples_to_features with a progress bar; with a
+def convert_examples(examples, label_list, max_seq_length, tokenizer, desc="Converting"):
+    """Step 5: run_classifier.convert_examples_to_features, with a progress bar; with a
     FastTokenizer the same features, many times faster. Either way the first examples are
     converted (and logged, as in the notebook) by run_classifier itself."""
     tf.logging.info("Writing example 0 of %d" % len(examples))
@@ -54,8 +51,8 @@ def convert_examples_to_features(examples, label_list, max_seq_length, tokenizer
         for start in range(0, len(rest), chunk):
             part = rest[start:start + chunk]
             if fast:
-                converted += fast_features.convert_examples_to_features(
-                    part, label_list, max_seq_length, tokenizer)
+                converted += fast_convert_examples(part, label_list, max_seq_length,
+                                                   tokenizer)
             else:
                 converted += [run_classifier.convert_single_example(
                     len(logged) + start, part[0], label_list, max_seq_length, tokenizer)]

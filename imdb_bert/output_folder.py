@@ -1,0 +1,244 @@
+"""The output folder (OUTPUT_Bert by default): the name of every file the project writes
+there, atomic writes, model_settings.json (written by train.py, checked on resume, read by
+predict.py), run_info.json, what --do-delete may remove, and finding the newest export.
+
+Local folders are handled without TensorFlow, so a prediction path that does not load it
+stays possible; gs:// folders (--bucket) go through TensorFlow's file system layer.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+
+import config
+from imdb_bert.errors import UserError
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# What train.py (and the Estimator) write into the output folder.
+MODEL_SETTINGS = "model_settings.json"
+EVAL_RESULTS = "eval_results.json"
+RUN_INFO = "run_info.json"
+TEST_PREDICTIONS = "test_predictions.csv"
+CONFUSION_MATRIX = "confusion_matrix.png"
+ROC_CURVE = "roc_curve.png"
+EXPORT = "export"  # export/<timestamp>/: the SavedModel predict.py loads
+EXPORT_INFO = "export_info.json"  # in export/<timestamp>/assets.extra/
+CHECKPOINT_INDEX = "checkpoint"
+ESTIMATOR_NAMES = (CHECKPOINT_INDEX, "graph.pbtxt", "eval")
+CHECKPOINT_PREFIX = "model.ckpt-"
+EVENTS_PREFIX = "events.out.tfevents."
+FEATURES_PREFIX = "features-"
+GITKEEP = ".gitkeep"  # OUTPUT_Bert/.gitkeep is part of the repository
+
+# What --do-delete may remove: only what this project (or the Estimator) writes.
+PROJECT_OUTPUT_NAMES = ESTIMATOR_NAMES + (
+    GITKEEP, EXPORT, MODEL_SETTINGS, EVAL_RESULTS, RUN_INFO, TEST_PREDICTIONS,
+    CONFUSION_MATRIX, ROC_CURVE)
+PROJECT_OUTPUT_PREFIXES = (CHECKPOINT_PREFIX, EVENTS_PREFIX, FEATURES_PREFIX)
+
+# model_settings.json: what the checkpoints were trained with. These keys must not change
+# while checkpoints exist; predict.py rebuilds the model from them.
+SETTINGS_THAT_MUST_MATCH = ("bert_hub", "max_seq_length", "label_list", "label_names",
+                            "do_lower_case", "seed", "data_dir", "train_samples",
+                            "test_samples")
+PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
+            "scikit-learn", "matplotlib")
+
+
+def is_remote(path):
+    return "://" in path
+
+
+def gfile():
+    """TensorFlow's file system layer, for gs:// folders; imported only when needed."""
+    from imdb_bert.compat import tf
+    return tf.io.gfile
+
+
+def exists(path):
+    return gfile().exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def isdir(path):
+    return gfile().isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def listdir(path):
+    if is_remote(path):
+        return [name.rstrip("/") for name in gfile().listdir(path)]
+    return os.listdir(path)
+
+
+def makedirs(path):
+    if is_remote(path):
+        gfile().makedirs(path)
+    else:
+        os.makedirs(path, exist_ok=True)
+
+
+def write_file(path, content):
+    """Write `content` (str or bytes) to `path` atomically (a temporary file, then a
+    rename), so an interrupted run never leaves half a file behind."""
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    mode = "wb" if isinstance(content, bytes) else "w"
+    if is_remote(path):
+        with gfile().GFile(tmp, mode) as f:
+            f.write(content)
+        gfile().rename(tmp, path, overwrite=True)
+        return
+    with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+        f.write(content)
+    os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    write_file(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path):
+    """The JSON object at `path`, or None when there is no such file."""
+    if not exists(path):
+        return None
+    if is_remote(path):
+        with gfile().GFile(path) as f:
+            return json.load(f)
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def checkpoint_step(checkpoint_path):
+    """468 for .../model.ckpt-468."""
+    return int(checkpoint_path.rsplit("-", 1)[1])
+
+
+def model_settings(args):
+    """model_settings.json for train.py's flags (do_lower_case comes from the module)."""
+    return {
+        "bert_hub": args.bert_hub if is_remote(args.bert_hub)
+        else os.path.abspath(args.bert_hub),
+        "max_seq_length": args.max_seq_length,
+        "label_list": config.label_list,
+        "label_names": config.LABEL_NAMES,
+        "seed": args.seed,
+        "data_dir": os.path.abspath(args.data_dir),
+        "train_samples": args.train_samples,
+        "test_samples": args.test_samples,
+    }
+
+
+def notebook_settings(bert_hub, max_seq_length):
+    """What predict.py needs of a folder the notebook wrote (it has no settings file)."""
+    return {"bert_hub": bert_hub, "max_seq_length": max_seq_length or config.MAX_SEQ_LENGTH,
+            "label_list": config.label_list, "label_names": config.LABEL_NAMES}
+
+
+def check_settings(output_dir, settings):
+    """Stop before touching checkpoints that were trained with other settings."""
+    path = os.path.join(output_dir, MODEL_SETTINGS)
+    previous = read_json(path)
+    if previous is None:
+        return
+    changed = [key for key in SETTINGS_THAT_MUST_MATCH
+               if key in settings and previous.get(key) != settings[key]]
+    if changed:
+        raise UserError(
+            "%s was written for other settings (%s), so its checkpoints do not fit this run. "
+            "Pass another --output-dir, rerun with the old values, or add --do-delete."
+            % (path, "; ".join("%s: %r now %r" % (k, previous.get(k), settings[k])
+                               for k in changed)))
+
+
+def write_settings(output_dir, settings):
+    """Check `settings` against the folder's model_settings.json, then record them."""
+    check_settings(output_dir, settings)
+    write_json(os.path.join(output_dir, MODEL_SETTINGS), settings)
+
+
+def read_settings(output_dir):
+    """The folder's model_settings.json, or None (a folder the notebook wrote)."""
+    return read_json(os.path.join(output_dir, MODEL_SETTINGS))
+
+
+class RunRecord:
+    """run_info.json: flags, versions, device, processes, commit, times and the outcome
+    ("running", "completed", "interrupted at step N")."""
+
+    def __init__(self, output_dir, args, device_line, runtime, start_time):
+        self.path = os.path.join(output_dir, RUN_INFO)
+        self.fields = {"flags": vars(args), "seed": args.seed,
+                       "python": sys.version.split()[0],
+                       "packages": {package: package_version(package) for package in PACKAGES},
+                       "device": device_line, "processes": runtime.processes,
+                       "git_commit": git_commit(),
+                       "start_time": start_time.isoformat(timespec="seconds")}
+
+    def write(self, outcome, end_time=None):
+        write_json(self.path, dict(
+            self.fields, outcome=outcome,
+            end_time=end_time.isoformat(timespec="seconds") if end_time else None))
+
+
+def package_version(package):
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit():
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                                cwd=REPOSITORY).stdout.strip()
+    except OSError:
+        commit = ""
+    return commit or None
+
+
+def delete_output_dir(output_dir, data_dir):
+    """Delete `output_dir` only if it holds nothing but this project's output."""
+    target = os.path.realpath(output_dir)
+    forbidden = {"/", os.path.expanduser("~"), REPOSITORY, os.path.realpath(data_dir)}
+    if target in {os.path.realpath(p) for p in forbidden}:
+        raise UserError("Refusing --do-delete of %s: it is not an output folder. Pass "
+                        "--output-dir with the folder to delete." % output_dir)
+    names = listdir(output_dir)
+    foreign = [name for name in names
+               if name.split(".tmp-")[0] not in PROJECT_OUTPUT_NAMES  # or a temporary file
+               and not name.startswith(PROJECT_OUTPUT_PREFIXES)]
+    if foreign:
+        raise UserError("Refusing --do-delete of %s: it holds files this project did not "
+                        "write (%s). Move them away or delete the folder yourself."
+                        % (output_dir, ", ".join(sorted(foreign)[:5])))
+    if is_remote(output_dir):
+        gfile().rmtree(output_dir)
+    else:
+        shutil.rmtree(output_dir)
+    if GITKEEP in names:
+        makedirs(output_dir)
+        write_file(os.path.join(output_dir, GITKEEP), "")
+
+
+def export_root(output_dir):
+    return os.path.join(output_dir, EXPORT)
+
+
+def newest_export(output_dir):
+    """(folder, export info) of the newest export in output_dir, or (None, None)."""
+    root = export_root(output_dir)
+    if not isdir(root):
+        return None, None
+    stamps = sorted((name for name in listdir(root) if name.isdigit()), key=int)
+    for stamp in reversed(stamps):
+        folder = os.path.join(root, stamp)
+        info = read_json(os.path.join(folder, "assets.extra", EXPORT_INFO))
+        if info is not None:
+            return folder, info
+    return None, None
+
+
+def features_file(output_dir, split, key):
+    """The TFRecord file of cached features of `split` ("train" or "test") under `key`."""
+    return os.path.join(output_dir, "%s%s-%s.tf_record" % (FEATURES_PREFIX, split, key))
