@@ -6,7 +6,8 @@
 
 Output, one line per sentence: label, probability of that label, the log-probabilities of
 [Negative, Positive], the sentence. It uses the SavedModel that train.py exported when it
-holds the latest checkpoint, else restores the checkpoint through the Estimator.
+holds the latest checkpoint (or the best one that --keep-best recorded), else restores that
+checkpoint through the Estimator.
 """
 import argparse
 import json
@@ -106,7 +107,9 @@ def main(argv=None):
     for message in speed_messages:
         print(message, file=sys.stderr)
 
-    checkpoint = tf.train.latest_checkpoint(args.output_dir)
+    # With --keep-best, train.py recorded the checkpoint of the best validation accuracy.
+    checkpoint = (output_folder.best_checkpoint(args.output_dir)
+                  or tf.train.latest_checkpoint(args.output_dir))
     if checkpoint is None:
         raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
                         "the folder it wrote)." % args.output_dir)

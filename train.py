@@ -12,7 +12,7 @@ from datetime import datetime
 
 import config
 from imdb_bert import (data, device, feature_cache, features, hub_module, output_folder,
-                       report, runtime)
+                       report, runtime, validation)
 from imdb_bert.compat import quiet_tf_logging, run_classifier, tf
 from imdb_bert.errors import UserError, run_script
 from imdb_bert.hooks import EvalPredictionsHook, ProgressHook
@@ -36,7 +36,8 @@ def main(argv=None):
     # Step 2: the data, as DataFrames, then a sample "to keep training fast".
     train, test = run.download(lambda: data.download_and_load_datasets(
         args.data_dir, args.data_url, args.data_md5, args.seed))
-    train = data.sample(train, args.train_samples, args.seed)
+    train, dev = data.sample_train_and_validation(train, args.train_samples,
+                                                  args.validation_samples, args.seed)
     test = data.sample(test, args.test_samples, args.seed)
     print("Train reviews: %d, test reviews: %d" % (len(train), len(test)))
 
@@ -66,15 +67,9 @@ def main(argv=None):
         num_labels=len(config.label_list), learning_rate=args.learning_rate,
         num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average)
-    # Checkpoints are saved by the project's hook (steps, seconds and signals), so the
-    # RunConfig's own saving is off.
-    run_config = tf.estimator.RunConfig(
-        model_dir=OUTPUT_DIR, save_summary_steps=args.save_summary_steps,
-        save_checkpoints_steps=None, save_checkpoints_secs=None,
-        log_step_count_steps=args.save_summary_steps, tf_random_seed=args.seed,
-        session_config=session_config)
-    estimator = tf.estimator.Estimator(model_fn=model_fn, config=run_config,
-                                       params={"batch_size": args.batch_size})
+    estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
+    validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
+                                 OUTPUT_DIR)
     run_record = output_folder.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
 
@@ -84,17 +79,20 @@ def main(argv=None):
             raise UserError("--eval-only: no checkpoint in %s to evaluate; train first."
                             % OUTPUT_DIR)
     else:
-        stopped_by = train_model(estimator, train_features, num_train_steps, args, run,
-                                 OUTPUT_DIR)
+        stopped_by = train_model(estimator, train_features, num_train_steps, validating,
+                                 args, run, OUTPUT_DIR)
         if stopped_by:
             return interrupted(estimator, stopped_by, num_train_steps, run_record)
+        validating.finish(run_record)
 
-    # Step 11: evaluate on the test sample.
-    evaluate(estimator, test, test_features, args.max_seq_length, OUTPUT_DIR)
+    # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
+    checkpoint = output_folder.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
+    evaluate(estimator, checkpoint, test, test_features, args.max_seq_length, OUTPUT_DIR)
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load.
     if not args.eval_only:
-        export_dir = export_for_prediction(estimator, OUTPUT_DIR, args.max_seq_length)
+        export_dir = export_for_prediction(estimator, checkpoint, OUTPUT_DIR,
+                                           args.max_seq_length)
         print("Exported the model for prediction to %s" % export_dir)
     run_record.write("completed", datetime.now())
     return 0
@@ -139,6 +137,37 @@ def load_hub_module(args):
     return bert_hub, vocab_file, do_lower_case
 
 
+def make_estimator(model_fn, output_dir, session_config, args):
+    """Step 9. Checkpoints are saved by the project's hook (steps, seconds and signals), so
+    the RunConfig's own saving is off."""
+    run_config = tf.estimator.RunConfig(
+        model_dir=output_dir, save_summary_steps=args.save_summary_steps,
+        save_checkpoints_steps=None, save_checkpoints_secs=None,
+        log_step_count_steps=args.save_summary_steps, tf_random_seed=args.seed,
+        session_config=session_config)
+    return tf.estimator.Estimator(model_fn=model_fn, config=run_config,
+                                  params={"batch_size": args.batch_size})
+
+
+def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir):
+    """Evaluations of the validation sample during training (--validation-samples), or
+    none, as in the notebook."""
+    if dev is None:
+        return validation.NoValidation()
+    print("Validation reviews: %d, from the training split and not in the training sample"
+          % len(dev))
+    input_fn = run_classifier.input_fn_builder(
+        features=convert("validation", features.make_examples(
+            dev[config.DATA_COLUMN], dev[config.LABEL_COLUMN])),
+        seq_length=args.max_seq_length, is_training=False, drop_remainder=False)
+    global_batch_size = run.global_batch_size(args.batch_size)
+    every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))
+    return validation.Validation(
+        output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
+        global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
+        run.leads, run.agree)
+
+
 def plan_steps(train_size, args, run):
     """Step 8: (num_train_steps, num_warmup_steps). An epoch is a pass of the global
     batches (batch size x processes) over the training sample."""
@@ -152,18 +181,25 @@ def plan_steps(train_size, args, run):
     return num_train_steps, num_warmup_steps
 
 
-def train_model(estimator, train_features, num_train_steps, args, run, output_dir):
-    """Step 10: train up to num_train_steps; the signal that stopped training, or None."""
+def train_model(estimator, train_features, num_train_steps, validating, args, run,
+                output_dir):
+    """Step 10: train up to num_train_steps (with validation, in segments that end at the
+    evaluation steps); the signal that stopped training, or None."""
     train_input_fn = run.train_input_fn(train_features, args.max_seq_length)
     hooks = run.training_hooks(output_dir, args.save_checkpoints_steps,
                                args.save_checkpoints_secs)
     hooks.append(ProgressHook(args.save_summary_steps, run.global_batch_size(args.batch_size),
                               num_train_steps))
     start_step = run.start_step(estimator)
-    if start_step < num_train_steps:
+    if validating.resume(estimator, start_step):
+        print("Early stopping ended training in %s; nothing left to train." % output_dir)
+    elif start_step < num_train_steps:
         print("Beginning Training!")
         current_time = datetime.now()
-        estimator.train(input_fn=train_input_fn, max_steps=num_train_steps, hooks=hooks)
+        for max_steps in validating.segments(start_step, num_train_steps):
+            estimator.train(input_fn=train_input_fn, max_steps=max_steps, hooks=hooks)
+            if run.stop.stopped_by_signal or validating.after_segment(estimator, max_steps):
+                break
         print("Training took time ", datetime.now() - current_time)
     else:
         print("The checkpoint in %s is at step %d of %d: nothing left to train."
@@ -180,28 +216,22 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
     return 128 + signal_number
 
 
-def evaluate(estimator, test, test_features, max_seq_length, output_dir):
-    """Step 11: the notebook's metrics on the test sample, printed and written to
-    eval_results.json, with the plots and test_predictions.csv from the same pass."""
+def evaluate(estimator, checkpoint, test, test_features, max_seq_length, output_dir):
+    """Step 11: the notebook's metrics of `checkpoint` on the test sample, printed and
+    written to eval_results.json, with the plots and test_predictions.csv from the same
+    pass."""
     test_input_fn = run_classifier.input_fn_builder(
         features=test_features, seq_length=max_seq_length, is_training=False,
         drop_remainder=False)
     predictions = EvalPredictionsHook()
-    result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions])
+    result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
+                                checkpoint_path=checkpoint)
     print(result)
-    results = eval_results_json(result)
+    results = output_folder.plain_metrics(result)
     results.update(report.write_report(output_dir, test, predictions.batches,
                                        config.LABEL_NAMES))
     output_folder.write_json(os.path.join(output_dir, output_folder.EVAL_RESULTS), results)
     print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
-
-
-def eval_results_json(result):
-    """The evaluation dict with plain types: counts and the step as ints, the rest floats."""
-    counts = ("true_positives", "true_negatives", "false_positives", "false_negatives",
-              "global_step")
-    return {key: int(value) if key in counts else float(value)
-            for key, value in result.items()}
 
 
 def sample_count(value):
@@ -227,6 +257,7 @@ def parse_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_flags(p)
     add_training_flags(p)
+    add_validation_flags(p)
     add_speed_flags(p)
     p.add_argument("--eval-only", action="store_true",
                    help="evaluate the latest checkpoint in the output dir, without training")
@@ -236,7 +267,13 @@ def parse_args(argv=None):
                         "batch-size x processes")
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's deprecation warnings too")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    needs_validation = [flag for flag, value in (
+        ("--eval-every-steps", args.eval_every_steps), ("--keep-best", args.keep_best),
+        ("--early-stopping-patience", args.early_stopping_patience)) if value]
+    if needs_validation and not args.validation_samples:
+        p.error("%s needs --validation-samples N" % ", ".join(needs_validation))
+    return args
 
 
 def add_data_flags(p):
@@ -277,6 +314,31 @@ def add_training_flags(p):
                    default=config.SAVE_SUMMARY_STEPS)
     p.add_argument("--seed", type=int, default=config.SEED,
                    help="seed of the review sample, shuffling and initialisation")
+
+
+def add_validation_flags(p):
+    p.add_argument("--validation-samples", type=validation_count, default=0,
+                   help="evaluate this many reviews of the training split (never in the "
+                        "training sample) during training; 0: off, as in the notebook")
+    p.add_argument("--eval-every-steps", type=positive(int), default=None,
+                   help="evaluate the validation reviews every N steps (default: once per "
+                        "epoch) and at the last step")
+    p.add_argument("--keep-best", action="store_true",
+                   help="test results and the export use the checkpoint with the best "
+                        "validation accuracy")
+    p.add_argument("--early-stopping-patience", type=positive(int), default=None,
+                   help="stop when validation accuracy has not improved for K evaluations "
+                        "in a row")
+
+
+def validation_count(value):
+    if value == "all":
+        raise argparse.ArgumentTypeError("'all' is not allowed: the validation reviews come "
+                                         "out of the training split")
+    count = int(value)
+    if count < 0:
+        raise argparse.ArgumentTypeError("must be 0 (off) or a positive number, not %s" % value)
+    return count
 
 
 def add_speed_flags(p):

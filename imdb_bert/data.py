@@ -70,6 +70,27 @@ def sample(df, n, seed):
     return df.sample(n, random_state=seed).reset_index(drop=True)
 
 
+def sample_train_and_validation(df, n_train, n_validation, seed):
+    """(training sample, validation sample or None) of the training split `df`. The
+    validation reviews are never in the training sample: they are drawn from the rest, so
+    the training sample is the one without validation; with n_train None ('all') the
+    training sample is every review that is not a validation review."""
+    if not n_validation:
+        return sample(df, n_train, seed), None
+    wanted = n_validation + (n_train or 0)
+    if wanted > len(df) or (n_train is None and n_validation >= len(df)):
+        raise UserError("Asked for %d training and %d validation reviews but only %d were "
+                        "loaded; pass a smaller --train-samples or --validation-samples."
+                        % (n_train or 0, n_validation, len(df)))
+    if n_train is None:
+        validation = df.sample(n_validation, random_state=seed)
+        train = df.drop(validation.index)
+    else:
+        train = df.sample(n_train, random_state=seed)
+        validation = df.drop(train.index).sample(n_validation, random_state=seed)
+    return train.reset_index(drop=True), validation.reset_index(drop=True)
+
+
 def download_and_load_datasets(data_dir, url, md5, seed):
     """The train and test DataFrames from data_dir/aclImdb, downloading it first when it
     is not there."""

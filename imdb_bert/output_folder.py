@@ -26,8 +26,12 @@ CONFUSION_MATRIX = "confusion_matrix.png"
 ROC_CURVE = "roc_curve.png"
 EXPORT = "export"  # export/<timestamp>/: the SavedModel predict.py loads
 EXPORT_INFO = "export_info.json"  # in export/<timestamp>/assets.extra/
+VALIDATION_HISTORY = "validation_history.json"
+LEARNING_CURVES = "learning_curves.png"
+BEST_CHECKPOINT = "best_checkpoint.json"  # --keep-best: the step kept, and where
+BEST_CHECKPOINT_DIR = "best"
 CHECKPOINT_INDEX = "checkpoint"
-ESTIMATOR_NAMES = (CHECKPOINT_INDEX, "graph.pbtxt", "eval")
+ESTIMATOR_NAMES = (CHECKPOINT_INDEX, "graph.pbtxt", "eval", "eval_validation")
 CHECKPOINT_PREFIX = "model.ckpt-"
 EVENTS_PREFIX = "events.out.tfevents."
 FEATURES_PREFIX = "features-"
@@ -36,14 +40,17 @@ GITKEEP = ".gitkeep"  # OUTPUT_Bert/.gitkeep is part of the repository
 # What --do-delete may remove: only what this project (or the Estimator) writes.
 PROJECT_OUTPUT_NAMES = ESTIMATOR_NAMES + (
     GITKEEP, EXPORT, MODEL_SETTINGS, EVAL_RESULTS, RUN_INFO, TEST_PREDICTIONS,
-    CONFUSION_MATRIX, ROC_CURVE)
+    CONFUSION_MATRIX, ROC_CURVE, VALIDATION_HISTORY, LEARNING_CURVES, BEST_CHECKPOINT,
+    BEST_CHECKPOINT_DIR)
 PROJECT_OUTPUT_PREFIXES = (CHECKPOINT_PREFIX, EVENTS_PREFIX, FEATURES_PREFIX)
 
 # model_settings.json: what the checkpoints were trained with. These keys must not change
-# while checkpoints exist; predict.py rebuilds the model from them.
+# while checkpoints exist (a key an older file lacks is no change); predict.py rebuilds
+# the model from them.
 SETTINGS_THAT_MUST_MATCH = ("bert_hub", "max_seq_length", "label_list", "label_names",
                             "do_lower_case", "seed", "data_dir", "train_samples",
-                            "test_samples")
+                            "test_samples", "validation_samples", "eval_every_steps",
+                            "keep_best", "early_stopping_patience")
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
             "scikit-learn", "matplotlib")
 
@@ -109,6 +116,20 @@ def read_json(path):
         return json.load(f)
 
 
+def plain_metrics(result):
+    """An evaluation dict with plain types: counts and the step as ints, the rest floats."""
+    counts = ("true_positives", "true_negatives", "false_positives", "false_negatives",
+              "global_step")
+    return {key: int(value) if key in counts else float(value)
+            for key, value in result.items()}
+
+
+def best_checkpoint(output_dir):
+    """The checkpoint --keep-best recorded (best_checkpoint.json), or None."""
+    recorded = read_json(os.path.join(output_dir, BEST_CHECKPOINT))
+    return os.path.join(output_dir, recorded["checkpoint"]) if recorded else None
+
+
 def checkpoint_step(checkpoint_path):
     """468 for .../model.ckpt-468."""
     return int(checkpoint_path.rsplit("-", 1)[1])
@@ -126,6 +147,10 @@ def model_settings(args):
         "data_dir": os.path.abspath(args.data_dir),
         "train_samples": args.train_samples,
         "test_samples": args.test_samples,
+        "validation_samples": args.validation_samples,
+        "eval_every_steps": args.eval_every_steps,
+        "keep_best": args.keep_best,
+        "early_stopping_patience": args.early_stopping_patience,
     }
 
 
@@ -142,7 +167,7 @@ def check_settings(output_dir, settings):
     if previous is None:
         return
     changed = [key for key in SETTINGS_THAT_MUST_MATCH
-               if key in settings and previous.get(key) != settings[key]]
+               if key in settings and key in previous and previous[key] != settings[key]]
     if changed:
         raise UserError(
             "%s was written for other settings (%s), so its checkpoints do not fit this run. "

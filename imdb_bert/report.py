@@ -83,3 +83,28 @@ def roc_curve_png(label_ids, positive):
     axes.set_title("ROC curve, P(Positive) on the test reviews")
     axes.legend(loc="lower right")
     return png_bytes(figure)
+
+
+def write_learning_curves(path, training_losses, history, best_step):
+    """learning_curves.png: training loss and validation loss against the step, validation
+    accuracy on a second axis, the best step marked."""
+    figure, loss_axes = plt.subplots(figsize=(7, 4.5))
+    if training_losses:
+        steps, losses = zip(*training_losses)
+        loss_axes.plot(steps, losses, color="tab:blue", alpha=0.6, label="training loss")
+    steps = [entry["global_step"] for entry in history]
+    loss_axes.plot(steps, [entry["loss"] for entry in history], "o-", color="tab:orange",
+                   label="validation loss")
+    loss_axes.set_xlabel("global step")
+    loss_axes.set_ylabel("loss")
+    accuracy_axes = loss_axes.twinx()
+    accuracy_axes.plot(steps, [entry["eval_accuracy"] for entry in history], "s-",
+                       color="tab:green", label="validation accuracy")
+    accuracy_axes.set_ylabel("validation accuracy")
+    loss_axes.axvline(best_step, color="grey", linestyle="--",
+                      label="best step %d" % best_step)
+    handles = [h for axes in (loss_axes, accuracy_axes)
+               for h in axes.get_legend_handles_labels()[0]]
+    loss_axes.legend(handles=handles, loc="center right")
+    loss_axes.set_title("Learning curves")
+    write_file(path, png_bytes(figure))

@@ -69,6 +69,7 @@ def init_horovod():
 class SingleProcess:
     """The notebook's case: one process does everything."""
     processes = 1
+    leads = True  # evaluates during training and decides for all
     average = None  # no gradients to average across processes
 
     def __init__(self):
@@ -102,6 +103,10 @@ class SingleProcess:
         """The signal that stopped training, or None."""
         return self.stop.stopped_by_signal
 
+    def agree(self, value, name):
+        """The leading process's `value`, on every process."""
+        return value
+
 
 class HorovodProcess(SingleProcess):
     """One of hvd.size() processes; process 0 writes the output and reports for all."""
@@ -109,15 +114,15 @@ class HorovodProcess(SingleProcess):
     def __init__(self, hvd):
         self.hvd = hvd
         self.processes = hvd.size()
-        self.is_first = hvd.rank() == 0
+        self.leads = hvd.rank() == 0  # process 0
         self.session_config = None
         self.model_dir = None
         self.stop = StopOnSignalHook(self.sum_across_processes)
-        if not self.is_first:
+        if not self.leads:
             quiet_worker()
 
     def output_dir(self, output_dir):
-        if not self.is_first:
+        if not self.leads:
             self.model_dir = tempfile.mkdtemp(prefix="horovod-worker-")
             return self.model_dir
         return output_dir
@@ -154,13 +159,13 @@ class HorovodProcess(SingleProcess):
         process 0 saves checkpoints."""
         hooks = [self.hvd.BroadcastGlobalVariablesHook(0), self.stop,
                  WeightsDigestHook(self.hvd.rank(), self.processes)]
-        if self.is_first:
+        if self.leads:
             hooks.append(CheckpointSaverHook(output_dir, save_steps, save_secs, self.stop))
         return hooks
 
     def start_step(self, estimator):
         """Process 0's checkpoint step, on every process: all must run the same steps."""
-        step = super().start_step(estimator) if self.is_first else 0
+        step = super().start_step(estimator) if self.leads else 0
         return self.from_rank_0(step, "start_step")
 
     def end_training(self):
@@ -169,10 +174,13 @@ class HorovodProcess(SingleProcess):
         signum = self.stop.stopped_by_signal
         if signum:
             self.barrier()
-        if not self.is_first:
+        if not self.leads:
             shutil.rmtree(self.model_dir, ignore_errors=True)
             sys.exit(128 + signum if signum else 0)
         return signum
+
+    def agree(self, value, name):
+        return self.from_rank_0(value, name)
 
     def from_rank_0(self, value, name):
         """Process 0's `value`, on every process. Every process waits here until all

@@ -20,9 +20,8 @@ from imdb_bert.model import model_fn_builder, serving_input_receiver_fn_builder
 from imdb_bert.output_folder import EXPORT_INFO, checkpoint_step, export_root
 
 
-def export_for_prediction(estimator, output_dir, max_seq_length):
-    """Export the latest checkpoint; returns the export folder."""
-    checkpoint = estimator.latest_checkpoint()
+def export_for_prediction(estimator, checkpoint, output_dir, max_seq_length):
+    """Export `checkpoint`; returns the export folder."""
     with tempfile.TemporaryDirectory() as tmp:
         info_path = os.path.join(tmp, EXPORT_INFO)
         with open(info_path, "w") as f:

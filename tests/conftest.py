@@ -40,20 +40,24 @@ def pytest_configure(config):
 PER_CLASS = {"train": 100, "test": 50}  # reviews per class folder
 
 
-def synthetic_review(rng, polarity):
-    """A review whose class shows in a few sentiment words among neutral filler."""
+def synthetic_review(rng, polarity, learnable=True):
+    """A review whose class shows in a few sentiment words among neutral filler; not
+    `learnable`: the same words for both classes."""
     words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(8, 16))]
     signal = POSITIVE_WORDS if polarity == 1 else NEGATIVE_WORDS
+    if not learnable:
+        signal = POSITIVE_WORDS + NEGATIVE_WORDS
     for _ in range(3):
         words.insert(rng.randrange(len(words) + 1), rng.choice(signal))
     text = " ".join(words)
+    endings = ["Really!", "What a film.", "10/10" if polarity else "1/10"]
     return text[0].upper() + text[1:] + ". <br /><br />" + rng.choice(
-        ["Really!", "What a film.", "10/10" if polarity else "1/10"])
+        endings if learnable else endings[:2])
 
 
-def make_imdb_tree(root, seed=0, per_class=None):
+def make_imdb_tree(root, seed=0, per_class=None, learnable=True):
     """Write root/aclImdb in the real layout, `per_class` reviews per class folder of each
-    split (default PER_CLASS); returns root."""
+    split (default PER_CLASS), `learnable` or not; returns root."""
     rng = random.Random(seed)
     base = os.path.join(root, "aclImdb")
     review_id = 0
@@ -63,7 +67,7 @@ def make_imdb_tree(root, seed=0, per_class=None):
             for _ in range(count):
                 name = "%d_%d.txt" % (review_id, rng.choice(ratings))
                 with open(os.path.join(base, split, folder, name), "w", encoding="utf-8") as f:
-                    f.write(synthetic_review(rng, polarity))
+                    f.write(synthetic_review(rng, polarity, learnable))
                 review_id += 1
         with open(os.path.join(base, split, "labeledBow.feat"), "w") as f:
             f.write("0 0:1\n")

@@ -210,3 +210,29 @@ def test_horovodrun_without_the_flag_is_refused(imdb_dir, tiny_module, tmp_path)
     assert result.returncode != 0
     assert "--horovod is not set" in result.stdout + result.stderr
     assert not os.path.exists(tmp_path / "out")
+
+
+def test_process_0_evaluates_and_every_process_follows_its_early_stop(
+        imdb_dir, tiny_module, tmp_path):
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    # 40 training reviews at a global batch of 8 for 20 epochs: 100 steps, evaluated every
+    # 5; a patience of 1 stops at the first evaluation that does not improve.
+    args = args_for(imdb_dir, tiny_module, output_dir, 4, epochs="20") + [
+        "--validation-samples", "20", "--eval-every-steps", "5",
+        "--early-stopping-patience", "1", "--keep-best", "--save-summary-steps", "100"]
+    result = subprocess.run(horovodrun_command(args), cwd=ROOT, env=environment(str(tmp_path)),
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    with open(os.path.join(output_dir, "validation_history.json")) as f:
+        history = json.load(f)
+    last = history[-1]["global_step"]
+    assert last < 100
+    assert "[1]<stdout>:Validation" not in result.stdout  # process 0 evaluates
+    final = {}  # each process's digest after its last training segment
+    for rank, _, step, digest in DIGEST.findall(result.stderr):
+        final[rank] = (step, digest)
+    assert final["0"] == final["1"] and final["0"][0] == str(last)
+    with open(os.path.join(output_dir, "eval_results.json")) as f:
+        best = json.load(f)["global_step"]
+    with open(os.path.join(output_dir, "best_checkpoint.json")) as f:
+        assert json.load(f)["global_step"] == best <= last

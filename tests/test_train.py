@@ -12,7 +12,9 @@ CONTRACT_FLAGS = ["--data-dir", "--data-url", "--data-md5", "--bert-hub", "--out
                   "--do-delete", "--bucket", "--train-samples", "--test-samples",
                   "--max-seq-length", "--batch-size", "--learning-rate", "--epochs",
                   "--warmup-proportion", "--save-checkpoints-steps", "--save-summary-steps",
-                  "--seed", "--save-checkpoints-secs", "--eval-only", "--verbose"]
+                  "--seed", "--save-checkpoints-secs", "--eval-only", "--verbose",
+                  "--validation-samples", "--eval-every-steps", "--keep-best",
+                  "--early-stopping-patience"]
 EVAL_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall", "true_positives",
              "true_negatives", "false_positives", "false_negatives", "loss", "global_step"}
 
@@ -40,7 +42,9 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
     assert settings == {
         "bert_hub": tiny_module, "max_seq_length": 32, "label_list": [0, 1],
         "label_names": ["Negative", "Positive"], "do_lower_case": True, "seed": 42,
-        "data_dir": imdb_dir, "train_samples": None, "test_samples": None}
+        "data_dir": imdb_dir, "train_samples": None, "test_samples": None,
+        "validation_samples": 0, "eval_every_steps": None, "keep_best": False,
+        "early_stopping_patience": None}
 
     results = read_json(os.path.join(output_dir, "eval_results.json"))
     assert set(results) == EVAL_KEYS | {"roc_auc", "classification_report"}

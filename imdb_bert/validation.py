@@ -1,0 +1,146 @@
+"""Evaluation during training (--validation-samples N; the notebook evaluates only once,
+after training): the validation reviews are evaluated at fixed global steps, each result is
+appended to validation_history.json, --keep-best keeps the checkpoint of the best
+validation accuracy for the test results and the export, and --early-stopping-patience K
+stops training when K evaluations in a row did not improve on the best.
+
+Training runs in segments that end at the evaluation steps (estimator.train up to each),
+so every evaluation has its own checkpoint, steps stay global across resumes, and with
+Horovod process 0 evaluates while the others wait and then follow its stop decision.
+"""
+import os
+
+from imdb_bert import output_folder, report
+from imdb_bert.compat import tf
+from imdb_bert.output_folder import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LEARNING_CURVES,
+                                     VALIDATION_HISTORY, plain_metrics, read_json,
+                                     write_json)
+
+TRAINING_LOSS_TAG = "loss_1"  # the Estimator's "loss" summary, beside the model's scope "loss"
+
+
+class NoValidation:
+    """The notebook's run: train to the last step, evaluate the test sample after."""
+
+    def resume(self, estimator, start_step):
+        return False  # early stopping did not end training
+
+    def segments(self, start_step, num_train_steps):
+        return [num_train_steps]
+
+    def after_segment(self, estimator, step):
+        return False  # never stops early
+
+    def finish(self, run_record):
+        pass
+
+
+class Validation(NoValidation):
+    """Evaluations of `input_fn` at `steps`; `leads` says whether this process evaluates
+    and writes (process 0), `agree` spreads its stop decision to every process."""
+
+    def __init__(self, output_dir, input_fn, steps, examples_per_step, train_size, keep_best,
+                 patience, leads, agree):
+        self.output_dir = output_dir
+        self.input_fn = input_fn
+        self.steps = steps
+        self.epochs_per_step = examples_per_step / train_size
+        self.keep_best = keep_best
+        self.patience = patience
+        self.leads = leads
+        self.agree = agree
+        self.history_path = os.path.join(output_dir, VALIDATION_HISTORY)
+        self.history = read_json(self.history_path) or []
+
+    def best(self):
+        """The history entry of the highest validation accuracy (ties: the earlier)."""
+        if not self.history:
+            return None
+        return max(self.history, key=lambda entry: (entry["eval_accuracy"],
+                                                    -entry["global_step"]))
+
+    def stopped_early(self):
+        """Whether K evaluations in a row after the best did not improve on it."""
+        if not self.patience or not self.history:
+            return False
+        best_index = self.history.index(self.best())
+        return len(self.history) - 1 - best_index >= self.patience
+
+    def resume(self, estimator, start_step):
+        """Before training: evaluate the checkpoint whose evaluation a killed run missed;
+        whether early stopping already ended training. Every process follows process 0."""
+        evaluated = {entry["global_step"] for entry in self.history}
+        missed = self.leads and start_step in self.steps and start_step not in evaluated
+        if self.agree(missed, "missed_evaluation"):
+            self.after_segment(estimator, start_step)
+        return self.agree(self.leads and self.stopped_early(), "stopped_early")
+
+    def segments(self, start_step, num_train_steps):
+        return [step for step in self.steps if step > start_step]
+
+    def after_segment(self, estimator, step):
+        """Evaluate the checkpoint of `step`; whether to stop training early."""
+        stop = False
+        if self.leads:
+            self.evaluate(estimator, step)
+            stop = self.stopped_early()
+        return self.agree(stop, "stop_early")
+
+    def evaluate(self, estimator, step):
+        result = plain_metrics(estimator.evaluate(self.input_fn, steps=None,
+                                                  name="validation"))
+        entry = dict(result, epoch=round(step * self.epochs_per_step, 4))
+        self.history.append(entry)
+        write_json(self.history_path, self.history)
+        print("Validation at step %d (epoch %.2f): accuracy %.4f, loss %.4f"
+              % (step, entry["epoch"], entry["eval_accuracy"], entry["loss"]))
+        if self.keep_best and self.best() is entry:
+            keep_checkpoint(self.output_dir, estimator.latest_checkpoint(), step)
+
+    def finish(self, run_record):
+        """learning_curves.png, and the best step and early stop in run_info.json."""
+        best = self.best()
+        stopped = self.stopped_early()
+        run_record.fields.update(
+            best_step=best and best["global_step"],
+            early_stopping={"stopped": stopped,
+                            "at_step": self.history[-1]["global_step"] if stopped else None})
+        if self.leads and self.history:
+            report.write_learning_curves(
+                os.path.join(self.output_dir, LEARNING_CURVES),
+                training_losses(self.output_dir), self.history, best["global_step"])
+
+
+def evaluation_steps(num_train_steps, every_steps):
+    """Every `every_steps` steps, and the last step."""
+    return list(range(every_steps, num_train_steps, every_steps)) + [num_train_steps]
+
+
+def keep_checkpoint(output_dir, checkpoint, step):
+    """Copy `checkpoint` (of `step`) to best/, out of reach of the saver's rotation of old
+    checkpoints, and record it in best_checkpoint.json."""
+    gfile = tf.io.gfile
+    target = os.path.join(output_dir, BEST_CHECKPOINT_DIR)
+    tmp = "%s.tmp-%d" % (target, os.getpid())
+    if gfile.exists(tmp):
+        gfile.rmtree(tmp)
+    gfile.makedirs(tmp)
+    for path in gfile.glob(checkpoint + ".*"):
+        gfile.copy(path, os.path.join(tmp, os.path.basename(path)))
+    if gfile.exists(target):
+        gfile.rmtree(target)
+    gfile.rename(tmp, target)
+    write_json(os.path.join(output_dir, BEST_CHECKPOINT),
+               {"global_step": step, "checkpoint": os.path.join(
+                   BEST_CHECKPOINT_DIR, os.path.basename(checkpoint))})
+
+
+def training_losses(output_dir):
+    """[(step, loss)] of the training loss summaries in output_dir's events files."""
+    losses = {}
+    for path in tf.io.gfile.glob(os.path.join(output_dir, output_folder.EVENTS_PREFIX + "*")):
+        for event in tf.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.tag == TRAINING_LOSS_TAG:
+                    losses[event.step] = value.simple_value
+    return sorted(losses.items())
