@@ -55,10 +55,10 @@ def read_sentences(args):
     if args.file:
         try:
             if args.file == "-":
-                lines = sys.stdin.read().splitlines()
+                lines = split_lines(sys.stdin.buffer.read().decode("utf-8"))
             else:
-                with open(args.file, encoding="utf-8") as f:
-                    lines = f.read().splitlines()
+                with open(args.file, encoding="utf-8", newline="") as f:
+                    lines = split_lines(f.read())
         except (OSError, UnicodeDecodeError) as e:
             raise UserError("Cannot read sentences from %s: %s" % (args.file, e))
         kept = [line for line in lines if line.strip()]
@@ -69,6 +69,21 @@ def read_sentences(args):
     if not sentences:
         raise UserError("No sentences to classify: give them as arguments or with --file.")
     return sentences
+
+
+def split_lines(text):
+    """Lines split at "\n" only ("\r\n" counts as one): reviews hold U+0085, U+2028, form
+    feeds and the like, at which str.splitlines() would also split a line."""
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
+# Characters at which a reader of the plain output (str.splitlines and the like) would
+# break a line: written escaped, so the output stays one line per sentence.
+LINE_BREAKS = {ord(c): "\\u%04x" % ord(c)
+               for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
 
 
 def model_settings(args):
@@ -148,7 +163,8 @@ def print_predictions(sentences, log_probs, label_names, as_json):
         return
     for sentence, label, probs, lps in zip(sentences, labels, probabilities, log_probs):
         print("%s\t%.4f\t[%s]\t%s" % (label_names[label], probs[label],
-                                      ", ".join("%.4f" % lp for lp in lps), sentence))
+                                      ", ".join("%.4f" % lp for lp in lps),
+                                      sentence.translate(LINE_BREAKS)))
 
 
 if __name__ == "__main__":

@@ -122,3 +122,22 @@ def test_checkpoint_of_another_model_is_refused(notebook_dir, tmp_path):
                          "--max-seq-length", "32", "hi")
     assert result.returncode == 2, result.stderr[-2000:]
     assert "does not fit" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_file_lines_split_at_newlines_only(trained, tmp_path):
+    """Real reviews hold U+0085 and the like, at which str.splitlines() would split: one
+    output per line of the file all the same, in order, for \\n and \\r\\n files."""
+    breakers = ["\x85", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\r"]
+    sentences = ["great film %s loved it" % c for c in breakers] + ["awful film"]
+    for ending in ("\n", "\r\n"):
+        reviews = tmp_path / "reviews.txt"
+        reviews.write_bytes(ending.join(sentences + [""]).encode("utf-8"))
+        output, _ = predict_json("--output-dir", trained[0], "--file", str(reviews))
+        assert [item["sentence"] for item in output] == sentences
+    plain = run_predict("--output-dir", trained[0], "--file", "-",
+                        stdin="\n".join(sentences) + "\n")
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    lines = plain.stdout.split("\n")[:-1]
+    assert len(lines) == len(sentences) == len(plain.stdout.splitlines())
+    assert lines[0].endswith("\tgreat film \\u0085 loved it")
+    assert [PLAIN_LINE.match(line).group(1) for line in lines][-1] == "Negative"
