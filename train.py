@@ -151,8 +151,8 @@ def make_estimator(model_fn, output_dir, session_config, args):
 
 def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir):
     """Evaluations of the validation sample during training (--validation-samples), or
-    none, as in the notebook."""
-    if dev is None:
+    none, as in the notebook (and with --eval-only, which does not train)."""
+    if dev is None or args.eval_only:
         return validation.NoValidation()
     print("Validation reviews: %d, from the training split and not in the training sample"
           % len(dev))
