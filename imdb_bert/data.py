@@ -4,11 +4,15 @@ Layout: aclImdb/{train,test}/{pos,neg}/<id>_<rating>.txt; the other folders and 
 the real archive (train/unsup, *.feat, urls_*.txt) are ignored.
 """
 import hashlib
+import http.client
 import os
 import re
+import shutil
 import tarfile
+import tempfile
 import urllib.error
 import urllib.request
+import zlib
 
 import pandas as pd
 from tqdm import tqdm
@@ -17,6 +21,8 @@ from imdb_bert.compat import tf
 from imdb_bert.errors import UserError
 
 FILE_NAME = re.compile(r"\d+_(\d+)\.txt")
+REVIEWS_PER_CLASS = 12500  # in each of train/pos, train/neg, test/pos, test/neg
+EXTRACTING_PREFIX = ".aclImdb-extracting-"
 
 
 def load_directory_data(directory):
@@ -99,52 +105,93 @@ def download_and_load_datasets(data_dir, url, md5, seed):
         download_and_extract(url, md5, data_dir)
     train_df = load_dataset(os.path.join(dataset_dir, "train"), seed)
     test_df = load_dataset(os.path.join(dataset_dir, "test"), seed)
+    warn_unless_complete(dataset_dir, {"train": train_df, "test": test_df})
     return train_df, test_df
+
+
+def warn_unless_complete(dataset_dir, splits):
+    """One line when the tree does not hold aclImdb v1's 12,500 reviews per class and
+    split: a hand-made or partial tree stays usable, but never silently."""
+    counts = {(split, polarity): int((df["polarity"] == polarity).sum())
+              for split, df in splits.items() for polarity in (1, 0)}
+    if set(counts.values()) != {REVIEWS_PER_CLASS}:
+        print("Warning: %s holds %s reviews, not the %d per class and split of the IMDB "
+              "dataset (a partial or hand-made copy?)." % (dataset_dir, ", ".join(
+                  "%s/%s %d" % (split, "pos" if polarity else "neg", count)
+                  for (split, polarity), count in counts.items()), REVIEWS_PER_CLASS))
 
 
 def download_and_extract(url, md5, data_dir):
     """Download the archive at `url` into `data_dir` (with a progress bar), check its MD5
     unless `md5` is empty, and extract it there. An archive already in `data_dir` (put
     there by hand, or from an earlier interrupted run) is used instead of downloading."""
-    where = ("Put the extracted folder at %s (so that %s exists), or pass --data-dir to "
-             "the folder that holds aclImdb/."
-             % (os.path.join(data_dir, "aclImdb"),
-                os.path.join(data_dir, "aclImdb", "train", "pos")))
     os.makedirs(data_dir, exist_ok=True)
     archive = os.path.join(data_dir, os.path.basename(url.split("?")[0]) or "aclImdb.tar.gz")
     if not os.path.exists(archive):
-        partial = archive + ".part"
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, \
-                    open(partial, "wb") as out:
-                total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True,
-                          desc="Downloading %s" % url) as bar:
-                    for chunk in iter(lambda: response.read(1 << 20), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        except (urllib.error.URLError, OSError) as e:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise UserError("Could not download the IMDB dataset from %s (%s). %s"
-                            % (url, getattr(e, "reason", e), where))
-        os.replace(partial, archive)
+        download(url, archive, data_dir)
     actual = file_md5(archive)
     if md5 and actual != md5:
         os.remove(archive)
         raise UserError("%s has MD5 %s, expected %s: the download is damaged or not the "
                         "dataset (it was deleted). Run again to retry, or pass --data-md5 '' to "
-                        "skip the check. %s" % (archive, actual, md5, where))
-    print("Extracting %s into %s" % (archive, data_dir))
-    with tarfile.open(archive) as tar:
-        # The "data" filter refuses absolute paths, links out of the folder and the like.
-        if hasattr(tarfile, "data_filter"):
-            tar.extractall(data_dir, filter="data")
-        else:
-            tar.extractall(data_dir)
-    if not os.path.isdir(os.path.join(data_dir, "aclImdb")):
-        raise UserError("%s holds no aclImdb/ folder. %s" % (archive, where))
+                        "skip the check. %s" % (archive, actual, md5, where_to_put(data_dir)))
+    extract(archive, data_dir)
     os.remove(archive)
+
+
+def where_to_put(data_dir):
+    return ("Put the extracted folder at %s (so that %s exists), or pass --data-dir to "
+            "the folder that holds aclImdb/."
+            % (os.path.join(data_dir, "aclImdb"),
+               os.path.join(data_dir, "aclImdb", "train", "pos")))
+
+
+def download(url, archive, data_dir):
+    """Download `url` to `archive` through archive.part, which no failure or interruption
+    leaves behind."""
+    partial = archive + ".part"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True,
+                      desc="Downloading %s" % url) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        if total and bar.n != total:
+            raise OSError("the connection closed after %d of %d bytes" % (bar.n, total))
+        os.replace(partial, archive)
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        raise UserError("Could not download the IMDB dataset from %s (%s). %s"
+                        % (url, getattr(e, "reason", e), where_to_put(data_dir)))
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def extract(archive, data_dir):
+    """Extract `archive` into a temporary folder beside data_dir/aclImdb, renamed into
+    place when complete: the tree is whole or absent, whatever stops the extraction."""
+    for name in os.listdir(data_dir):  # what a killed extraction left
+        if name.startswith(EXTRACTING_PREFIX):
+            shutil.rmtree(os.path.join(data_dir, name), ignore_errors=True)
+    print("Extracting %s into %s" % (archive, data_dir))
+    tmp = tempfile.mkdtemp(prefix=EXTRACTING_PREFIX, dir=data_dir)
+    try:
+        with tarfile.open(archive) as tar:
+            # The "data" filter refuses absolute paths, links out of the folder and the like.
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:
+                tar.extractall(tmp)
+        if not os.path.isdir(os.path.join(tmp, "aclImdb")):
+            raise UserError("%s holds no aclImdb/ folder. %s" % (archive, where_to_put(data_dir)))
+        os.rename(os.path.join(tmp, "aclImdb"), os.path.join(data_dir, "aclImdb"))
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        raise UserError("%s is damaged (%s) and was not extracted. Delete it and run again to "
+                        "download it anew. %s" % (archive, e, where_to_put(data_dir)))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def file_md5(path):

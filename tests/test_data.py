@@ -1,8 +1,16 @@
 """Loading aclImdb into the notebook's DataFrames, and downloading it."""
+import http.server
 import os
+import signal
 import socket
+import subprocess
+import sys
+import tarfile
+import threading
+import time
 
 import pytest
+from conftest import ROOT
 
 from imdb_bert import data
 from imdb_bert.errors import UserError
@@ -106,3 +114,89 @@ def test_missing_or_empty_class_folder_is_named(tmp_path):
     (tmp_path / "train" / "neg").mkdir()
     with pytest.raises(UserError, match="neg is empty"):
         data.load_dataset(str(tmp_path / "train"), seed=0)
+
+
+def test_a_tree_without_the_datasets_counts_is_named_in_one_line(imdb_dir, capsys):
+    data.download_and_load_datasets(imdb_dir, "http://unused", "", seed=0)
+    out = capsys.readouterr().out
+    assert out.count("Warning:") == 1 and len(out.splitlines()) == 1
+    assert "train/pos 100, train/neg 100, test/pos 50, test/neg 50 reviews" in out
+    assert "not the 12500 per class and split" in out
+
+
+def test_an_extraction_that_fails_midway_leaves_no_tree(tmp_path, imdb_archive, imdb_server):
+    target = tmp_path / "data"
+    target.mkdir()
+    with open(imdb_archive[0], "rb") as f:
+        whole = f.read()
+    archive = target / "aclImdb_v1.tar.gz"
+    archive.write_bytes(whole[:len(whole) * 2 // 3])
+    with tarfile.open(str(archive)) as tar:  # the first reviews do come out of it
+        assert tar.next() is not None
+    with pytest.raises(UserError, match="is damaged") as error:
+        data.download_and_load_datasets(str(target), imdb_server, "", seed=0)
+    assert "Delete it and run again" in str(error.value)
+    assert sorted(os.listdir(target)) == ["aclImdb_v1.tar.gz"]  # no aclImdb/, no temp folder
+    archive.unlink()  # as the message says; the rerun downloads it again
+    train, test = data.download_and_load_datasets(str(target), imdb_server, imdb_archive[1],
+                                                  seed=0)
+    assert len(train) == 200 and len(test) == 100
+    assert sorted(os.listdir(target)) == ["aclImdb"]
+
+
+class HalfServer(http.server.BaseHTTPRequestHandler):
+    """Announces the archive's length, sends half of it, then `stall`s or hangs up."""
+    body = b"x" * 100000
+    stall = False
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body[:len(self.body) // 2])
+        self.wfile.flush()
+        if self.stall:
+            time.sleep(30)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def half_server():
+    servers = []
+
+    def start(stall):
+        handler = type("Handler", (HalfServer,), {"stall": stall})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return "http://127.0.0.1:%d/aclImdb_v1.tar.gz" % server.server_port
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_a_download_cut_short_leaves_no_part_file(tmp_path, half_server):
+    target = tmp_path / "data"
+    with pytest.raises(UserError, match="closed after 50000 of 100000 bytes"):
+        data.download_and_extract(half_server(stall=False), "", str(target))
+    assert os.listdir(target) == []
+
+
+def test_ctrl_c_during_the_download_leaves_no_part_file(tmp_path, half_server):
+    target = tmp_path / "data"
+    script = "import sys; from imdb_bert import data; data.download_and_extract(*sys.argv[1:])"
+    process = subprocess.Popen([sys.executable, "-c", script, half_server(stall=True), "",
+                                str(target)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    part = target / "aclImdb_v1.tar.gz.part"
+    deadline = time.time() + 120
+    while not part.exists() and time.time() < deadline:  # the server has sent half
+        time.sleep(0.1)
+    assert part.exists(), process.stderr.read() if process.poll() is not None else "no .part"
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=60)
+    assert process.returncode != 0
+    assert os.listdir(target) == []
