@@ -21,7 +21,7 @@ from imdb_bert import device, output_folder
 from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.errors import UserError, run_script
 from imdb_bert.output_folder import checkpoint_step, newest_export
-from imdb_bert.serving import predict_from_checkpoint, predict_from_export
+from imdb_bert.serving import DamagedExport, predict_from_checkpoint, predict_from_export
 
 
 def parse_args(argv=None):
@@ -131,14 +131,19 @@ def main(argv=None):
     settings = model_settings(args)
 
     export_dir, export_info = newest_export(args.output_dir)
+    log_probs = None
     if (not args.from_checkpoint and export_info is not None
-            and export_info["global_step"] == checkpoint_step(checkpoint)
-            and export_info["max_seq_length"] == settings["max_seq_length"]):
-        log_probs = predict_from_export(export_dir, settings, sentences, args.batch_size,
-                                        session_config)
+            and export_info.get("global_step") == checkpoint_step(checkpoint)
+            and export_info.get("max_seq_length") == settings["max_seq_length"]):
+        try:
+            log_probs = predict_from_export(export_dir, settings, sentences, args.batch_size,
+                                            session_config)
+        except DamagedExport as damage:
+            reason = "the export %s is damaged: %s" % (export_dir, damage)
     else:
         reason = ("--from-checkpoint" if args.from_checkpoint else
                   "no export of step %d" % checkpoint_step(checkpoint))
+    if log_probs is None:
         print("Restoring %s through the Estimator (%s)." % (checkpoint, reason),
               file=sys.stderr)
         log_probs = predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,

@@ -11,12 +11,13 @@ import sys
 from datetime import datetime
 
 import config
-from imdb_bert import (data, device, feature_cache, features, hub_module, output_folder,
-                       report, runtime, validation)
-from imdb_bert.compat import quiet_tf_logging, run_classifier, tf
+from imdb_bert import (data, device, disk_space, feature_cache, features, folder_lock,
+                       hub_module, output_folder, report, runtime, signals, validation)
+from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.errors import UserError, run_script
 from imdb_bert.hooks import EvalPredictionsHook, ProgressHook
 from imdb_bert.model import model_fn_builder
+from imdb_bert.output_folder import checkpoint_step
 from imdb_bert.serving import export_for_prediction
 
 
@@ -30,7 +31,7 @@ def main(argv=None):
     # Step 1: the output directory (and the device that trains).
     OUTPUT_DIR = make_output_dir(args, run)
     device_line, session_config, use_amp = choose_device(args, run)
-    settings = output_folder.model_settings(args)
+    settings = output_folder.model_settings(args, use_amp, run)
     output_folder.check_settings(OUTPUT_DIR, settings)  # before the slow steps
 
     # Step 2: the data, as DataFrames, then a sample "to keep training fast".
@@ -48,18 +49,19 @@ def main(argv=None):
                                                 test[config.LABEL_COLUMN])
 
     # Step 4: the tokenizer that comes with the Hub module.
-    bert_hub, vocab_file, do_lower_case = load_hub_module(args)
+    bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
     tokenizer = features.create_tokenizer(vocab_file, do_lower_case,
                                           fast=not args.reference_tokenizer)
     output_folder.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
 
-    # Step 5: InputFeatures (the training ones only when training), cached in OUTPUT_DIR.
+    # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
+    # OUTPUT_DIR that training and evaluation read (and a rerun reuses).
     def convert(split, examples):
         return feature_cache.load_or_convert(OUTPUT_DIR, split, examples, config.label_list,
                                              args.max_seq_length, tokenizer, vocab_file,
                                              do_lower_case)
-    test_features = convert("test", test_InputExamples)
-    train_features = [] if args.eval_only else convert("train", train_InputExamples)
+    test_features_file = convert("test", test_InputExamples)
+    train_features_file = None if args.eval_only else convert("train", train_InputExamples)
 
     # Steps 6-9: the model, the hyper-parameters and the Estimator.
     num_train_steps, num_warmup_steps = plan_steps(len(train), args, run)
@@ -72,6 +74,7 @@ def main(argv=None):
                                  OUTPUT_DIR)
     run_record = output_folder.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
+    signals.record_interruptions(run_record)
 
     # Step 10: train (resuming from the latest checkpoint, if any).
     if args.eval_only:
@@ -79,7 +82,8 @@ def main(argv=None):
             raise UserError("--eval-only: no checkpoint in %s to evaluate; train first."
                             % OUTPUT_DIR)
     else:
-        stopped_by = train_model(estimator, train_features, num_train_steps, validating,
+        signals.now("training")  # a signal during a step: see hooks.StopOnSignalHook
+        stopped_by = train_model(estimator, train_features_file, num_train_steps, validating,
                                  args, run, OUTPUT_DIR)
         if stopped_by:
             return interrupted(estimator, stopped_by, num_train_steps, run_record)
@@ -87,27 +91,34 @@ def main(argv=None):
 
     # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
     checkpoint = output_folder.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
-    evaluate(estimator, checkpoint, test, test_features, args.max_seq_length, OUTPUT_DIR)
+    signals.now("evaluation")
+    evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR)
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load.
     if not args.eval_only:
-        export_dir = export_for_prediction(estimator, checkpoint, OUTPUT_DIR,
-                                           args.max_seq_length)
-        print("Exported the model for prediction to %s" % export_dir)
+        signals.now("export")
+        export(estimator, checkpoint, OUTPUT_DIR, args.max_seq_length)
     run_record.write("completed", datetime.now())
     return 0
 
 
 def make_output_dir(args, run):
-    """Step 1: OUTPUT_DIR (gs://BUCKET/OUTPUT_DIR with --bucket), deleted first with
-    --do-delete, created and printed."""
+    """Step 1: OUTPUT_DIR (gs://BUCKET/OUTPUT_DIR with --bucket), created, locked for this
+    run, emptied with --do-delete (else rid of what interrupted runs left) and printed."""
     output_dir = args.output_dir
     if args.bucket:
         output_dir = "gs://{}/{}".format(args.bucket, output_dir)
     output_dir = run.output_dir(output_dir)
     if args.do_delete and output_folder.exists(output_dir):
-        output_folder.delete_output_dir(output_dir, args.data_dir)
+        output_folder.check_deletable(output_dir, args.data_dir)
     output_folder.makedirs(output_dir)
+    if output_folder.is_remote(output_dir):
+        print("%s cannot be locked: make sure no other train.py uses it." % output_dir)
+    else:
+        folder_lock.lock_output_dir(output_dir)
+    if args.do_delete:
+        output_folder.delete_contents(output_dir)
+    output_folder.remove_leftovers(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
     return output_dir
 
@@ -124,10 +135,13 @@ def choose_device(args, run):
     return device_line, run.configure(session_config, args.batch_size), use_amp
 
 
-def load_hub_module(args):
+def load_hub_module(args, output_dir):
     """Step 4: (the module's folder, its vocab file, do_lower_case), after checking that
-    the module takes --max-seq-length positions."""
+    the module takes --max-seq-length positions and output_dir's disk space for a model
+    of its size."""
     bert_hub = hub_module.resolve(args.bert_hub)
+    if not args.eval_only:
+        disk_space.check(output_dir, bert_hub, args.keep_best)
     limit = hub_module.position_limit(bert_hub)
     if args.max_seq_length > limit:
         raise UserError("--max-seq-length %d is more than the %d positions %s takes; pass "
@@ -156,10 +170,10 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
         return validation.NoValidation()
     print("Validation reviews: %d, from the training split and not in the training sample"
           % len(dev))
-    input_fn = run_classifier.input_fn_builder(
-        features=convert("validation", features.make_examples(
-            dev[config.DATA_COLUMN], dev[config.LABEL_COLUMN])),
-        seq_length=args.max_seq_length, is_training=False, drop_remainder=False)
+    input_fn = feature_cache.input_fn_builder(
+        convert("validation", features.make_examples(dev[config.DATA_COLUMN],
+                                                     dev[config.LABEL_COLUMN])),
+        args.max_seq_length, is_training=False, drop_remainder=False)
     global_batch_size = run.global_batch_size(args.batch_size)
     every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))
     return validation.Validation(
@@ -181,11 +195,11 @@ def plan_steps(train_size, args, run):
     return num_train_steps, num_warmup_steps
 
 
-def train_model(estimator, train_features, num_train_steps, validating, args, run,
+def train_model(estimator, train_features_file, num_train_steps, validating, args, run,
                 output_dir):
     """Step 10: train up to num_train_steps (with validation, in segments that end at the
     evaluation steps); the signal that stopped training, or None."""
-    train_input_fn = run.train_input_fn(train_features, args.max_seq_length)
+    train_input_fn = run.train_input_fn(train_features_file, args.max_seq_length, args.seed)
     hooks = run.training_hooks(output_dir, args.save_checkpoints_steps,
                                args.save_checkpoints_secs)
     hooks.append(ProgressHook(args.save_summary_steps, run.global_batch_size(args.batch_size),
@@ -216,13 +230,12 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
     return 128 + signal_number
 
 
-def evaluate(estimator, checkpoint, test, test_features, max_seq_length, output_dir):
+def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir):
     """Step 11: the notebook's metrics of `checkpoint` on the test sample, printed and
     written to eval_results.json, with the plots and test_predictions.csv from the same
     pass."""
-    test_input_fn = run_classifier.input_fn_builder(
-        features=test_features, seq_length=max_seq_length, is_training=False,
-        drop_remainder=False)
+    test_input_fn = feature_cache.input_fn_builder(
+        test_features_file, max_seq_length, is_training=False, drop_remainder=False)
     predictions = EvalPredictionsHook()
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
@@ -232,6 +245,16 @@ def evaluate(estimator, checkpoint, test, test_features, max_seq_length, output_
                                        config.LABEL_NAMES))
     output_folder.write_json(os.path.join(output_dir, output_folder.EVAL_RESULTS), results)
     print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
+
+
+def export(estimator, checkpoint, output_dir, max_seq_length):
+    """Step 12: export `checkpoint` for predict.py, unless a rerun finds it exported."""
+    export_dir, new = export_for_prediction(estimator, checkpoint, output_dir, max_seq_length)
+    if new:
+        print("Exported the model for prediction to %s" % export_dir)
+    else:
+        print("%s already holds step %d: no new export." % (export_dir,
+                                                            checkpoint_step(checkpoint)))
 
 
 def sample_count(value):

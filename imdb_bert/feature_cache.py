@@ -1,19 +1,24 @@
 """Converted features kept as TFRecord files in the output dir (the format of
-run_classifier's file-based path), so a rerun or a resume skips the conversion.
+run_classifier's file-based path), so a rerun or a resume skips the conversion, and
+training and evaluation read them from there instead of holding them in the graph.
 
 The file name holds a key over everything that changes the features: the vocab file's
 bytes, the casing, max_seq_length, the label list, and every example's text and label (so
-the data selection and seed are in it too). Another key never reads a stale file.
+the data selection and seed are in it too). Another key never reads a stale file. Beside
+each file, <file>.json records its record count and SHA-256: a truncated or damaged file
+is converted again, never read.
 """
 import hashlib
+import json
 import os
 
 from imdb_bert import features
 from imdb_bert.compat import run_classifier, tf
-from imdb_bert.output_folder import features_file
+from imdb_bert.output_folder import features_file, write_json
 
 FORMAT = b"features-v1"
 FIELDS = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
+SHUFFLE_BUFFER = 100  # run_classifier.input_fn_builder's
 
 
 def cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case):
@@ -28,25 +33,29 @@ def cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case):
 
 
 def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tokenizer,
-                    vocab_file, do_lower_case, write=True):
-    """The InputFeatures of `examples`, from the cache when its key matches; converted
-    and (with `write`) cached otherwise."""
+                    vocab_file, do_lower_case):
+    """The TFRecord file of the InputFeatures of `examples`: the cached one when its key
+    matches and it is whole; else converted and written."""
     key = cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case)
     path = features_file(output_dir, split, key)
     if tf.io.gfile.exists(path):
-        print("Using the cached %s features in %s" % (split, path))
-        return read_features(path)
+        problem = damage(path, len(examples))
+        if problem is None:
+            print("Using the cached %s features in %s" % (split, path))
+            return path
+        print("The cached %s features in %s are damaged (%s); converting them again."
+              % (split, path, problem))
     converted = features.convert_examples(
         examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split)
-    if not write:
-        return converted
     for stale in tf.io.gfile.glob(features_file(output_dir, split, "*")):
         tf.io.gfile.remove(stale)
     write_features(path, converted)
-    return converted
+    return path
 
 
 def write_features(path, feature_list):
+    """Write the file (under a temporary name, renamed when complete), then its
+    <path>.json with the record count and SHA-256."""
     tmp = "%s.tmp-%d" % (path, os.getpid())
     with tf.io.TFRecordWriter(tmp) as writer:
         for feature in feature_list:
@@ -56,10 +65,35 @@ def write_features(path, feature_list):
                 name: tf.train.Feature(int64_list=tf.train.Int64List(value=list(value)))
                 for name, value in zip(FIELDS, values)}))
             writer.write(example.SerializeToString())
+    record = {"records": len(feature_list), "sha256": file_sha256(tmp)}
     tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_json(path + ".json", record)
+
+
+def damage(path, expected_records):
+    """What is wrong with the cache file at `path`, or None when it is whole."""
+    try:
+        with tf.io.gfile.GFile(path + ".json") as f:
+            record = json.load(f)
+    except (tf.errors.OpError, ValueError):
+        return "no readable %s.json" % os.path.basename(path)
+    if record.get("records") != expected_records:
+        return "%s records, %d expected" % (record.get("records"), expected_records)
+    if record.get("sha256") != file_sha256(path):
+        return "its SHA-256 is not the one recorded"
+    return None
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_features(path):
+    """The InputFeatures in the file at `path`, in order."""
     feature_list = []
     for record in tf.io.tf_record_iterator(path):
         fields = tf.train.Example.FromString(record).features.feature
@@ -69,3 +103,26 @@ def read_features(path):
             input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids,
             label_id=label_ids[0], is_real_example=bool(is_real[0])))
     return feature_list
+
+
+def input_fn_builder(path, seq_length, is_training, drop_remainder, seed=None):
+    """run_classifier.input_fn_builder's input_fn (the same columns, types and batches),
+    reading the cache file at `path` instead of putting every feature into the graph as a
+    constant ("does NOT scale", says bert). Training shuffles with `seed` before repeating,
+    so each epoch holds every feature once and a seed gives one order in every process."""
+    columns = {name: tf.io.FixedLenFeature([seq_length], tf.int64)
+               for name in ("input_ids", "input_mask", "segment_ids")}
+    columns["label_ids"] = tf.io.FixedLenFeature([], tf.int64)
+
+    def decode(records):
+        batch = tf.io.parse_example(records, columns)
+        return {name: tf.cast(batch[name], tf.int32) for name in columns}
+
+    def input_fn(params):
+        records = tf.data.TFRecordDataset(path)
+        if is_training:
+            records = records.shuffle(SHUFFLE_BUFFER, seed=seed).repeat()
+        return records.batch(params["batch_size"], drop_remainder=drop_remainder).map(
+            decode).prefetch(1)
+
+    return input_fn

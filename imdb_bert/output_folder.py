@@ -14,6 +14,7 @@ from importlib import metadata
 
 import config
 from imdb_bert.errors import UserError
+from imdb_bert.folder_lock import LOCK_FILE
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -41,16 +42,17 @@ GITKEEP = ".gitkeep"  # OUTPUT_Bert/.gitkeep is part of the repository
 PROJECT_OUTPUT_NAMES = ESTIMATOR_NAMES + (
     GITKEEP, EXPORT, MODEL_SETTINGS, EVAL_RESULTS, RUN_INFO, TEST_PREDICTIONS,
     CONFUSION_MATRIX, ROC_CURVE, VALIDATION_HISTORY, LEARNING_CURVES, BEST_CHECKPOINT,
-    BEST_CHECKPOINT_DIR)
+    BEST_CHECKPOINT_DIR, LOCK_FILE)
 PROJECT_OUTPUT_PREFIXES = (CHECKPOINT_PREFIX, EVENTS_PREFIX, FEATURES_PREFIX)
 
 # model_settings.json: what the checkpoints were trained with. These keys must not change
 # while checkpoints exist (a key an older file lacks is no change); predict.py rebuilds
-# the model from them.
-SETTINGS_THAT_MUST_MATCH = ("bert_hub", "max_seq_length", "label_list", "label_names",
-                            "do_lower_case", "seed", "data_dir", "train_samples",
-                            "test_samples", "validation_samples", "eval_every_steps",
-                            "keep_best", "early_stopping_patience")
+# the model from them. --eval-only checks (and records) only what evaluation depends on.
+EVALUATION_SETTINGS = ("bert_hub", "max_seq_length", "label_list", "label_names",
+                       "do_lower_case", "seed", "data_dir", "test_samples")
+TRAINING_SETTINGS = ("train_samples", "validation_samples", "eval_every_steps", "keep_best",
+                     "early_stopping_patience", "epochs", "batch_size", "learning_rate",
+                     "warmup_proportion", "use_amp", "processes")
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
             "scikit-learn", "matplotlib")
 
@@ -105,15 +107,26 @@ def write_json(path, obj):
     write_file(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+class UnreadableFile(UserError):
+    """A JSON file of the output folder that is damaged."""
+
+
 def read_json(path):
-    """The JSON object at `path`, or None when there is no such file."""
+    """The JSON object at `path`, or None when there is no such file; UnreadableFile (a
+    message saying what to do) when it is damaged."""
     if not exists(path):
         return None
-    if is_remote(path):
-        with gfile().GFile(path) as f:
+    try:
+        if is_remote(path):
+            with gfile().GFile(path) as f:
+                return json.load(f)
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise UnreadableFile(
+            "%s is damaged (%s). Move it away and run again: train.py writes it anew (for "
+            "model_settings.json, from this run's flags); or pass --do-delete to start the "
+            "folder afresh." % (path, e)) from None
 
 
 def plain_metrics(result):
@@ -135,9 +148,10 @@ def checkpoint_step(checkpoint_path):
     return int(checkpoint_path.rsplit("-", 1)[1])
 
 
-def model_settings(args):
-    """model_settings.json for train.py's flags (do_lower_case comes from the module)."""
-    return {
+def model_settings(args, use_amp, runtime):
+    """model_settings.json for train.py's flags (do_lower_case comes from the module);
+    `use_amp` as it runs (it is ignored on a CPU), and the runtime's processes."""
+    settings = {
         "bert_hub": args.bert_hub if is_remote(args.bert_hub)
         else os.path.abspath(args.bert_hub),
         "max_seq_length": args.max_seq_length,
@@ -151,7 +165,16 @@ def model_settings(args):
         "eval_every_steps": args.eval_every_steps,
         "keep_best": args.keep_best,
         "early_stopping_patience": args.early_stopping_patience,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "warmup_proportion": args.warmup_proportion,
+        "use_amp": use_amp,
+        "processes": runtime.processes,
     }
+    if args.eval_only:
+        return {key: settings[key] for key in EVALUATION_SETTINGS if key in settings}
+    return settings
 
 
 def notebook_settings(bert_hub, max_seq_length):
@@ -166,7 +189,7 @@ def check_settings(output_dir, settings):
     previous = read_json(path)
     if previous is None:
         return
-    changed = [key for key in SETTINGS_THAT_MUST_MATCH
+    changed = [key for key in EVALUATION_SETTINGS + TRAINING_SETTINGS
                if key in settings and key in previous and previous[key] != settings[key]]
     if changed:
         raise UserError(
@@ -177,9 +200,11 @@ def check_settings(output_dir, settings):
 
 
 def write_settings(output_dir, settings):
-    """Check `settings` against the folder's model_settings.json, then record them."""
+    """Check `settings` against the folder's model_settings.json, then record them (over
+    the recorded ones: --eval-only leaves the training settings as they were)."""
     check_settings(output_dir, settings)
-    write_json(os.path.join(output_dir, MODEL_SETTINGS), settings)
+    path = os.path.join(output_dir, MODEL_SETTINGS)
+    write_json(path, dict(read_json(path) or {}, **settings))
 
 
 def read_settings(output_dir):
@@ -222,28 +247,61 @@ def git_commit():
     return commit or None
 
 
-def delete_output_dir(output_dir, data_dir):
-    """Delete `output_dir` only if it holds nothing but this project's output."""
+def check_deletable(output_dir, data_dir):
+    """Refuse --do-delete of a folder that is not only this project's output."""
     target = os.path.realpath(output_dir)
     forbidden = {"/", os.path.expanduser("~"), REPOSITORY, os.path.realpath(data_dir)}
     if target in {os.path.realpath(p) for p in forbidden}:
         raise UserError("Refusing --do-delete of %s: it is not an output folder. Pass "
                         "--output-dir with the folder to delete." % output_dir)
-    names = listdir(output_dir)
-    foreign = [name for name in names
+    foreign = [name for name in listdir(output_dir)
                if name.split(".tmp-")[0] not in PROJECT_OUTPUT_NAMES  # or a temporary file
                and not name.startswith(PROJECT_OUTPUT_PREFIXES)]
     if foreign:
         raise UserError("Refusing --do-delete of %s: it holds files this project did not "
                         "write (%s). Move them away or delete the folder yourself."
                         % (output_dir, ", ".join(sorted(foreign)[:5])))
-    if is_remote(output_dir):
-        gfile().rmtree(output_dir)
+
+
+def delete_contents(output_dir):
+    """--do-delete, after check_deletable: everything in `output_dir` but the lock of this
+    run and the repository's .gitkeep."""
+    for name in listdir(output_dir):
+        if name in (LOCK_FILE, GITKEEP):
+            continue
+        remove(os.path.join(output_dir, name))
+
+
+def remove(path):
+    """Delete the file or folder at `path`."""
+    if is_remote(path):
+        if gfile().isdir(path):
+            gfile().rmtree(path)
+        else:
+            gfile().remove(path)
+    elif os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
     else:
-        shutil.rmtree(output_dir)
-    if GITKEEP in names:
-        makedirs(output_dir)
-        write_file(os.path.join(output_dir, GITKEEP), "")
+        os.remove(path)
+
+
+def remove_leftovers(output_dir):
+    """Delete what killed runs leave: temporary files (*.tmp-*), unfinished exports
+    (export/temp-*) and checkpoint folders (*_temp). Call it only under the folder's lock,
+    so no running process owns them."""
+    found = []
+    for folder in (output_dir, export_root(output_dir),
+                   os.path.join(output_dir, BEST_CHECKPOINT_DIR)):
+        if not isdir(folder):
+            continue
+        found += [os.path.join(folder, name) for name in listdir(folder)
+                  if ".tmp-" in name or name.endswith("_temp")
+                  or (folder != output_dir and name.startswith("temp-"))]
+    for path in found:
+        remove(path)
+    if found:
+        print("Removed what an interrupted run left in %s: %s"
+              % (output_dir, ", ".join(os.path.relpath(p, output_dir) for p in found)))
 
 
 def export_root(output_dir):
@@ -252,16 +310,31 @@ def export_root(output_dir):
 
 def newest_export(output_dir):
     """(folder, export info) of the newest export in output_dir, or (None, None)."""
-    root = export_root(output_dir)
-    if not isdir(root):
-        return None, None
-    stamps = sorted((name for name in listdir(root) if name.isdigit()), key=int)
-    for stamp in reversed(stamps):
-        folder = os.path.join(root, stamp)
-        info = read_json(os.path.join(folder, "assets.extra", EXPORT_INFO))
+    for folder in reversed(export_folders(output_dir)):
+        try:
+            info = read_json(os.path.join(folder, "assets.extra", EXPORT_INFO))
+        except UnreadableFile:
+            print("Skipping the damaged export %s (its %s cannot be read)."
+                  % (folder, EXPORT_INFO), file=sys.stderr)
+            continue
         if info is not None:
             return folder, info
     return None, None
+
+
+def export_folders(output_dir):
+    """The complete export folders (export/<timestamp>/), oldest first."""
+    root = export_root(output_dir)
+    if not isdir(root):
+        return []
+    stamps = sorted((name for name in listdir(root) if name.isdigit()), key=int)
+    return [os.path.join(root, stamp) for stamp in stamps]
+
+
+def remove_old_exports(output_dir, keep):
+    """Delete all but the `keep` newest exports (BERT-Base's take 440 MB each)."""
+    for folder in export_folders(output_dir)[:-keep]:
+        remove(folder)
 
 
 def features_file(output_dir, split, key):

@@ -18,7 +18,8 @@ import tempfile
 
 import tqdm
 
-from imdb_bert.compat import run_classifier, tf
+from imdb_bert import feature_cache
+from imdb_bert.compat import tf
 from imdb_bert.errors import UserError
 from imdb_bert.hooks import CheckpointSaverHook, StopOnSignalHook, WeightsDigestHook
 from imdb_bert.output_folder import checkpoint_step
@@ -87,9 +88,9 @@ class SingleProcess:
     def global_batch_size(self, batch_size):
         return batch_size * self.processes
 
-    def train_input_fn(self, features, seq_length):
-        return run_classifier.input_fn_builder(features=features, seq_length=seq_length,
-                                               is_training=True, drop_remainder=False)
+    def train_input_fn(self, features_file, seq_length, seed):
+        return feature_cache.input_fn_builder(features_file, seq_length, is_training=True,
+                                              drop_remainder=False, seed=seed)
 
     def training_hooks(self, output_dir, save_steps, save_secs):
         return [self.stop, CheckpointSaverHook(output_dir, save_steps, save_secs, self.stop)]
@@ -151,8 +152,10 @@ class HorovodProcess(SingleProcess):
     def sum_across_processes(self, tensor, name):
         return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=name)
 
-    def train_input_fn(self, features, seq_length):
-        return sharded_input_fn_builder(features, seq_length, self.hvd.rank(), self.processes)
+    def train_input_fn(self, features_file, seq_length, seed):
+        global_input_fn = feature_cache.input_fn_builder(
+            features_file, seq_length, is_training=True, drop_remainder=True, seed=seed)
+        return sharded_input_fn_builder(global_input_fn, self.hvd.rank(), self.processes)
 
     def training_hooks(self, output_dir, save_steps, save_secs):
         """Everyone starts from process 0's variables and reports a weights digest; only
@@ -218,13 +221,10 @@ def pin_to_local_gpu(session_config, hvd):
     return session_config
 
 
-def sharded_input_fn_builder(features, seq_length, rank, processes):
-    """run_classifier's training input_fn over global batches of params["batch_size"] x
-    `processes` reviews, of which this process keeps rows [rank x batch_size, (rank + 1) x
-    batch_size). The shuffle takes its seed from the graph's (RunConfig's tf_random_seed),
-    so every process sees the same global batches."""
-    global_input_fn = run_classifier.input_fn_builder(features, seq_length, is_training=True,
-                                                      drop_remainder=True)
+def sharded_input_fn_builder(global_input_fn, rank, processes):
+    """`global_input_fn` over global batches of params["batch_size"] x `processes` reviews,
+    of which this process keeps rows [rank x batch_size, (rank + 1) x batch_size). Its
+    shuffle has an explicit seed, so every process sees the same global batches."""
 
     def input_fn(params):
         batch_size = params["batch_size"]

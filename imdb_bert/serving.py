@@ -11,17 +11,27 @@ import sys
 import tempfile
 
 import numpy as np
+from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
 from imdb_bert import features, hub_module
 from imdb_bert.compat import run_classifier, tf
 from imdb_bert.errors import UserError
 from imdb_bert.model import model_fn_builder, serving_input_receiver_fn_builder
-from imdb_bert.output_folder import EXPORT_INFO, checkpoint_step, export_root
+from imdb_bert.output_folder import (EXPORT_INFO, checkpoint_step, export_root,
+                                     newest_export, remove_old_exports)
+
+
+class DamagedExport(Exception):
+    """An export that cannot be loaded: a missing or damaged file."""
 
 
 def export_for_prediction(estimator, checkpoint, output_dir, max_seq_length):
-    """Export `checkpoint`; returns the export folder."""
+    """Export `checkpoint` unless the newest export holds its step already (a rerun), then
+    keep the two newest exports only; (the export folder, whether it is new)."""
+    folder, info = newest_export(output_dir)
+    if info == {"global_step": checkpoint_step(checkpoint), "max_seq_length": max_seq_length}:
+        return folder, False
     with tempfile.TemporaryDirectory() as tmp:
         info_path = os.path.join(tmp, EXPORT_INFO)
         with open(info_path, "w") as f:
@@ -30,7 +40,8 @@ def export_for_prediction(estimator, checkpoint, output_dir, max_seq_length):
         path = estimator.export_saved_model(
             export_root(output_dir), serving_input_receiver_fn_builder(max_seq_length),
             assets_extra={EXPORT_INFO: info_path}, checkpoint_path=checkpoint)
-    return path.decode() if isinstance(path, bytes) else path
+    remove_old_exports(output_dir, keep=2)
+    return (path.decode() if isinstance(path, bytes) else path), True
 
 
 def sentence_features(sentences, settings, tokenizer):
@@ -45,15 +56,29 @@ def batches(items, size):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
+# What loading a damaged export raises: a file missing or unreadable, a bad protobuf, a
+# graph or signature without the expected parts.
+LOAD_ERRORS = (tf.errors.OpError, OSError, ValueError, KeyError, DecodeError)
+
+
 def predict_from_export(export_dir, settings, sentences, batch_size, session_config):
-    """Log-probabilities [n, 2] from the exported SavedModel."""
-    tokenizer = features.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
-                                          settings["do_lower_case"], fast=True)
+    """Log-probabilities [n, 2] from the exported SavedModel; DamagedExport if it cannot be
+    loaded."""
+    try:
+        tokenizer = features.create_tokenizer(
+            os.path.join(export_dir, "assets", "vocab.txt"), settings["do_lower_case"],
+            fast=True)
+    except LOAD_ERRORS as e:
+        raise DamagedExport("%s: %s" % (type(e).__name__, e)) from e
     feats = sentence_features(sentences, settings, tokenizer)
     with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
-        meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
-        signature = meta_graph.signature_def["serving_default"]
-        output = signature.outputs["log_probabilities"].name
+        try:
+            meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
+            signature = meta_graph.signature_def["serving_default"]
+            output = signature.outputs["log_probabilities"].name
+        except LOAD_ERRORS as e:
+            message = e.message if isinstance(e, tf.errors.OpError) else str(e)
+            raise DamagedExport("%s: %s" % (type(e).__name__, message.splitlines()[0])) from e
         log_probs = []
         for batch in tqdm(batches(feats, batch_size), desc="Predicting", unit=" batches",
                           disable=len(feats) <= batch_size, file=sys.stderr):

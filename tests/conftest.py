@@ -152,10 +152,11 @@ def latest_step(output_dir):
 
 def quick_args(imdb_dir, tiny_module, output_dir, *extra):
     """The whole fixture (200 train, 100 test reviews), 10 epochs at batch 16 (125 steps):
-    enough for the tiny model to learn the planted words."""
+    enough for the tiny model to learn the planted words. At 1e-3, seed 42 collapsed to a
+    constant prediction (of seeds 1-4, none did); 7e-4 learned with each of the five."""
     return ["--data-dir", imdb_dir, "--bert-hub", tiny_module, "--output-dir", output_dir,
             "--train-samples", "all", "--test-samples", "all", "--max-seq-length", "32",
-            "--batch-size", "16", "--learning-rate", "1e-3", "--epochs", "10", *extra]
+            "--batch-size", "16", "--learning-rate", "7e-4", "--epochs", "10", *extra]
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ import psutil
 import pytest
 from conftest import ROOT, latest_step
 
-from imdb_bert import runtime
+from imdb_bert import feature_cache, runtime
 from imdb_bert.compat import run_classifier, tf
 
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
@@ -124,7 +124,14 @@ def test_reruns_resume_from_process_0s_checkpoint(two_processes, imdb_dir, tiny_
     assert "'global_step': 5" in done.stdout
 
     # A second epoch: process 0 restores step 5, process 1 (no checkpoint of its own)
-    # gets the same variables by the broadcast.
+    # gets the same variables by the broadcast. Another --epochs is refused on resume,
+    # except for a folder written before epochs were recorded, as here.
+    settings_path = os.path.join(output_dir, "model_settings.json")
+    with open(settings_path) as f:
+        settings = json.load(f)
+    assert settings.pop("epochs") == 1.0 and settings["processes"] == 2
+    with open(settings_path, "w") as f:
+        json.dump(settings, f)
     more = subprocess.run(
         horovodrun_command(args_for(imdb_dir, tiny_module, output_dir, 4, epochs="2")),
         cwd=ROOT, env=environment(str(tmp_path)), capture_output=True, text=True,
@@ -173,13 +180,20 @@ def first_batches(input_fn, batch_size, count=4):
             return [session.run(batch) for _ in range(count)]
 
 
-def test_each_process_reads_its_own_rows_of_the_same_global_batches():
+def test_each_process_reads_its_own_rows_of_the_same_global_batches(tmp_path):
     feature_list = [run_classifier.InputFeatures(input_ids=[i, i + 1], input_mask=[1, 1],
                                                  segment_ids=[0, 0], label_id=i % 2)
                     for i in range(20)]
-    whole = first_batches(runtime.sharded_input_fn_builder(feature_list, 2, 0, 1), 6)
-    halves = [first_batches(runtime.sharded_input_fn_builder(feature_list, 2, rank, 2), 3)
-              for rank in (0, 1)]
+    path = str(tmp_path / "features.tf_record")
+    feature_cache.write_features(path, feature_list)
+
+    def sharded(rank, processes):
+        global_input_fn = feature_cache.input_fn_builder(path, 2, is_training=True,
+                                                         drop_remainder=True, seed=42)
+        return runtime.sharded_input_fn_builder(global_input_fn, rank, processes)
+
+    whole = first_batches(sharded(0, 1), 6)
+    halves = [first_batches(sharded(rank, 2), 3) for rank in (0, 1)]
     for step, batch in enumerate(whole):
         for name in ("input_ids", "input_mask", "segment_ids", "label_ids"):
             assert halves[0][step][name].shape[0] == 3

@@ -1,7 +1,9 @@
 """No lost work: resume after a kill, save on SIGINT, a careful --do-delete, and clear
 errors (exit code 2, no traceback) for bad input."""
+import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +13,8 @@ import time
 import pytest
 
 from conftest import ROOT, latest_step, quick_args, run_train
+
+from imdb_bert import output_folder
 
 
 def start_train(args):
@@ -73,7 +77,6 @@ def test_sigint_saves_a_checkpoint_within_seconds_and_stops(imdb_dir, tiny_modul
 
 
 def test_do_delete_removes_only_this_projects_output(trained, imdb_dir, tiny_module, tmp_path):
-    import shutil
     output_dir = tmp_path / "OUTPUT_Bert"
     shutil.copytree(trained[0], output_dir)
     (output_dir / ".gitkeep").write_text("")
@@ -120,3 +123,293 @@ def test_bad_input_stops_with_a_message(imdb_dir, tiny_module, tmp_path):
         assert result.returncode == 2, (args, result.stderr[-2000:])
         assert message in result.stderr, (message, result.stderr[-2000:])
         assert "Traceback" not in result.stderr
+
+
+def test_one_train_py_per_output_folder(imdb_dir, tiny_module, tmp_path):
+    output_dir = str(tmp_path / "shared")
+    first = start_train(long_run_args(imdb_dir, tiny_module, output_dir,
+                                      "--epochs", "400", "--save-checkpoints-steps", "20"))
+    try:
+        wait_for_checkpoint_past_zero(first, output_dir)
+        with open(os.path.join(output_dir, "train.lock")) as f:
+            assert f.read().strip() == str(first.pid)
+        for extra in ([], ["--do-delete"]):
+            started = time.time()
+            second = run_train(*long_run_args(imdb_dir, tiny_module, output_dir, *extra))
+            assert second.returncode == 2, second.stderr[-3000:]
+            assert ("%s is in use by another train.py (PID %d)" % (output_dir, first.pid)
+                    in second.stderr)
+            assert "Traceback" not in second.stderr and "Beginning" not in second.stdout
+            assert time.time() - started < 60
+        # predict.py may read while training runs: the latest complete checkpoint.
+        predicted = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"),
+                                    "--output-dir", output_dir, "great film", "awful film"],
+                                   capture_output=True, text=True, cwd=ROOT, timeout=300)
+        assert predicted.returncode == 0, predicted.stderr[-3000:]
+        assert len(predicted.stdout.splitlines()) == 2
+        assert first.poll() is None and latest_step(output_dir) > 0  # still training
+    finally:
+        first.kill()  # SIGKILL: the lock goes with the process
+        first.communicate()
+    third = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"),
+                              *quick_args(imdb_dir, tiny_module, output_dir, "--do-delete",
+                                          "--epochs", "1")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    stdout, stderr = third.communicate(timeout=600)
+    assert third.returncode == 0, stderr[-3000:]
+    assert latest_step(output_dir) == 12  # a fresh run, not the killed one's steps
+    with open(os.path.join(output_dir, "train.lock")) as f:
+        assert f.read().strip() == str(third.pid)
+
+
+def copy_of(trained, tmp_path, name="OUTPUT_Bert"):
+    output_dir = str(tmp_path / name)
+    shutil.copytree(trained[0], output_dir)
+    return output_dir
+
+
+def read_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_a_resume_with_other_training_settings_stops_before_restoring(
+        trained, imdb_dir, tiny_module, tmp_path):
+    output_dir = copy_of(trained, tmp_path)
+    settings = read_json(os.path.join(output_dir, "model_settings.json"))
+    assert {key: settings[key] for key in ("epochs", "batch_size", "learning_rate",
+                                           "warmup_proportion", "use_amp", "processes")} == {
+        "epochs": 10.0, "batch_size": 16, "learning_rate": 7e-4, "warmup_proportion": 0.1,
+        "use_amp": False, "processes": 1}  # use_amp as it ran: this CPU ignores the flag
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--batch-size", "8",
+                                   "--learning-rate", "1e-4"))
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "batch_size: 16 now 8" in result.stderr
+    assert "learning_rate: 0.0007 now 0.0001" in result.stderr
+    assert "--do-delete" in result.stderr and "--output-dir" in result.stderr
+    assert "Restoring parameters" not in result.stderr and "Traceback" not in result.stderr
+    # --eval-only checks what evaluation depends on only: another batch size is fine, and
+    # the training settings stay recorded as they were.
+    evaluated = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--batch-size", "8",
+                                      "--eval-only"))
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert read_json(os.path.join(output_dir, "model_settings.json")) == settings
+
+
+def test_damaged_json_files_stop_with_a_message(trained, imdb_dir, tiny_module, tmp_path):
+    output_dir = copy_of(trained, tmp_path)
+    # train.py never reads eval_results.json or run_info.json: a rerun writes them anew.
+    for name in ("eval_results.json", "run_info.json"):
+        with open(os.path.join(output_dir, name), "w") as f:
+            f.write('{"eval_accuracy": 0.9')
+    settings = os.path.join(output_dir, "model_settings.json")
+    with open(settings, "rb") as f:
+        good = f.read()
+    with open(settings, "wb") as f:
+        f.write(good[:len(good) // 2])  # cut short, as by a full disk
+    args = quick_args(imdb_dir, tiny_module, output_dir, "--eval-only")
+    predict = [sys.executable, os.path.join(ROOT, "predict.py"), "--output-dir", output_dir,
+               "great film"]
+    predicted = subprocess.run(predict, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    for result in (run_train(*args), predicted):
+        assert result.returncode == 2, result.stderr[-3000:]
+        assert "error: %s is damaged (" % settings in result.stderr
+        assert "Move it away and run again" in result.stderr
+        assert "Traceback" not in result.stderr
+    with open(settings, "wb") as f:
+        f.write(good)
+    again = run_train(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert read_json(os.path.join(output_dir, "eval_results.json"))["global_step"] == 125
+    assert read_json(os.path.join(output_dir, "run_info.json"))["outcome"] == "completed"
+
+
+def remove_variables(export):
+    os.remove(os.path.join(export, "variables", "variables.index"))
+
+
+def garble_saved_model(export):
+    with open(os.path.join(export, "saved_model.pb"), "wb") as f:
+        f.write(b"\x00not a SavedModel")
+
+
+def garble_export_info(export):
+    with open(os.path.join(export, "assets.extra", "export_info.json"), "w") as f:
+        f.write('{"global_step": 12')
+
+
+@pytest.mark.parametrize("damage", [remove_variables, garble_saved_model, garble_export_info])
+def test_predict_restores_the_checkpoint_when_the_export_is_damaged(trained, tmp_path, damage):
+    output_dir = copy_of(trained, tmp_path)
+    [export] = os.listdir(os.path.join(output_dir, "export"))
+    damage(os.path.join(output_dir, "export", export))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--output-dir",
+                             output_dir, "a great , wonderful film", "awful , boring film"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "damaged" in result.stderr and "through the Estimator" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
+        "Positive", "Negative"]
+
+
+def test_leftovers_of_killed_runs_are_removed_at_the_next_start(trained, imdb_dir,
+                                                                tiny_module, tmp_path):
+    output_dir = copy_of(trained, tmp_path)
+    leftovers = ["run_info.json.tmp-4242", "model.ckpt-130_temp/", "export/temp-1795000000/",
+                 "best.tmp-4242/", "features-test-0123456789abcdef.tf_record.tmp-4242"]
+    for name in leftovers:
+        path = os.path.join(output_dir, name)
+        if name.endswith("/"):
+            os.makedirs(os.path.join(path, "variables"))
+            with open(os.path.join(path, "variables", "part-00000"), "wb") as f:
+                f.write(b"\0" * 1000)
+        else:
+            with open(path, "w") as f:
+                f.write("{")
+    output_folder.check_deletable(output_dir, imdb_dir)  # all of it is this project's
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Removed what an interrupted run left in %s" % output_dir in result.stdout
+    for name in leftovers:
+        assert not os.path.exists(os.path.join(output_dir, name)), name
+    assert latest_step(output_dir) == 125 and len(os.listdir(
+        os.path.join(output_dir, "export"))) == 1
+
+
+def test_reruns_keep_at_most_two_exports(trained, imdb_dir, tiny_module, tmp_path):
+    output_dir = copy_of(trained, tmp_path)
+    export_root = os.path.join(output_dir, "export")
+    args = quick_args(imdb_dir, tiny_module, output_dir)
+    rerun = run_train(*args)  # a finished run: evaluates again, the export holds its step
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    [first] = os.listdir(export_root)
+    assert "%s already holds step 125: no new export." % os.path.join(export_root, first) \
+        in rerun.stdout
+    exports = [first]
+    for _ in range(2):  # make the newest export an older step's, so a rerun exports anew
+        info = os.path.join(export_root, exports[-1], "assets.extra", "export_info.json")
+        with open(info, "w") as f:
+            json.dump({"global_step": 100, "max_seq_length": 32}, f)
+        again = run_train(*args)
+        assert again.returncode == 0, again.stderr[-3000:]
+        exports.append(re.search(r"Exported the model for prediction to .*/(\d+)$",
+                                 again.stdout, re.M).group(1))
+    assert sorted(os.listdir(export_root)) == sorted(exports[1:])  # the oldest removed
+
+
+def wait_for_line(stream, text, process, timeout=240):
+    """Read `stream` until a line holding `text`; the lines read."""
+    lines = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        line = stream.readline()
+        if not line:
+            pytest.fail("%r never came; the process ended with %s:\n%s"
+                        % (text, process.wait(), "".join(lines)[-3000:]))
+        lines.append(line)
+        if text in line:
+            return lines
+    pytest.fail("%r did not come within %d s" % (text, timeout))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("phase", ["evaluation", "export"])
+def test_a_signal_during_evaluation_or_export_stops_cleanly(trained, imdb_dir, tiny_module,
+                                                            tmp_path, phase, signum):
+    output_dir = copy_of(trained, tmp_path)
+    os.remove(os.path.join(output_dir, "eval_results.json"))
+    if phase == "evaluation":  # an evaluation that has begun: the model is being built
+        args, marker = (quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"),
+                        "Calling model_fn.")
+    else:  # the export of a finished run, once the test results are written
+        shutil.rmtree(os.path.join(output_dir, "export"))
+        args, marker = (quick_args(imdb_dir, tiny_module, output_dir),
+                        "Plots, test_predictions.csv and eval_results.json are in")
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wait_for_line(process.stdout, marker, process)
+    process.send_signal(signum)
+    stderr = process.communicate(timeout=120)[0]  # with stdout
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert "%s during the %s: stopped." % (signal.Signals(signum).name, phase) in stderr
+    assert "Traceback" not in stderr
+    info = read_json(os.path.join(output_dir, "run_info.json"))
+    assert info["outcome"] == "interrupted during %s" % phase and info["end_time"]
+    if phase == "evaluation":
+        assert not os.path.exists(os.path.join(output_dir, "eval_results.json"))
+    else:  # no complete export; perhaps an export/temp-* folder, removed by the rerun
+        export_root = os.path.join(output_dir, "export")
+        assert not [name for name in (os.listdir(export_root) if os.path.isdir(export_root)
+                                      else []) if name.isdigit()]
+    if signum == signal.SIGINT:  # the rerun finishes the job without training again
+        rerun = run_train(*args)
+        assert rerun.returncode == 0, rerun.stderr[-3000:]
+        assert "Beginning Training!" not in rerun.stdout and latest_step(output_dir) == 125
+        assert read_json(os.path.join(output_dir, "eval_results.json"))["global_step"] == 125
+        if phase == "export":
+            [export] = os.listdir(os.path.join(output_dir, "export"))
+            assert export.isdigit()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 MB tmpfs mounted for the test (needs root), unmounted after it."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs",
+                              str(mount_point)], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root): %s" % mounted.stderr.strip())
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=True)
+
+
+def fill(path, leave=0):
+    """Write zeros into `path` until the disk has `leave` bytes free (or none)."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                free = shutil.disk_usage(os.path.dirname(path)).free - leave
+                if free <= 0:
+                    break
+                f.write(b"\0" * min(free, 1 << 20))
+                f.flush()
+        except OSError:
+            pass  # full
+
+
+def test_a_full_disk_stops_with_a_message_and_keeps_the_checkpoints(
+        imdb_dir, tiny_module, small_disk):
+    output_dir = str(small_disk / "OUTPUT_Bert")
+    ballast = str(small_disk / "ballast")
+    args = long_run_args(imdb_dir, tiny_module, output_dir, "--save-checkpoints-steps", "50",
+                         "--save-summary-steps", "1000")
+    process = start_train(args)
+    deadline = time.time() + 240
+    while latest_step(output_dir) != 50 and time.time() < deadline:
+        assert process.poll() is None, process.communicate()[1][-3000:]
+        time.sleep(0.05)
+    fill(ballast)  # the disk fills while training runs: the next checkpoint cannot be written
+    stdout, stderr = process.communicate(timeout=240)
+    assert process.returncode == 2, stderr[-3000:]
+    error = stderr.strip().splitlines()[-1]
+    assert error.startswith("error: No space left on device while writing to %s; a "
+                            "checkpoint of this model takes about " % output_dir), error
+    assert "Traceback" not in stderr
+    reached = latest_step(output_dir)
+    assert reached >= 50
+    # Nearly full: the rerun warns before training, and stops again when the disk is full.
+    os.remove(ballast)
+    fill(ballast, leave=1 << 20)
+    warned = run_train(*args)
+    assert warned.returncode == 2, warned.stderr[-3000:]
+    assert "Warning: %s has 1 MB free, but the checkpoints" % output_dir in warned.stdout
+    assert "error: No space left on device while writing to %s" % output_dir in warned.stderr
+    # With the space back, the same command resumes from the last whole checkpoint.
+    os.remove(ballast)
+    rerun = run_train(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Restoring parameters from %s/model.ckpt-%d" % (output_dir, reached) in rerun.stderr
+    assert latest_step(output_dir) == 500

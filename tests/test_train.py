@@ -44,7 +44,8 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
         "label_names": ["Negative", "Positive"], "do_lower_case": True, "seed": 42,
         "data_dir": imdb_dir, "train_samples": None, "test_samples": None,
         "validation_samples": 0, "eval_every_steps": None, "keep_best": False,
-        "early_stopping_patience": None}
+        "early_stopping_patience": None, "epochs": 10.0, "batch_size": 16,
+        "learning_rate": 7e-4, "warmup_proportion": 0.1, "use_amp": False, "processes": 1}
 
     results = read_json(os.path.join(output_dir, "eval_results.json"))
     assert set(results) == EVAL_KEYS | {"roc_auc", "classification_report"}
@@ -99,7 +100,8 @@ def test_eval_only_evaluates_the_latest_checkpoint(trained, imdb_dir, tiny_modul
     output_dir = str(tmp_path / "copy")
     shutil.copytree(trained[0], output_dir)
     os.remove(os.path.join(output_dir, "eval_results.json"))
-    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"))
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"),
+                       env=SAME_KERNELS_ENV)  # the kernels `trained` ran with
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Beginning Training!" not in result.stdout
     assert "Using the cached test features" in result.stdout
@@ -163,3 +165,44 @@ def test_tensorboard_gets_loss_and_learning_rate(trained):
     # The Estimator's "loss" summary is tagged loss_1: the notebook's model has a scope "loss".
     assert "loss_1" in tags
     assert "deprecat" not in trained[1].stderr.lower()  # the TF 1 API warnings stay quiet
+
+
+def graph_files(output_dir):
+    """{kind: size in bytes} of graph.pbtxt, each .meta and the training events file."""
+    names = os.listdir(output_dir)
+    sizes = {"graph.pbtxt": os.path.getsize(os.path.join(output_dir, "graph.pbtxt"))}
+    for name in names:
+        if name.endswith(".meta") or name.startswith("events.out.tfevents."):
+            kind = "events" if name.startswith("events") else name
+            sizes[kind] = os.path.getsize(os.path.join(output_dir, name))
+    return sizes
+
+
+def largest_constant(output_dir):
+    from google.protobuf import text_format
+    from imdb_bert.compat import tf
+    with open(os.path.join(output_dir, "graph.pbtxt")) as f:
+        graph = text_format.Parse(f.read(), tf.GraphDef())
+    return max(node.attr["value"].tensor.ByteSize() for node in graph.node
+               if node.op == "Const")
+
+
+def test_the_graph_does_not_grow_with_the_sample(imdb_dir, tiny_module, tmp_path):
+    """Features are read from the TFRecord files, not held in the graph as constants."""
+    sizes = []
+    for reviews, epochs in (("40", "2"), ("200", "0.4")):  # 10 steps of 8 reviews each
+        output_dir = str(tmp_path / reviews)
+        # At sequence 128, 200 reviews' features held as constants would take 100 KB each.
+        result = run_train(*quick_args(imdb_dir, tiny_module, output_dir),
+                           "--train-samples", reviews, "--test-samples", "20",
+                           "--max-seq-length", "128",
+                           "--batch-size", "8", "--epochs", epochs,
+                           "--save-checkpoints-steps", "5", "--save-summary-steps", "5")
+        assert result.returncode == 0, result.stderr[-3000:]
+        sizes.append(graph_files(output_dir))
+        assert largest_constant(output_dir) < 64 * 1024
+    assert sorted(sizes[0]) == sorted(sizes[1]) == sorted(
+        ["graph.pbtxt", "events", "model.ckpt-0.meta", "model.ckpt-5.meta",
+         "model.ckpt-10.meta"])
+    for kind, size in sizes[0].items():
+        assert abs(sizes[1][kind] - size) <= 0.01 * size, (kind, sizes)

@@ -106,8 +106,9 @@ def test_predict_and_eval_only_use_the_recorded_step(best_run, imdb_dir, tiny_mo
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_json(os.path.join(output_dir, "eval_results.json"))["global_step"] == best
     # Every output of a validation run is this project's: --do-delete may remove them.
-    output_folder.delete_output_dir(output_dir, imdb_dir)
-    assert not os.path.exists(output_dir)
+    output_folder.check_deletable(output_dir, imdb_dir)
+    output_folder.delete_contents(output_dir)
+    assert os.listdir(output_dir) == ["train.lock"]
 
 
 def test_unlearnable_reviews_stop_early(tiny_module, tmp_path):
