@@ -1,10 +1,17 @@
 # Two commands do all the set-up:  make train  and  make test.
 # Both create .venv with a Python TensorFlow 2.15 supports (3.11, 3.10 or 3.9) and install
-# requirements-dev.txt; on a machine where nvidia-smi finds a GPU, TensorFlow comes with
-# its CUDA 12 libraries (tensorflow[and-cuda]). make horovod adds Horovod for
-# train.py --horovod (built from source with Gloo); make test installs it too, to test it.
+# requirements-dev.txt; on a machine with an NVIDIA driver, TensorFlow comes with its CUDA 12
+# libraries (tensorflow[and-cuda]). make horovod adds Horovod for train.py --horovod (built
+# from source with Gloo); make test installs it too, to test it. make gpu-check proves the
+# GPU paths on a GPU machine.
 VENV := .venv
 PY := $(VENV)/bin/python
+# cuda when the machine has an NVIDIA driver: nvidia-smi works, or (in containers without
+# nvidia-smi) the driver's files are there; else cpu. The stamp names the build installed,
+# so a venv moved to a machine of the other kind is installed anew.
+TF_BUILD := $(shell if nvidia-smi >/dev/null 2>&1 || [ -e /proc/driver/nvidia/version ] \
+	|| [ -e /dev/nvidia0 ]; then echo cuda; else echo cpu; fi)
+INSTALLED := $(VENV)/.installed-$(TF_BUILD)
 ARGS ?=
 # The first of these that really runs (pyenv shims exist for versions that are not active).
 PYTHON ?= $(shell for p in python3.11 python3.10 python3.9; do \
@@ -14,19 +21,22 @@ PYTHON ?= $(shell for p in python3.11 python3.10 python3.9; do \
 HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 
-.PHONY: train test venv horovod
+.PHONY: train test venv horovod gpu-check
 
-train: $(VENV)/.installed
+train: $(INSTALLED)
 	$(PY) train.py $(ARGS)
 
-test: $(VENV)/.installed $(VENV)/.horovod
+test: $(INSTALLED) $(VENV)/.horovod
 	$(PY) -m pytest tests $(ARGS)
 
-venv: $(VENV)/.installed
+venv: $(INSTALLED)
+
+gpu-check: $(INSTALLED) $(VENV)/.horovod
+	$(PY) -m imdb_bert.gpu_check $(ARGS)
 
 horovod: $(VENV)/.horovod
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(INSTALLED): requirements.txt requirements-dev.txt
 	@if [ -z "$(PYTHON)" ]; then \
 	  echo "TensorFlow 2.15 needs Python 3.9, 3.10 or 3.11, and none was found." >&2; \
 	  echo "Install one (e.g. 'sudo apt install python3.11 python3.11-venv', the deadsnakes" >&2; \
@@ -34,13 +44,16 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	  echo "or name it: make PYTHON=/path/to/python3.11 $(MAKECMDGOALS)" >&2; \
 	  exit 1; fi
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
-	if nvidia-smi >/dev/null 2>&1; then \
-	  $(PY) -m pip install -r requirements-dev.txt "tensorflow[and-cuda]==2.15.1"; \
+	rm -f $(VENV)/.installed $(VENV)/.installed-*
+	@if [ "$(TF_BUILD)" = cuda ]; then \
+	  echo "make: an NVIDIA driver is present: installing TensorFlow with its CUDA 12 libraries (tensorflow[and-cuda])"; \
 	else \
-	  $(PY) -m pip install -r requirements-dev.txt; fi
+	  echo "make: no NVIDIA driver (no working nvidia-smi, /proc/driver/nvidia/version or /dev/nvidia0): installing TensorFlow for the CPU"; fi
+	$(PY) -m pip install -r requirements-dev.txt \
+	  $(if $(filter cuda,$(TF_BUILD)),"tensorflow[and-cuda]==2.15.1")
 	touch $@
 
-$(VENV)/.horovod: $(VENV)/.installed requirements-horovod.txt
+$(VENV)/.horovod: $(INSTALLED) requirements-horovod.txt
 	$(PY) -m pip install wheel==0.48.0 packaging==26.4
 	$(HOROVOD_BUILD) $(PY) -m pip install --no-build-isolation -r requirements-horovod.txt
 	$(VENV)/bin/horovodrun --check-build 2>/dev/null | grep -q '\[X\] TensorFlow' || { \

@@ -11,7 +11,7 @@ import pytest
 
 import config
 import train
-from conftest import ROOT, SAME_KERNELS_ENV
+from conftest import ROOT, SAME_KERNELS_ENV, on_gpu
 
 SOURCES = [os.path.join(ROOT, name) for name in ("train.py", "predict.py", "config.py")] + \
     sorted(glob.glob(os.path.join(ROOT, "imdb_bert", "*.py")))
@@ -37,6 +37,24 @@ def test_only_compat_imports_tensorflow_hub_and_bert():
                  for module in imported_modules(path)
                  if module.split(".")[0] in ("tensorflow", "tensorflow_hub", "bert")}
     assert importers == {os.path.join("imdb_bert", "compat.py")}
+
+
+def test_every_training_or_prediction_session_gets_a_config():
+    """A TF session opened without a config initialises every GPU of the machine, which
+    breaks Horovod's one-GPU-per-process pinning; the exporter of Hub modules is a tool of
+    its own."""
+    configless = []
+    for path in SOURCES:
+        if path.endswith("make_hub_module.py"):
+            continue
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "Session"
+                    and not any(keyword.arg == "config" for keyword in node.keywords)):
+                configless.append("%s:%d" % (os.path.relpath(path, ROOT), node.lineno))
+    assert configless == []
 
 
 def functions(path):
@@ -87,7 +105,8 @@ def test_output_folder_settings_and_export_lookup_need_no_tensorflow(trained):
     assert result.stdout.split() == ["125", "32", "False"]
 
 
-@pytest.mark.skipif(SAME_KERNELS_ENV is None, reason="the recorded results need AVX2 kernels")
+@pytest.mark.skipif(SAME_KERNELS_ENV is None or on_gpu(),
+                    reason="the recorded results need the CPU's AVX2 kernels")
 def test_results_equal_the_recorded_ones(trained):
     """tests/reference_eval_results.json is the `trained` fixture's eval_results.json
     (AVX2 kernels, seed 42), recorded before the package refactor and again when training
@@ -97,3 +116,20 @@ def test_results_equal_the_recorded_ones(trained):
         recorded = json.load(f)
     with open(os.path.join(trained[0], "eval_results.json")) as f:
         assert json.load(f) == recorded
+
+
+def test_make_installs_the_cuda_build_where_a_driver_is_and_says_so(tmp_path):
+    """make -n (a dry run: nothing is installed) on this machine, then with a working
+    nvidia-smi on PATH: the stamp of the CPU build no longer counts."""
+    here = subprocess.run(["make", "-n", "venv"], cwd=ROOT, capture_output=True, text=True)
+    assert '"tensorflow[and-cuda]==2.15.1"' not in here.stdout  # pip's argument
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\nexit 0\n")
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=str(tmp_path) + os.pathsep + os.environ["PATH"])
+    gpu = subprocess.run(["make", "-n", "venv"], cwd=ROOT, capture_output=True, text=True,
+                         env=env)
+    assert gpu.returncode == 0, gpu.stderr
+    assert '"tensorflow[and-cuda]==2.15.1"' in gpu.stdout
+    assert "rm -f .venv/.installed .venv/.installed-*" in gpu.stdout
+    assert "an NVIDIA driver is present" in gpu.stdout
