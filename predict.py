@@ -19,7 +19,7 @@ import numpy as np
 import config
 from imdb_bert import device, output_folder
 from imdb_bert.compat import quiet_tf_logging, tf
-from imdb_bert.errors import UserError, run_script
+from imdb_bert.errors import CONTEXT, UserError, run_script
 from imdb_bert.output_folder import checkpoint_step, newest_export
 from imdb_bert.serving import DamagedExport, predict_from_checkpoint, predict_from_export
 
@@ -129,6 +129,8 @@ def main(argv=None):
         raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
                         "the folder it wrote)." % args.output_dir)
     settings = model_settings(args)
+    CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
+                   max_seq_length=settings["max_seq_length"])  # for an out-of-memory error
 
     export_dir, export_info = newest_export(args.output_dir)
     log_probs = None

@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 
 import config
-from imdb_bert import (data, device, disk_space, feature_cache, features, folder_lock,
+from imdb_bert import (data, device, disk_space, errors, feature_cache, features, folder_lock,
                        hub_module, output_folder, report, runtime, signals, validation)
 from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.errors import UserError, run_script
@@ -128,6 +128,8 @@ def choose_device(args, run):
     is on: it is for GPUs only)."""
     device_line = device.describe()
     print(device_line)
+    errors.CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
+                          max_seq_length=args.max_seq_length)  # for an out-of-memory error
     session_config, speed_messages, use_amp = device.session_config(
         args.bf16, args.use_xla, args.use_amp)
     for message in speed_messages:

@@ -7,13 +7,24 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def random_module(folder, layers=6, hidden=384):
+def random_module(folder, layers=6, hidden=384, vocab_size=None):
     """A random BERT with `layers` layers of width `hidden` (one head per 64), in
-    folder/module; returns its path."""
+    folder/module; returns its path. With `vocab_size` (BERT's is 30,522) the exporter's
+    tiny vocab is padded with [unusedN] pieces to that size, for an embedding matrix of
+    real size."""
     path = os.path.join(folder, "module")
+    extra = []
+    if vocab_size:
+        sys.path.insert(0, ROOT)
+        from imdb_bert.make_hub_module import tiny_vocab
+        pieces = tiny_vocab()
+        pieces += ["[unused%d]" % i for i in range(vocab_size - len(pieces))]
+        extra = ["--vocab-file", os.path.join(folder, "vocab.txt")]
+        with open(extra[1], "w") as f:
+            f.write("\n".join(pieces) + "\n")
     subprocess.run([sys.executable, "-m", "imdb_bert.make_hub_module", "--random", "--layers",
                     str(layers), "--hidden", str(hidden), "--heads", str(max(1, hidden // 64)),
-                    path], cwd=ROOT, check=True, capture_output=True)
+                    *extra, path], cwd=ROOT, check=True, capture_output=True)
     return path
 
 

@@ -23,14 +23,15 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 
 
-def run_train(args, processes, output_dir):
+def run_train(args, processes, output_dir, embedding_allreduce):
     command = [HOROVODRUN, "-np", str(processes), "-H", "localhost:%d" % processes, "--gloo",
                sys.executable, "train.py", "--horovod", "--bert-hub", args.bert_hub,
                "--data-dir", args.data_dir, "--output-dir", output_dir,
                "--train-samples", str(args.train_samples), "--test-samples", "32",
                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                "--max-seq-length", str(args.max_seq_length), "--save-summary-steps", "5"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=dict(
+        os.environ, IMDB_BERT_EMBEDDING_ALLREDUCE=embedding_allreduce))
     if result.returncode != 0:
         sys.exit("horovodrun -np %d failed:\n%s" % (processes, result.stderr[-3000:]))
     # The last progress line's rate covers the whole run after the first step's set-up;
@@ -51,22 +52,33 @@ def main():
     p.add_argument("--epochs", type=float, default=1.0)
     p.add_argument("--batch-size", type=int, default=16, help="per process")
     p.add_argument("--max-seq-length", type=int, default=128)
+    p.add_argument("--vocab-size", type=int, default=30522,
+                   help="of the random module (BERT-Base's); its embedding gradient is what "
+                        "--embedding-allreduce compares")
+    p.add_argument("--embedding-allreduce", nargs="+", default=["sparse", "dense"],
+                   help="how the embedding gradient crosses processes (optimizer.py); each "
+                        "is measured with the largest number of processes")
     args = p.parse_args()
     if not os.path.exists(HOROVODRUN):
         sys.exit("horovodrun is not installed next to %s; run make horovod first."
                  % sys.executable)
     with tempfile.TemporaryDirectory() as tmp:
-        args.bert_hub = args.bert_hub or random_module(tmp)
+        args.bert_hub = args.bert_hub or random_module(tmp, vocab_size=args.vocab_size)
         args.data_dir = args.data_dir or generated_reviews(tmp, args.train_samples, 32)
-        results = {n: run_train(args, n, os.path.join(tmp, "run-%d" % n))
-                   for n in args.processes}
-    print("Device: %s; %d cores" % (results[args.processes[0]][2], os.cpu_count()))
-    print("%-10s %12s %8s %14s" % ("processes", "global batch", "steps", "examples/s"))
-    for n, (steps, rate, _) in results.items():
-        print("%-10d %12d %8d %14.1f" % (n, n * args.batch_size, steps, rate))
-    first = args.processes[0]
-    for n in args.processes[1:]:
-        print("%d processes / %d: %.2fx examples/s" % (n, first, results[n][1] / results[first][1]))
+        most = max(args.processes)
+        runs = [(n, args.embedding_allreduce[0]) for n in args.processes] + [
+            (most, mode) for mode in args.embedding_allreduce[1:]]
+        results = {(n, mode): run_train(args, n, os.path.join(tmp, "run-%d-%s" % (n, mode)),
+                                        mode) for n, mode in runs}
+    print("Device: %s; %d cores" % (next(iter(results.values()))[2], os.cpu_count()))
+    print("%-10s %-10s %12s %8s %14s" % ("processes", "embedding", "global batch", "steps",
+                                         "examples/s"))
+    for (n, mode), (steps, rate, _) in results.items():
+        print("%-10d %-10s %12d %8d %14.1f" % (n, mode, n * args.batch_size, steps, rate))
+    first = runs[0]
+    for run in runs[1:]:
+        print("%d processes (%s) / %d (%s): %.2fx examples/s"
+              % (run + first + (results[run][1] / results[first][1],)))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,9 @@ Every other module imports them from here, never directly:
 """
 import logging
 import os
+import re
 import sys
+import tempfile
 import types
 import warnings
 
@@ -19,7 +21,33 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*pkg_resources is deprecated.*")
 warnings.filterwarnings("ignore", message=".*is deprecated and will be removed.*")
 
-import tensorflow as tf2  # noqa: E402
+# TF 2.15 prints three harmless "Unable to register cuDNN/cuFFT/cuBLAS factory" errors at
+# import (tensorflow/tensorflow#62075). Its stderr during the import goes to a file and comes
+# back without those three lines; every other line, errors included, is kept.
+FACTORY_NOISE = re.compile(r"Unable to register cu(DNN|FFT|BLAS) factory: Attempting to "
+                           r"register factory for plugin cu(DNN|FFT|BLAS) when one has already "
+                           r"been registered")
+
+
+def import_tensorflow():
+    sys.stderr.flush()
+    real_stderr = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow
+        finally:
+            os.dup2(real_stderr, 2)
+            os.close(real_stderr)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(True):
+                if not FACTORY_NOISE.search(line):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
+    return tensorflow
+
+
+tf2 = import_tensorflow()
 import tf_slim  # noqa: E402
 from absl import flags as absl_flags  # noqa: E402
 

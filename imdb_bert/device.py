@@ -1,36 +1,156 @@
-"""Which device trains: a CUDA GPU when TensorFlow can use one, else the CPU."""
+"""Which device trains: a CUDA GPU when TensorFlow can use one, else the CPU; the session
+config every TF session of this code starts from."""
+import os
 import shutil
 import subprocess
+import sys
 
 from imdb_bert.compat import rewriter_config_pb2, tf, tf2
+from imdb_bert.errors import UserError
+
+PINNED = {}  # {"index": the GPU of this Horovod process}, once pin_gpu has run
+
+
+def visible_gpus():
+    return tf2.config.list_physical_devices("GPU")
+
+
+def training_device():
+    """"GPU" when TensorFlow sees a GPU (train.py then trains on it), else "CPU"."""
+    return "GPU" if visible_gpus() else "CPU"
+
+
+def pin_gpu(local_rank, local_size):
+    """Make this Horovod process see its own GPU only, with memory that grows as needed:
+    Horovod's TF 2 pattern, to run right after hvd.init() and before any TF session. The
+    GPU is number `local_rank` of the machine's, or the only one when the launcher gave
+    each process its own (CUDA_VISIBLE_DEVICES per rank). Returns its index, or None
+    without GPUs."""
+    gpus = visible_gpus()
+    if not gpus:
+        return None
+    if local_rank < len(gpus):
+        index = local_rank
+    elif len(gpus) == 1 and os.environ.get("CUDA_VISIBLE_DEVICES"):
+        index = 0
+    else:
+        raise UserError("Horovod process with local rank %d has no GPU of its own: this "
+                        "machine has %d for %d processes. Start at most that many processes "
+                        "per machine (horovodrun -np / -H host:N)."
+                        % (local_rank, len(gpus), local_size))
+    tf2.config.set_visible_devices(gpus[index], "GPU")
+    tf2.config.experimental.set_memory_growth(gpus[index], True)
+    PINNED["index"] = index
+    return index
+
+
+def base_session_config():
+    """The config every TF session here starts from: the Estimator's defaults (soft
+    placement, one meta-optimizer pass), GPU memory taken as needed rather than a whole
+    GPU, and with Horovod the pinned GPU, so that no session sees another process's GPU."""
+    config = tf.ConfigProto(allow_soft_placement=True)
+    config.graph_options.rewrite_options.meta_optimizer_iterations = (
+        rewriter_config_pb2.RewriterConfig.ONE)
+    config.gpu_options.allow_growth = True
+    # make gpu-check's probes (imdb_bert/gpu_check.py): where ops run, a small GPU.
+    config.log_device_placement = bool(os.environ.get("GPU_CHECK_LOG_PLACEMENT"))
+    config.gpu_options.per_process_gpu_memory_fraction = float(
+        os.environ.get("GPU_CHECK_MEMORY_FRACTION", 0))
+    if "index" in PINNED:
+        config.gpu_options.visible_device_list = str(PINNED["index"])
+    return config
+
+
+MIN_DRIVER = 525  # CUDA 12 (TensorFlow 2.15 is built with 12.2) needs driver 525.60.13+
 
 
 def nvidia_smi_gpus():
-    """GPU names that nvidia-smi reports (empty without a driver)."""
+    """[(GPU name, driver version)] that nvidia-smi reports (empty without a driver)."""
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
+                              "--format=csv,noheader"],
                              capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [line.strip() for line in out.splitlines() if line.strip()]
+    return [tuple(part.strip() for part in (line.rsplit(",", 1) + [""])[:2])
+            for line in out.splitlines() if line.strip()]
+
+
+def unusable_gpu_cause(driver):
+    """The likely reason TensorFlow cannot use a GPU nvidia-smi sees, and the fix."""
+    major = driver.split(".")[0]
+    if major.isdigit() and int(major) < MIN_DRIVER:
+        return ("its driver %s is older than the %d that CUDA 12 needs: update the NVIDIA "
+                "driver" % (driver, MIN_DRIVER))
+    if not tf.test.is_built_with_cuda():
+        return ("this TensorFlow is a CPU-only build: pip install "
+                "'tensorflow[and-cuda]==2.15.1' (make does this when it finds a GPU driver)")
+    if pip_nvidia_package("cudnn") is None:
+        return ("the CUDA 12 libraries TensorFlow loads (pip's nvidia-* packages) are not "
+                "installed: pip install 'tensorflow[and-cuda]==2.15.1' (make does this when "
+                "it finds a GPU driver)")
+    return ("the CUDA libraries did not load: run with TF_CPP_MIN_LOG_LEVEL=0 to see "
+            "TensorFlow's reason")
+
+
+def gpu_names():
+    return [tf2.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in visible_gpus()]
+
+
+def device_name():
+    """'GPU <names>' or 'the CPU', for messages."""
+    names = gpu_names()
+    return "GPU %s" % ", ".join(names) if names else "the CPU"
 
 
 def describe():
     """A line naming the training device; loud when a GPU is present but unusable."""
-    tf_gpus = tf2.config.list_physical_devices("GPU")
-    if tf_gpus:
-        names = [tf2.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-                 for gpu in tf_gpus]
+    names = gpu_names()
+    if names:
         return "Training on GPU: %s" % ", ".join(names)
     smi_gpus = nvidia_smi_gpus()
     if smi_gpus:
         return ("WARNING: nvidia-smi sees %s but TensorFlow cannot use it, so this runs on "
-                "the CPU (many times slower). Install the CUDA build: pip install "
-                "'tensorflow[and-cuda]==2.15.1' (make train does this when nvidia-smi works), "
-                "and check the driver supports CUDA 12." % ", ".join(smi_gpus))
+                "the CPU (many times slower). Likely cause: %s."
+                % (", ".join(name for name, _ in smi_gpus), unusable_gpu_cause(smi_gpus[0][1])))
     return "Training on CPU (no GPU found)"
+
+
+def pip_nvidia_package(name, holding=""):
+    """The folder of pip's CUDA package nvidia/<name> (tensorflow[and-cuda] installs them)
+    that holds `holding`, or None."""
+    for entry in sys.path:
+        folder = os.path.join(entry, "nvidia", name)
+        if os.path.isdir(os.path.join(folder, holding)):
+            return folder
+    return None
+
+
+def cuda_nvcc_dir():
+    """nvidia-cuda-nvcc-cu12's folder: the libdevice (nvvm/libdevice) and ptxas (bin/)
+    that XLA needs on a GPU; or None."""
+    return pip_nvidia_package("cuda_nvcc", os.path.join("nvvm", "libdevice"))
+
+
+def point_xla_at_libdevice():
+    """Without XLA_FLAGS=--xla_gpu_cuda_data_dir, XLA fails at its first compilation with
+    "libdevice not found" when CUDA comes from pip: point it (and PATH, for ptxas) at the
+    pip package, unless the user set it. Returns the message saying what was done."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_gpu_cuda_data_dir" in flags:
+        return "--use-xla: XLA_FLAGS as you set it: %s" % flags
+    folder = cuda_nvcc_dir()
+    if folder is None:
+        return ("--use-xla: pip's nvidia-cuda-nvcc-cu12 (libdevice, ptxas) was not found; if "
+                "XLA fails with 'libdevice not found', install 'tensorflow[and-cuda]==2.15.1' "
+                "or set XLA_FLAGS=--xla_gpu_cuda_data_dir=<your CUDA folder>.")
+    os.environ["XLA_FLAGS"] = ("%s --xla_gpu_cuda_data_dir=%s" % (flags, folder)).strip()
+    os.environ["PATH"] = os.pathsep.join([os.path.join(folder, "bin"),
+                                          os.environ.get("PATH", "")])
+    return "--use-xla: XLA_FLAGS=%s (libdevice of pip's CUDA)" % os.environ["XLA_FLAGS"]
 
 
 def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
@@ -46,15 +166,15 @@ def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
 
 
 def session_config(bf16=False, use_xla=False, use_amp=False):
-    """(session config or None, messages, whether AMP is on) for the speed switches, all
+    """(session config, messages, whether AMP is on) for the speed switches, all
     off by default so results match the notebook's float32 run:
       --bf16     oneDNN's bfloat16 rewrite, on CPUs that compute bfloat16 natively;
       --use-xla  XLA JIT compilation, on a GPU;
       --use-amp  float16 mixed precision (graph rewrite; the optimizer scales the loss),
                  on a GPU.
     A switch that does not fit the device is ignored, with a message saying so."""
-    on_gpu = bool(tf2.config.list_physical_devices("GPU"))
-    config = tf.ConfigProto()
+    on_gpu = training_device() == "GPU"
+    config = base_session_config()
     rewrites = config.graph_options.rewrite_options
     messages = []
     if bf16:
@@ -77,7 +197,8 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
     if use_xla:
         config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
         messages.append("--use-xla: XLA JIT compilation on.")
+        messages.append(point_xla_at_libdevice())
     if use_amp:
         rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
         messages.append("--use-amp: float16 mixed precision with dynamic loss scaling on.")
-    return (config if bf16 or use_xla or use_amp else None), messages, use_amp
+    return config, messages, use_amp

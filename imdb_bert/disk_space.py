@@ -7,6 +7,7 @@ import errno
 import os
 import shutil
 
+from imdb_bert.errors import CONTEXT
 from imdb_bert.output_folder import CHECKPOINT_PREFIX, export_folders, is_remote
 
 FULL_DISK = "No space left on device"
@@ -14,8 +15,6 @@ CHECKPOINTS_KEPT = 5  # RunConfig's keep_checkpoint_max
 EXPORTS_KEPT = 2  # serving.export_for_prediction keeps the two newest, writing a third
 # A checkpoint holds each weight three times (the weight and Adam's two moments).
 COPIES_PER_CHECKPOINT = 3
-
-planned = {}  # the output folder and the sizes of this run, for the full-disk message
 
 
 def folder_bytes(path):
@@ -36,7 +35,7 @@ def check(output_dir, bert_hub, keep_best):
     weights = folder_bytes(os.path.join(bert_hub, "variables"))
     sizes = checkpoint_sizes(output_dir)
     checkpoint = max(sizes.values()) if sizes else COPIES_PER_CHECKPOINT * weights
-    planned.update(output_dir=output_dir, checkpoint=checkpoint, export=weights)
+    CONTEXT.update(output_dir=output_dir, checkpoint=checkpoint, export=weights)
     needed = (max(0, CHECKPOINTS_KEPT + keep_best + 1 - len(sizes)) * checkpoint
               + max(0, EXPORTS_KEPT + 1 - len(export_folders(output_dir))) * weights)
     free = shutil.disk_usage(output_dir).free
@@ -64,10 +63,10 @@ def is_full_disk(error):
 
 def full_disk_message(error):
     """What to tell the user when `error` is a full disk."""
-    where = planned.get("output_dir", "the output folder")
+    where = CONTEXT.get("output_dir", "the output folder")
     sizes = ("; a checkpoint of this model takes about %s, an export %s"
-             % (megabytes(planned["checkpoint"]), megabytes(planned["export"]))
-             if planned else "")
+             % (megabytes(CONTEXT["checkpoint"]), megabytes(CONTEXT["export"]))
+             if "checkpoint" in CONTEXT else "")
     return ("%s while writing to %s%s. Free some space there (or pass another "
             "--output-dir) and run the same command again: the checkpoints saved before "
             "are whole, and training resumes from the latest." % (FULL_DISK, where, sizes))

@@ -2,6 +2,7 @@
 module, and InputFeatures (input_ids, input_mask, segment_ids, label_id)."""
 from tqdm import tqdm
 
+from imdb_bert import device
 from imdb_bert.compat import hub, run_classifier, tf, tokenization
 from imdb_bert.fast_features import FastTokenizer, fast_convert_examples
 
@@ -11,7 +12,7 @@ def tokenization_info(module_path):
     with tf.Graph().as_default():
         bert_module = hub.Module(module_path)
         info = bert_module(signature="tokenization_info", as_dict=True)
-        with tf.Session() as sess:
+        with tf.Session(config=device.base_session_config()) as sess:
             vocab_file, do_lower_case = sess.run([info["vocab_file"], info["do_lower_case"]])
     return vocab_file.decode("utf-8"), bool(do_lower_case)
 

@@ -15,11 +15,16 @@ Data-parallel training (train.py --horovod): `average` all-reduces the gradients
 processes after tf.gradients (and the loss scale) and before clipping, so every process
 clips and applies the gradient of the whole global batch.
 """
+import os
+
 import config
 from imdb_bert.compat import optimization, tf
 
-LOSS_SCALE_START = 2.0 ** 15
+# make gpu-check starts far too high (GPU_CHECK_LOSS_SCALE) to see the scale adapt.
+LOSS_SCALE_START = float(os.environ.get("GPU_CHECK_LOSS_SCALE", 2.0 ** 15))
 LOSS_SCALE_PERIOD = 2000
+# How the embeddings' gradient crosses Horovod processes (averaged() below).
+EMBEDDING_ALLREDUCE = os.environ.get("IMDB_BERT_EMBEDDING_ALLREDUCE", "sparse")
 
 
 class AdamWeightDecayOptimizer(optimization.AdamWeightDecayOptimizer):
@@ -88,10 +93,14 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scal
 
 
 def averaged(grads, average):
-    """`grads` averaged across processes; sparse ones (the embeddings') as dense tensors,
-    which is what the optimizer's update makes of them anyway. None stays None."""
+    """`grads` averaged across processes. None stays None. The embeddings' sparse gradient
+    (the rows a batch touched) crosses as such (an all-gather) or, with
+    IMDB_BERT_EMBEDDING_ALLREDUCE=dense, as the whole dense matrix; the optimizer's update
+    makes a dense tensor of it either way, so both give the same update."""
     present = [i for i, g in enumerate(grads) if g is not None]
-    means = average([tf.convert_to_tensor(grads[i]) for i in present])
+    sparse = EMBEDDING_ALLREDUCE == "sparse"
+    means = average([grads[i] if sparse and isinstance(grads[i], tf.IndexedSlices)
+                     else tf.convert_to_tensor(grads[i]) for i in present])
     grads = list(grads)
     for i, mean in zip(present, means):
         grads[i] = mean

@@ -18,7 +18,7 @@ import tempfile
 
 import tqdm
 
-from imdb_bert import feature_cache
+from imdb_bert import device, feature_cache
 from imdb_bert.compat import tf
 from imdb_bert.errors import UserError
 from imdb_bert.hooks import CheckpointSaverHook, StopOnSignalHook, WeightsDigestHook
@@ -64,6 +64,7 @@ def init_horovod():
     except ImportError as error:
         raise UserError(INSTALL_HINT % error) from None
     hvd.init()
+    device.pin_gpu(hvd.local_rank(), hvd.local_size())  # before any TF session
     return hvd
 
 
@@ -129,8 +130,8 @@ class HorovodProcess(SingleProcess):
         return output_dir
 
     def configure(self, session_config, batch_size):
-        """The session config, with this process's GPU as the only one it sees."""
-        self.session_config = pin_to_local_gpu(session_config, self.hvd)
+        """The session config (device.base_session_config pins this process's GPU)."""
+        self.session_config = session_config
         print("Horovod: %d processes, %d reviews each of every global batch of %d"
               % (self.processes, batch_size, batch_size * self.processes))
         return self.session_config
@@ -146,8 +147,14 @@ class HorovodProcess(SingleProcess):
         return loaded
 
     def average(self, tensors):
-        """`tensors` (a list) averaged over all processes."""
-        return self.hvd.grouped_allreduce(list(tensors), op=self.hvd.Average)
+        """`tensors` (a list) averaged over all processes: dense ones all-reduced in one
+        group, sparse ones (IndexedSlices) all-gathered (Horovod's average of slices)."""
+        tensors = list(tensors)
+        dense = [i for i, t in enumerate(tensors) if not isinstance(t, tf.IndexedSlices)]
+        means = dict(zip(dense, self.hvd.grouped_allreduce([tensors[i] for i in dense],
+                                                           op=self.hvd.Average)))
+        return [means[i] if i in means else self.hvd.allreduce(t, op=self.hvd.Average)
+                for i, t in enumerate(tensors)]
 
     def sum_across_processes(self, tensor, name):
         return self.hvd.allreduce(tensor, op=self.hvd.Sum, name=name)
@@ -203,22 +210,6 @@ def quiet_worker():
     sys.stdout = open(os.devnull, "w")
     tf.logging.set_verbosity(tf.logging.WARN)
     tqdm.tqdm.__init__ = functools.partialmethod(tqdm.tqdm.__init__, disable=True)
-
-
-def pin_to_local_gpu(session_config, hvd):
-    """The session config with this process's GPU (its local rank) as the only one it
-    sees; unchanged on a machine without GPUs."""
-    gpus = tf.config.list_physical_devices("GPU")
-    if not gpus:
-        return session_config
-    if hvd.local_rank() >= len(gpus):
-        raise UserError("Horovod process %d (local rank %d) has no GPU of its own: this "
-                        "machine has %d. Start at most that many processes per machine "
-                        "(horovodrun -np / -H host:N)." % (hvd.rank(), hvd.local_rank(),
-                                                           len(gpus)))
-    session_config = session_config or tf.ConfigProto()
-    session_config.gpu_options.visible_device_list = str(hvd.local_rank())
-    return session_config
 
 
 def sharded_input_fn_builder(global_input_fn, rank, processes):

@@ -135,6 +135,25 @@ def has_avx2(cpuinfo="/proc/cpuinfo"):
 SAME_KERNELS_ENV = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2") if has_avx2() else None
 
 
+def on_gpu():
+    from imdb_bert import device
+    return device.training_device() == "GPU"
+
+
+def assert_same_results(actual, expected):
+    """Equal eval results: to the bit on the CPU (repeated runs are), within 1e-4 on a GPU,
+    whose kernels sum in varying order."""
+    if not on_gpu():
+        assert actual == expected
+        return
+    assert set(actual) == set(expected)
+    for key, value in expected.items():
+        if isinstance(value, dict):
+            assert_same_results(actual[key], value)
+        else:
+            assert actual[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+
+
 def run_train(*args, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)

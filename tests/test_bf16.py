@@ -22,16 +22,32 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert not device.cpu_supports_bf16(str(tmp_path / "missing"))
 
 
+def no_speed_switch(config):
+    rewrites = config.graph_options.rewrite_options
+    return (rewrites.auto_mixed_precision_onednn_bfloat16 != ON
+            and rewrites.auto_mixed_precision != ON
+            and config.graph_options.optimizer_options.global_jit_level
+            != tf.OptimizerOptions.ON_1)
+
+
+def on_the_cpu(monkeypatch):
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices", lambda kind: [])
+
+
 def test_off_unless_asked_and_ignored_without_bf16_hardware(monkeypatch):
-    assert device.session_config() == (None, [], False)
+    on_the_cpu(monkeypatch)
+    config, messages, use_amp = device.session_config()
+    assert no_speed_switch(config) and messages == [] and use_amp is False
+    assert config == device.base_session_config()
     monkeypatch.setattr(device, "cpu_supports_bf16", lambda: False)
     config, [message], _ = device.session_config(bf16=True)
-    assert config is None and "ignored" in message and "float32" in message
+    assert no_speed_switch(config) and "ignored" in message and "float32" in message
 
 
-def test_gpu_switches_are_ignored_on_the_cpu_with_a_message():
+def test_gpu_switches_are_ignored_on_the_cpu_with_a_message(monkeypatch):
+    on_the_cpu(monkeypatch)
     config, messages, use_amp = device.session_config(use_xla=True, use_amp=True)
-    assert config is None and use_amp is False
+    assert no_speed_switch(config) and use_amp is False
     assert any(m.startswith("--use-xla is ignored") for m in messages)
     assert any(m.startswith("--use-amp is ignored") for m in messages)
 
@@ -52,6 +68,7 @@ def test_train_and_predict_set_the_rewrite_in_the_estimators_config(
     """On a CPU reported as bf16-capable: the Estimator's session config has the rewrite
     on, and training, evaluation and prediction run. (TensorFlow itself skips the rewrite
     on a CPU without native bfloat16, so this runs anywhere.)"""
+    on_the_cpu(monkeypatch)  # as train.py and predict.py would decide on a CPU machine
     monkeypatch.setattr(device, "cpu_supports_bf16", lambda: True)
     configs = []
     real_estimator = tf.estimator.Estimator
@@ -81,8 +98,14 @@ def test_bf16_run_on_this_machine_says_what_it_does(imdb_dir, tiny_module, tmp_p
     result = run_train(*quick_args(imdb_dir, tiny_module, str(tmp_path / "o"), "--bf16",
                                    "--use-xla", "--use-amp", "--epochs", "1"))
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = "mixed precision on" if device.cpu_supports_bf16() else "--bf16 is ignored"
-    assert expected in result.stdout
-    assert "--use-xla is ignored" in result.stdout and "--use-amp is ignored" in result.stdout
+    if device.training_device() == "GPU":
+        assert "--bf16 is ignored" in result.stdout
+        assert "XLA JIT compilation on" in result.stdout
+        assert "float16 mixed precision with dynamic loss scaling on" in result.stdout
+    else:
+        expected = "mixed precision on" if device.cpu_supports_bf16() else "--bf16 is ignored"
+        assert expected in result.stdout
+        assert "--use-xla is ignored" in result.stdout
+        assert "--use-amp is ignored" in result.stdout
     with open(tmp_path / "o" / "eval_results.json") as f:
         assert json.load(f)["global_step"] == 12

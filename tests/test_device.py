@@ -1,7 +1,15 @@
-"""The device line: CPU here; a loud warning when nvidia-smi sees a GPU TensorFlow can't use."""
+"""The device TensorFlow trains on, the warning when nvidia-smi sees a GPU TensorFlow can't
+use, and Horovod's GPU pinning (with faked GPUs: this machine has none)."""
 import os
+import subprocess
+import sys
+import types
 
-from imdb_bert import device
+import pytest
+from conftest import ROOT
+
+from imdb_bert import device, runtime
+from imdb_bert.errors import UserError
 
 
 def test_cpu_without_nvidia_smi(monkeypatch, tmp_path):
@@ -18,3 +26,156 @@ def test_warns_when_a_gpu_is_present_but_unusable(monkeypatch, tmp_path):
     assert message.startswith("WARNING")
     assert "NVIDIA A100-SXM4-40GB" in message
     assert "tensorflow[and-cuda]==2.15.1" in message
+
+
+class FakeGPU:
+    def __init__(self, index):
+        self.name = "/physical_device:GPU:%d" % index
+        self.device_type = "GPU"
+
+
+def fake_gpus(monkeypatch, count, calls):
+    """TensorFlow's device functions, answering as if `count` GPUs were present and
+    recording the calls in `calls`."""
+    gpus = [FakeGPU(i) for i in range(count)]
+
+    def list_physical_devices(kind):
+        calls.append("list %s" % kind)
+        return gpus if kind == "GPU" else []
+
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices", list_physical_devices)
+    monkeypatch.setattr(device.tf2.config, "set_visible_devices",
+                        lambda gpu, kind: calls.append("visible %s" % gpu.name))
+    monkeypatch.setattr(device.tf2.config.experimental, "set_memory_growth",
+                        lambda gpu, on: calls.append("growth %s %s" % (gpu.name, on)))
+    monkeypatch.setattr(device, "PINNED", {})
+
+
+class FakeHorovod:
+    def __init__(self, calls, local_rank, local_size):
+        self.calls, self._local_rank, self._local_size = calls, local_rank, local_size
+
+    def init(self):
+        self.calls.append("hvd.init")
+
+    def local_rank(self):
+        return self._local_rank
+
+    def local_size(self):
+        return self._local_size
+
+
+def start_horovod(monkeypatch, calls, local_rank, local_size):
+    fake = FakeHorovod(calls, local_rank, local_size)
+    monkeypatch.setitem(sys.modules, "horovod", types.ModuleType("horovod"))
+    monkeypatch.setitem(sys.modules, "horovod.tensorflow", fake)
+    return runtime.init_horovod()
+
+
+def test_horovod_pins_each_process_to_its_gpu_before_any_session(monkeypatch):
+    calls = []
+    fake_gpus(monkeypatch, 4, calls)
+    start_horovod(monkeypatch, calls, local_rank=2, local_size=4)
+    gpu = "/physical_device:GPU:2"
+    assert calls == ["hvd.init", "list GPU", "visible %s" % gpu, "growth %s True" % gpu]
+    config = device.base_session_config()
+    assert config.gpu_options.visible_device_list == "2"
+    assert config.gpu_options.allow_growth and config.allow_soft_placement
+    session_config, _, _ = device.session_config(use_xla=True)  # the speed switches' too
+    assert session_config.gpu_options.visible_device_list == "2"
+
+
+def test_one_visible_gpu_per_process_is_used_as_is(monkeypatch):
+    calls = []
+    fake_gpus(monkeypatch, 1, calls)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the launcher gave rank 3 its own GPU
+    start_horovod(monkeypatch, calls, local_rank=3, local_size=4)
+    assert calls[-2:] == ["visible /physical_device:GPU:0", "growth /physical_device:GPU:0 True"]
+    assert device.base_session_config().gpu_options.visible_device_list == "0"
+
+
+def test_more_processes_than_gpus_is_refused(monkeypatch):
+    calls = []
+    fake_gpus(monkeypatch, 2, calls)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    with pytest.raises(UserError, match="local rank 2 has no GPU of its own: this machine "
+                                        "has 2 for 3 processes"):
+        start_horovod(monkeypatch, calls, local_rank=2, local_size=3)
+    assert not [call for call in calls if call.startswith("visible")]
+
+
+def test_without_gpus_nothing_is_pinned(monkeypatch):
+    calls = []
+    fake_gpus(monkeypatch, 0, calls)
+    start_horovod(monkeypatch, calls, local_rank=1, local_size=2)
+    assert device.base_session_config().gpu_options.visible_device_list == ""
+    assert device.training_device() == "CPU"
+
+
+def test_the_device_tests_ask_follows_what_tensorflow_sees(monkeypatch):
+    calls = []
+    fake_gpus(monkeypatch, 2, calls)
+    monkeypatch.setattr(device.tf2.config.experimental, "get_device_details",
+                        lambda gpu: {"device_name": "NVIDIA A100 " + gpu.name[-1]})
+    assert device.training_device() == "GPU"
+    assert device.describe() == "Training on GPU: NVIDIA A100 0, NVIDIA A100 1"
+    _, messages, use_amp = device.session_config(use_amp=True)
+    assert use_amp and messages == [
+        "--use-amp: float16 mixed precision with dynamic loss scaling on."]
+
+
+def fake_nvidia_smi(monkeypatch, tmp_path, line):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '%s'\n" % line)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+
+
+def test_an_old_driver_is_named_as_the_cause(monkeypatch, tmp_path):
+    fake_nvidia_smi(monkeypatch, tmp_path, "Tesla V100-SXM2-16GB, 470.82.01")
+    message = device.describe()
+    assert message.startswith("WARNING: nvidia-smi sees Tesla V100-SXM2-16GB but")
+    assert "driver 470.82.01 is older than the 525 that CUDA 12 needs" in message
+
+
+def test_a_cpu_only_tensorflow_is_named_as_the_cause(monkeypatch, tmp_path):
+    fake_nvidia_smi(monkeypatch, tmp_path, "NVIDIA A100-SXM4-40GB, 550.54.15")
+    monkeypatch.setattr(device.tf.test, "is_built_with_cuda", lambda: False)
+    assert "this TensorFlow is a CPU-only build" in device.describe()
+
+
+def test_xla_is_pointed_at_pips_libdevice_unless_xla_flags_says_otherwise(monkeypatch,
+                                                                          tmp_path):
+    fake_gpus(monkeypatch, 1, [])
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after the test
+    _, messages, _ = device.session_config(use_xla=True)
+    assert "nvidia-cuda-nvcc-cu12 (libdevice, ptxas) was not found" in messages[-1]
+    assert "XLA_FLAGS" not in os.environ
+
+    nvcc = tmp_path / "site" / "nvidia" / "cuda_nvcc"
+    (nvcc / "nvvm" / "libdevice").mkdir(parents=True)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    _, messages, _ = device.session_config(use_xla=True)
+    assert os.environ["XLA_FLAGS"] == "--xla_gpu_cuda_data_dir=%s" % nvcc
+    assert os.environ["PATH"].startswith(str(nvcc / "bin") + os.pathsep)
+    assert messages[-1].startswith("--use-xla: XLA_FLAGS=--xla_gpu_cuda_data_dir=")
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_gpu_cuda_data_dir=/usr/local/cuda")
+    _, messages, _ = device.session_config(use_xla=True)
+    assert os.environ["XLA_FLAGS"] == "--xla_gpu_cuda_data_dir=/usr/local/cuda"
+
+
+def test_only_the_three_factory_lines_are_hidden_at_import():
+    result = subprocess.run([sys.executable, "-c", "import imdb_bert.compat"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Unable to register" not in result.stderr
+    from imdb_bert.compat import FACTORY_NOISE
+    for plugin, path in (("cuDNN", "cuda_dnn.cc:9261"), ("cuFFT", "cuda_fft.cc:607"),
+                         ("cuBLAS", "cuda_blas.cc:1515")):
+        assert FACTORY_NOISE.search(
+            "E external/local_xla/xla/stream_executor/cuda/%s] Unable to register %s "
+            "factory: Attempting to register factory for plugin %s when one has already "
+            "been registered" % (path, plugin, plugin))
+    assert not FACTORY_NOISE.search("E tensorflow/core/common_runtime/gpu/gpu_device.cc] "
+                                    "Could not load dynamic library 'libcudnn.so.8'")

@@ -45,7 +45,9 @@ def horovodrun_command(args):
 
 def environment(tmp_dir):
     # The workers' temporary model dirs go here, so the tests can see they are removed.
-    return dict(os.environ, TMPDIR=tmp_dir)
+    # The processes train on the CPU even on a GPU machine (which may have one GPU only),
+    # where the tests' exact comparisons hold.
+    return dict(os.environ, TMPDIR=tmp_dir, CUDA_VISIBLE_DEVICES="")
 
 
 def losses(output):
@@ -250,3 +252,25 @@ def test_process_0_evaluates_and_every_process_follows_its_early_stop(
         best = json.load(f)["global_step"]
     with open(os.path.join(output_dir, "best_checkpoint.json")) as f:
         assert json.load(f)["global_step"] == best <= last
+
+
+def test_horovod_averages_dense_gradients_in_a_group_and_sparse_ones_by_allgather():
+    calls = []
+
+    class Recording:
+        Average = "average"
+
+        def grouped_allreduce(self, tensors, op):
+            calls.append(("grouped", len(tensors), op))
+            return ["mean of dense %d" % i for i in range(len(tensors))]
+
+        def allreduce(self, tensor, op):
+            calls.append(("allreduce", type(tensor).__name__, op))
+            return "mean of slices"
+
+    process = runtime.HorovodProcess.__new__(runtime.HorovodProcess)
+    process.hvd = Recording()
+    slices = tf.IndexedSlices(tf.constant([[1.0]]), tf.constant([0]))
+    means = process.average([tf.constant(1.0), slices, tf.constant(2.0)])
+    assert means == ["mean of dense 0", "mean of slices", "mean of dense 1"]
+    assert calls == [("grouped", 2, "average"), ("allreduce", "IndexedSlices", "average")]

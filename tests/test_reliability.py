@@ -413,3 +413,35 @@ def test_a_full_disk_stops_with_a_message_and_keeps_the_checkpoints(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "Restoring parameters from %s/model.ckpt-%d" % (output_dir, reached) in rerun.stderr
     assert latest_step(output_dir) == 500
+
+
+# train.py with its address space capped a few GB above what TensorFlow takes at import,
+# so that a large batch really runs out of memory (on the CPU here; a GPU's OOM is the
+# same ResourceExhaustedError).
+CAPPED_TRAIN = """
+import resource, sys
+sys.path.insert(0, sys.argv.pop(1))
+from imdb_bert.compat import tf
+with open("/proc/self/status") as f:
+    size = int(next(line for line in f if line.startswith("VmSize")).split()[1]) * 1024
+resource.setrlimit(resource.RLIMIT_AS, (size + (3 << 30),) * 2)
+sys.argv[0] = "train.py"
+import train
+from imdb_bert.errors import run_script
+run_script(train.main)
+"""
+
+
+def test_out_of_memory_names_the_batch_and_what_to_try(imdb_dir, tiny_module, tmp_path):
+    # 4096 reviews of 128 pieces: each attention layer's scores alone take 512 MB.
+    args = quick_args(imdb_dir, tiny_module, str(tmp_path / "out"), "--max-seq-length", "128",
+                      "--batch-size", "4096", "--epochs", "100")
+    result = subprocess.run([sys.executable, "-c", CAPPED_TRAIN, ROOT, *args], cwd=ROOT,
+                            capture_output=True, text=True, timeout=600,
+                            env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))  # on the CPU
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = result.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: Out of memory on the CPU at batch size 4096 and "
+                            "max_seq_length 128 (OOM when allocating tensor"), error
+    assert "--batch-size (e.g. 2048)" in error and "--max-seq-length (e.g. 64)" in error
+    assert "Traceback" not in result.stderr

@@ -6,7 +6,9 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import SAME_KERNELS_ENV, quick_args, run_train
+from conftest import SAME_KERNELS_ENV, assert_same_results, quick_args, run_train
+
+from imdb_bert import device
 
 CONTRACT_FLAGS = ["--data-dir", "--data-url", "--data-md5", "--bert-hub", "--output-dir",
                   "--do-delete", "--bucket", "--train-samples", "--test-samples",
@@ -36,7 +38,7 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
     assert "***** Model output directory: %s *****" % output_dir in result.stdout
     assert "Beginning Training!" in result.stdout
     assert "Training took time" in result.stdout
-    assert "Training on CPU" in result.stdout
+    assert "Training on %s" % device.training_device() in result.stdout
 
     settings = read_json(os.path.join(output_dir, "model_settings.json"))
     assert settings == {
@@ -91,7 +93,7 @@ def test_evaluation_leaves_pictures_predictions_and_run_info(trained):
     assert info["outcome"] == "completed"
     assert info["flags"]["seed"] == info["seed"] == 42
     assert info["packages"]["tensorflow"] == "2.15.1"
-    assert info["device"].startswith("Training on CPU")
+    assert info["device"].startswith("Training on %s" % device.training_device())
     assert info["start_time"] <= info["end_time"]
     assert "step 125/125  loss " in trained[1].stdout and "examples/s  ETA" in trained[1].stdout
 
@@ -105,8 +107,8 @@ def test_eval_only_evaluates_the_latest_checkpoint(trained, imdb_dir, tiny_modul
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Beginning Training!" not in result.stdout
     assert "Using the cached test features" in result.stdout
-    assert read_json(os.path.join(output_dir, "eval_results.json")) == read_json(
-        os.path.join(trained[0], "eval_results.json"))
+    assert_same_results(read_json(os.path.join(output_dir, "eval_results.json")),
+                        read_json(os.path.join(trained[0], "eval_results.json")))
     empty = run_train(*quick_args(imdb_dir, tiny_module, str(tmp_path / "none"), "--eval-only"))
     assert empty.returncode == 2 and "no checkpoint" in empty.stderr
 
@@ -121,8 +123,8 @@ def test_same_seed_gives_identical_results(trained, imdb_dir, tiny_module, tmp_p
     output_dir = str(tmp_path / "again")
     result = run_train(*quick_args(imdb_dir, tiny_module, output_dir), env=SAME_KERNELS_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert read_json(os.path.join(output_dir, "eval_results.json")) == read_json(
-        os.path.join(trained[0], "eval_results.json"))
+    assert_same_results(read_json(os.path.join(output_dir, "eval_results.json")),
+                        read_json(os.path.join(trained[0], "eval_results.json")))
 
 
 def test_other_settings_do_not_touch_the_checkpoints(trained, imdb_dir, tiny_module):

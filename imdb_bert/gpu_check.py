@@ -1,0 +1,210 @@
+"""make gpu-check: on a GPU machine, prove every GPU path in a few minutes, with a tiny
+random BERT and generated reviews (the tests' material). It prints TensorFlow's version,
+the CUDA and cuDNN it was built with, the driver and the GPUs it sees, then one PASS/FAIL
+line per path with its time, and exits 1 if any failed. Without a GPU it says so and
+exits 0.
+
+    python -m imdb_bert.gpu_check [--keep DIR]
+
+Each check runs train.py or predict.py as a user would, with one of these probes set in
+the environment: GPU_CHECK_LOG_PLACEMENT (log where each op runs), GPU_CHECK_LOSS_SCALE (a
+loss scale start far too high, so that it must adapt), GPU_CHECK_MEMORY_FRACTION (a small
+share of the GPU, so that a large batch runs out of memory). Whether a check passes is
+decided by the judge_* functions, unit-tested on the CPU with made-up outputs.
+"""
+import argparse
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PROGRESS = re.compile(r"^step (\d+)/\d+  loss ([^ ]+) ", re.M)
+# The query projection's own computation (Einsum in modules of this project's exporter,
+# MatMul in Google's), not its variable reads or initialisers.
+PLACEMENT = re.compile(r"bert/encoder/layer_0/attention/self/query/\S*: \((?:Einsum|MatMul)\): "
+                       r"/job:localhost/replica:0/task:0/device:(\w+):(\d+)")
+DIGEST = re.compile(r"Horovod process \d+ of \d+: global step (\d+), weights sha256 (\w+)")
+SCALE_START = 2.0 ** 24  # float16 gradients scaled this much overflow: the scale must halve
+
+
+def judge_placement(output):
+    """The first encoder layer's query projection runs on GPU:0."""
+    devices = set(PLACEMENT.findall(output))
+    if not devices:
+        return False, "no placement of bert/encoder/layer_0/attention/self/query in the log"
+    return devices == {("GPU", "0")}, "query projection on %s" % ", ".join(
+        "%s:%s" % device for device in sorted(devices))
+
+
+def judge_amp(output, scale_start, scale_end):
+    """Losses finite and changing; the loss scale moved from its start."""
+    losses = [float(loss) for _, loss in PROGRESS.findall(output)]
+    if len(losses) < 2:
+        return False, "fewer than two progress lines"
+    if not all(math.isfinite(loss) for loss in losses):
+        return False, "a loss is not finite: %s" % losses
+    if len(set(losses)) == 1:
+        return False, "the loss never changed (%s)" % losses[0]
+    if scale_end is None or scale_end == scale_start:
+        return False, "the loss scale stayed at %s" % scale_start
+    return True, "losses %.4f .. %.4f, loss scale %g -> %g" % (
+        losses[0], losses[-1], scale_start, scale_end)
+
+
+def judge_xla(output):
+    compiled = "Compiled cluster using XLA" in output
+    return compiled, "XLA compiled clusters" if compiled else "no 'Compiled cluster using XLA'"
+
+
+def judge_predict(returncode, stdout):
+    labels = [line.split("\t")[0] for line in stdout.splitlines()]
+    ok = returncode == 0 and len(labels) == 2 and set(labels) <= {"Positive", "Negative"}
+    return ok, "exit %d, labels %s" % (returncode, labels)
+
+
+def judge_horovod(returncode, output):
+    """Every process ends at the same step with the same weights."""
+    reports = set(DIGEST.findall(output))
+    steps = {step for step, _ in reports}
+    ok = returncode == 0 and len(DIGEST.findall(output)) >= 2 and len(reports) == 1
+    return ok, "exit %d, %d digest(s) at step(s) %s" % (returncode, len(reports),
+                                                        ", ".join(sorted(steps)) or "none")
+
+
+def judge_out_of_memory(returncode, stderr):
+    ok = returncode == 2 and "error: Out of memory on GPU" in stderr \
+        and "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+    return ok, "exit %d: %s" % (returncode, last[:160])
+
+
+def run(script, args, env_extra=None, horovod_processes=0):
+    """(exit code, stdout, stderr) of train.py or predict.py with `args`."""
+    command = [sys.executable, os.path.join(ROOT, script), *args]
+    if horovod_processes:
+        horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+        command = [horovodrun, "-np", str(horovod_processes), "-H",
+                   "localhost:%d" % horovod_processes, "--gloo", *command]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", **(env_extra or {}))
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
+                            timeout=900)
+    return result.returncode, result.stdout, result.stderr
+
+
+def train_args(material, output_dir, *extra):
+    module, data_dir = material
+    return ["--bert-hub", module, "--data-dir", data_dir, "--output-dir", output_dir,
+            "--train-samples", "all", "--test-samples", "all", "--max-seq-length", "32",
+            "--batch-size", "16", "--learning-rate", "7e-4", "--epochs", "2",
+            "--save-summary-steps", "1", *extra]
+
+
+def loss_scale(output_dir):
+    from imdb_bert.compat import tf
+    try:
+        return float(tf.train.load_checkpoint(output_dir).get_tensor("loss_scale"))
+    except Exception:  # no checkpoint, or no loss scale in it
+        return None
+
+
+def checks(material, tmp, gpu_count):
+    """[(name, function returning (passed, detail))], in the order they run."""
+    def out(name):
+        return os.path.join(tmp, name)
+
+    def placement():
+        code, stdout, stderr = run("train.py", train_args(material, out("placed")),
+                                   {"GPU_CHECK_LOG_PLACEMENT": "1"})
+        return judge_placement(stdout + stderr) if code == 0 else (False, stderr[-300:])
+
+    def amp():
+        code, stdout, stderr = run("train.py", train_args(material, out("amp"), "--use-amp"),
+                                   {"GPU_CHECK_LOSS_SCALE": str(SCALE_START)})
+        return judge_amp(stdout, SCALE_START, loss_scale(out("amp"))) if code == 0 else (
+            False, stderr[-300:])
+
+    def xla():
+        code, stdout, stderr = run("train.py", train_args(material, out("xla"), "--use-xla"))
+        return judge_xla(stdout + stderr) if code == 0 else (False, stderr[-300:])
+
+    def predict():
+        code, stdout, _ = run("predict.py", ["--output-dir", out("placed"), "a great film",
+                                             "an awful film"])
+        return judge_predict(code, stdout)
+
+    def horovod():
+        code, stdout, stderr = run("train.py", ["--horovod"] + train_args(
+            material, out("horovod"), "--batch-size", "8"), horovod_processes=2)
+        return judge_horovod(code, stdout + stderr)
+
+    def out_of_memory():
+        code, _, stderr = run("train.py", train_args(
+            material, out("oom"), "--max-seq-length", "128", "--batch-size", "4096",
+            "--epochs", "100"), {"GPU_CHECK_MEMORY_FRACTION": "0.01"})
+        return judge_out_of_memory(code, stderr)
+
+    found = [("training on GPU:0", placement), ("--use-amp", amp), ("--use-xla", xla),
+             ("predict.py", predict)]
+    if gpu_count >= 2:
+        found.append(("Horovod, 2 GPUs", horovod))
+    return found + [("out of memory", out_of_memory)]
+
+
+def describe_installation():
+    """TensorFlow's version, the CUDA and cuDNN it was built with, the driver, the GPUs."""
+    from imdb_bert import device
+    from imdb_bert.compat import tf2
+    build = tf2.sysconfig.get_build_info()
+    print("TensorFlow %s, built with CUDA %s and cuDNN %s" % (
+        tf2.__version__, build.get("cuda_version", "none"), build.get("cudnn_version", "none")))
+    drivers = device.nvidia_smi_gpus()
+    print("nvidia-smi: %s" % (", ".join("%s (driver %s)" % gpu for gpu in drivers)
+                              or "not found"))
+    names = device.gpu_names()
+    print("GPUs TensorFlow sees: %s" % (", ".join(names) or "none"))
+    return names
+
+
+def make_material(folder):
+    """(tiny random Hub module, folder holding a small generated aclImdb tree)."""
+    from imdb_bert import make_hub_module
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from conftest import make_imdb_tree
+    module = os.path.join(folder, "module")
+    make_hub_module.export_random(module, layers=2, hidden=32, heads=2,
+                                  max_position_embeddings=128, seed=1)
+    return module, make_imdb_tree(os.path.join(folder, "data"))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--keep", help="keep the checks' output folders here (default: removed)")
+    args = p.parse_args(argv)
+    gpus = describe_installation()
+    if not gpus:
+        print("No GPU that TensorFlow can use: nothing to check here.")
+        return 0
+    tmp = args.keep or tempfile.mkdtemp(prefix="gpu-check-")
+    failed = 0
+    try:
+        material = make_material(tmp)
+        for name, check in checks(material, tmp, len(gpus)):
+            start = time.time()
+            passed, detail = check()
+            failed += not passed
+            print("%s  %-18s %6.1f s  %s" % ("PASS" if passed else "FAIL", name,
+                                             time.time() - start, detail), flush=True)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

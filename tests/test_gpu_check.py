@@ -1,0 +1,75 @@
+"""make gpu-check: each check's verdict on made-up outputs, passing and failing (this
+machine has no GPU to run them on), and what it does without a GPU."""
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, on_gpu
+
+from imdb_bert import gpu_check
+
+QUERY = ("module/bert/encoder/layer_0/attention/self/query/einsum/Einsum: (Einsum): "
+         "/job:localhost/replica:0/task:0/device:%s\n")
+READ = ("module/bert/encoder/layer_0/attention/self/query/Reshape/ReadVariableOp: "
+        "(ReadVariableOp): /job:localhost/replica:0/task:0/device:CPU:0\n")
+
+
+def progress(*losses):
+    return "".join("step %d/20  loss %s  41.3 examples/s  ETA 0:00:01\n" % (i + 1, loss)
+                   for i, loss in enumerate(losses))
+
+
+def test_placement_passes_only_with_the_computation_on_gpu_0():
+    assert gpu_check.judge_placement(READ + QUERY % "GPU:0" * 2)[0]
+    assert not gpu_check.judge_placement(READ + QUERY % "CPU:0")[0]
+    assert not gpu_check.judge_placement(QUERY % "GPU:0" + QUERY % "GPU:1")[0]
+    assert not gpu_check.judge_placement(READ)[0]  # the computation was never logged
+
+
+def test_amp_needs_finite_changing_losses_and_an_adapting_scale():
+    start = gpu_check.SCALE_START
+    assert gpu_check.judge_amp(progress("0.69", "0.52"), start, start / 2 ** 9)[0]
+    assert not gpu_check.judge_amp(progress("0.69", "nan"), start, start / 2)[0]
+    assert not gpu_check.judge_amp(progress("0.69", "0.69"), start, start / 2)[0]
+    assert not gpu_check.judge_amp(progress("0.69", "0.52"), start, start)[0]
+    assert not gpu_check.judge_amp(progress("0.69", "0.52"), start, None)[0]
+    assert not gpu_check.judge_amp(progress("0.69"), start, start / 2)[0]
+
+
+def test_xla_passes_only_when_clusters_were_compiled():
+    assert gpu_check.judge_xla("I xla_compilation_cache.cc] Compiled cluster using XLA!  "
+                               "This line is logged at most once")[0]
+    assert not gpu_check.judge_xla("--use-xla: XLA JIT compilation on.")[0]
+
+
+def test_predict_needs_exit_0_and_a_label_per_sentence():
+    lines = "Positive\t0.9\t[-2.3, -0.1]\ta great film\nNegative\t0.8\t[-0.2, -1.6]\tawful\n"
+    assert gpu_check.judge_predict(0, lines)[0]
+    assert not gpu_check.judge_predict(2, lines)[0]
+    assert not gpu_check.judge_predict(0, lines.splitlines()[0])[0]
+
+
+def test_horovod_needs_the_same_weights_in_every_process():
+    line = "Horovod process %d of 2: global step 25, weights sha256 %s\n"
+    assert gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "ab12"))[0]
+    assert not gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "cd34"))[0]
+    assert not gpu_check.judge_horovod(0, line % (0, "ab12"))[0]
+    assert not gpu_check.judge_horovod(1, line % (0, "ab12") + line % (1, "ab12"))[0]
+
+
+def test_out_of_memory_needs_the_clear_message():
+    message = ("error: Out of memory on GPU NVIDIA A100 at batch size 4096 and max_seq_length "
+               "128 (OOM when allocating tensor ...). Try a smaller --batch-size (e.g. 2048)")
+    assert gpu_check.judge_out_of_memory(2, message)[0]
+    assert not gpu_check.judge_out_of_memory(1, "Traceback (most recent call last):\n" +
+                                             "ResourceExhaustedError: OOM")[0]
+    assert not gpu_check.judge_out_of_memory(0, "")[0]  # never ran out: the cap did not hold
+
+
+@pytest.mark.skipif(on_gpu(), reason="on a GPU machine the check takes minutes: make gpu-check")
+def test_without_a_gpu_it_says_so_and_exits_0():
+    result = subprocess.run([sys.executable, "-m", "imdb_bert.gpu_check"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("TensorFlow 2.15.1, built with CUDA")
+    assert "No GPU that TensorFlow can use: nothing to check here." in result.stdout
