@@ -21,7 +21,7 @@ PYTHON ?= $(shell for p in python3.11 python3.10 python3.9; do \
 HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 
-.PHONY: train test venv horovod gpu-check
+.PHONY: train test venv horovod gpu-check bench-peer
 
 train: $(INSTALLED)
 	$(PY) train.py $(ARGS)
@@ -33,6 +33,14 @@ venv: $(INSTALLED)
 
 gpu-check: $(INSTALLED) $(VENV)/.horovod
 	$(PY) -m imdb_bert.gpu_check $(ARGS)
+
+# The PyTorch peer of bench/vs_pytorch.py, in a virtualenv of its own (Python 3.11+).
+bench-peer: .venv-peer/.installed
+
+.venv-peer/.installed: bench/requirements-peer.txt
+	[ -x .venv-peer/bin/python ] || python3.11 -m venv .venv-peer
+	.venv-peer/bin/python -m pip install -r bench/requirements-peer.txt
+	touch $@
 
 horovod: $(VENV)/.horovod
 
