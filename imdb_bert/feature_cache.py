@@ -47,7 +47,8 @@ def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tok
               % (split, path, problem))
     converted = features.convert_examples(
         examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split)
-    for stale in tf.io.gfile.glob(features_file(output_dir, split, "*")):
+    # Other keys' files of this split, with their .json (and a damaged file of this key).
+    for stale in tf.io.gfile.glob(features_file(output_dir, split, "*") + "*"):
         tf.io.gfile.remove(stale)
     write_features(path, converted)
     return path

@@ -54,6 +54,8 @@ def test_any_change_makes_a_new_cache(tmp_path, vocab, capsys, change):
         assert len(new[0].input_ids) == 8
     assert "cached" not in capsys.readouterr().out
     assert cache_files(tmp_path) != [old] and len(cache_files(tmp_path)) == 1
+    assert sorted(os.listdir(tmp_path)) == [cache_files(tmp_path)[0],
+                                            cache_files(tmp_path)[0] + ".json"]
 
 
 REVIEWS = ["great film", "awful , boring movie", "caf\u00e9 \uf0b7 loved it",
