@@ -330,6 +330,8 @@ def test_a_signal_during_evaluation_or_export_stops_cleanly(trained, imdb_dir, t
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     wait_for_line(process.stdout, marker, process)
+    if phase == "export":  # the export has begun building its graph
+        wait_for_line(process.stdout, "Calling model_fn.", process)
     process.send_signal(signum)
     stderr = process.communicate(timeout=120)[0]  # with stdout
     assert process.returncode == 128 + signum, stderr[-3000:]
