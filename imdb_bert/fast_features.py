@@ -1,18 +1,20 @@
-"""InputFeatures many times faster than run_classifier.convert_examples_to_features, with
-exactly its input_ids, input_mask and segment_ids.
+"""Word-piece ids many times faster than run_classifier.convert_examples_to_features, with
+exactly its input_ids, input_mask and segment_ids; without TensorFlow (predict.py's ONNX
+path uses it too).
 
 Two savings, both exact:
   - the `tokenizers` package's WordPiece (Rust) with bert's settings does the tokenizing;
     a text holding a character on which it was not seen to agree with bert's FullTokenizer
     (its Unicode tables are older than Python's: private-use characters, newer punctuation,
-    some combining marks) goes to the FullTokenizer instead;
+    some combining marks) goes to the FullTokenizer instead (wordpiece.py's copy of it,
+    which needs no TensorFlow);
   - only the first max_seq_length - 2 word pieces are kept, so only a prefix of each review
     is tokenized: BERT tokenizes word by word, so the pieces of a prefix that ends before a
     space are the first pieces of the whole text.
 """
 from tokenizers import BertWordPieceTokenizer
 
-from imdb_bert.compat import run_classifier, tokenization
+from imdb_bert import wordpiece
 
 # Printable ASCII, tab and newlines: the same in both (and checked by the tests).
 SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t", "\n", "\r"}
@@ -24,7 +26,7 @@ class FastTokenizer:
     """Word-piece ids as bert's FullTokenizer(vocab_file, do_lower_case) gives them."""
 
     def __init__(self, vocab_file, do_lower_case):
-        self.reference = tokenization.FullTokenizer(vocab_file, do_lower_case)
+        self.reference = wordpiece.FullTokenizer(vocab_file, do_lower_case)
         self.fast = BertWordPieceTokenizer(
             vocab_file, lowercase=do_lower_case, clean_text=True, handle_chinese_chars=True,
             strip_accents=None)  # None: accents go with lowercasing, as in bert
@@ -104,19 +106,15 @@ def head(text, max_pieces):
     return text[:len(text) - len(parts[-1]) - 1]
 
 
-def fast_convert_examples(examples, label_list, max_seq_length, tokenizer):
-    """The same InputFeatures as run_classifier.convert_examples_to_features (single
-    sentences, text_b None); `tokenizer` is a FastTokenizer."""
-    label_map = {label: i for i, label in enumerate(label_list)}
+def encode(texts, max_seq_length, tokenizer):
+    """(input_ids, input_mask) of each text as run_classifier builds them for a single
+    sentence ([CLS] pieces [SEP], zero padding); its segment_ids are all 0. `tokenizer` is
+    a FastTokenizer."""
     vocab = tokenizer.reference.vocab
     cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
-    all_ids = tokenizer.ids([example.text_a for example in examples], max_seq_length - 2)
-    features = []
-    for example, ids in zip(examples, all_ids):
+    encoded = []
+    for ids in tokenizer.ids(texts, max_seq_length - 2):
         input_ids = [cls_id] + ids + [sep_id]
         padding = [0] * (max_seq_length - len(input_ids))
-        features.append(run_classifier.InputFeatures(
-            input_ids=input_ids + padding, input_mask=[1] * len(input_ids) + padding,
-            segment_ids=[0] * max_seq_length, label_id=label_map[example.label],
-            is_real_example=True))
-    return features
+        encoded.append((input_ids + padding, [1] * len(input_ids) + padding))
+    return encoded

@@ -4,7 +4,7 @@ from tqdm import tqdm
 
 from imdb_bert import device
 from imdb_bert.compat import hub, run_classifier, tf, tokenization
-from imdb_bert.fast_features import FastTokenizer, fast_convert_examples
+from imdb_bert.fast_features import FastTokenizer, encode
 
 
 def tokenization_info(module_path):
@@ -59,3 +59,14 @@ def convert_examples(examples, label_list, max_seq_length, tokenizer, desc="Conv
                     len(logged) + start, part[0], label_list, max_seq_length, tokenizer)]
             bar.update(len(part))
     return logged + converted
+
+
+def fast_convert_examples(examples, label_list, max_seq_length, tokenizer):
+    """The same InputFeatures as run_classifier.convert_examples_to_features (single
+    sentences, text_b None); `tokenizer` is a FastTokenizer."""
+    label_map = {label: i for i, label in enumerate(label_list)}
+    encoded = encode([example.text_a for example in examples], max_seq_length, tokenizer)
+    return [run_classifier.InputFeatures(
+        input_ids=input_ids, input_mask=input_mask, segment_ids=[0] * max_seq_length,
+        label_id=label_map[example.label], is_real_example=True)
+        for example, (input_ids, input_mask) in zip(examples, encoded)]

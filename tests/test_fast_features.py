@@ -5,7 +5,7 @@ import pytest
 
 import config
 from imdb_bert import fast_features, features
-from imdb_bert.compat import run_classifier
+from imdb_bert.compat import run_classifier, tokenization
 
 VARIED_TEXTS = [
     "",
@@ -44,8 +44,10 @@ def random_texts(count, seed=0):
 
 @pytest.fixture(scope="module", params=[True, False], ids=["uncased", "cased"])
 def tokenizers(request, tiny_module):
+    """(FastTokenizer, bert's FullTokenizer) for the same vocab and casing."""
     vocab_file, _ = features.tokenization_info(tiny_module)
-    return fast_features.FastTokenizer(vocab_file, do_lower_case=request.param)
+    return (fast_features.FastTokenizer(vocab_file, do_lower_case=request.param),
+            tokenization.FullTokenizer(vocab_file, do_lower_case=request.param))
 
 
 def as_dicts(feats):
@@ -56,23 +58,25 @@ def as_dicts(feats):
 def test_same_features_as_run_classifier(tokenizers, max_seq_length):
     texts = VARIED_TEXTS + random_texts(300)
     examples = features.make_examples(texts, [i % 2 for i in range(len(texts))])
-    tokenizers.fallbacks = 0
-    fast = fast_features.fast_convert_examples(examples, config.label_list,
-                                                      max_seq_length, tokenizers)
+    tokenizer, berts = tokenizers
+    tokenizer.fallbacks = 0
+    fast = features.fast_convert_examples(examples, config.label_list, max_seq_length,
+                                          tokenizer)
     reference = run_classifier.convert_examples_to_features(
-        examples, config.label_list, max_seq_length, tokenizers.reference)
+        examples, config.label_list, max_seq_length, berts)
     for text, mine, theirs in zip(texts, as_dicts(fast), as_dicts(reference)):
         assert mine == theirs, repr(text)
     # Both paths were used: texts with a disagreeing character went to bert's tokenizer.
-    assert 0 < tokenizers.fallbacks < len(texts)
-    assert tokenizers.agrees["\u00e9"] and not tokenizers.agrees["\uf0b7"]
+    assert 0 < tokenizer.fallbacks < len(texts)
+    assert tokenizer.agrees["\u00e9"] and not tokenizer.agrees["\uf0b7"]
 
 
 def test_ordinary_reviews_take_the_fast_path(tokenizers):
     texts = VARIED_TEXTS[2:5] + VARIED_TEXTS[12:17]
-    tokenizers.fallbacks = 0
-    tokenizers.ids(texts, 126)
-    assert tokenizers.fallbacks == 0
+    tokenizer, _ = tokenizers
+    tokenizer.fallbacks = 0
+    tokenizer.ids(texts, 126)
+    assert tokenizer.fallbacks == 0
 
 
 def test_head_ends_before_a_space_and_keeps_enough_words():

@@ -3,7 +3,7 @@ import pytest
 
 import config
 from imdb_bert import features
-from imdb_bert.compat import run_classifier
+from imdb_bert.compat import run_classifier, tokenization
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +62,6 @@ def test_fast_conversion_in_chunks_equals_bert(tiny_module):
                  for i in range(2101)]  # more than one chunk; some need the fallback
     examples = features.make_examples(sentences, [i % 2 for i in range(len(sentences))])
     ours = features.convert_examples(examples, config.label_list, 32, fast)
-    berts = run_classifier.convert_examples_to_features(examples, config.label_list, 32,
-                                                        fast.reference)
+    berts = run_classifier.convert_examples_to_features(
+        examples, config.label_list, 32, tokenization.FullTokenizer(vocab_file, do_lower_case))
     assert [vars(f) for f in ours] == [vars(f) for f in berts]
