@@ -40,3 +40,8 @@ SAVE_SUMMARY_STEPS = 100
 HEAD_DROPOUT_KEEP_PROB = 0.9
 # bert's optimizer clips the gradients to this global norm.
 CLIP_NORM = 1.0
+
+# predict.py on a machine with an NVIDIA GPU: up to this many sentences, the ONNX copy on
+# the CPU (no TensorFlow start-up); more, TensorFlow on the GPU. Not measured on a GPU yet:
+# bench/predict_startup.py --file-sentences measures it (README, "Prediction").
+ONNX_MAX_SENTENCES_WITH_GPU = 256

@@ -5,9 +5,10 @@
     python predict.py --file reviews.txt --json        # one sentence per line; - is stdin
 
 Output, one line per sentence: label, probability of that label, the log-probabilities of
-[Negative, Positive], the sentence. It uses the SavedModel that train.py exported when it
-holds the latest checkpoint (or the best one that --keep-best recorded), else restores that
-checkpoint through the Estimator.
+[Negative, Positive], the sentence. It uses the export of train.py when it holds the latest
+checkpoint (or the best one that --keep-best recorded): its ONNX copy through ONNX Runtime,
+without loading TensorFlow, else the SavedModel; without an export it restores that
+checkpoint through the Estimator. stderr says which ran.
 """
 import argparse
 import json
@@ -15,13 +16,12 @@ import os
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 import config
-from imdb_bert import device, output_folder
-from imdb_bert.compat import quiet_tf_logging, tf
+from imdb_bert import onnx_model, output_folder
 from imdb_bert.errors import CONTEXT, UserError, run_script
 from imdb_bert.output_folder import checkpoint_step, newest_export
-from imdb_bert.serving import DamagedExport, predict_from_checkpoint, predict_from_export
 
 
 def parse_args(argv=None):
@@ -38,6 +38,9 @@ def parse_args(argv=None):
     p.add_argument("--max-seq-length", type=int, default=None,
                    help="for a folder without model_settings.json: its sequence length "
                         "(default %d)" % config.MAX_SEQ_LENGTH)
+    p.add_argument("--no-onnx", action="store_true",
+                   help="use TensorFlow (the SavedModel, else the checkpoint) even when the "
+                        "export has its ONNX copy")
     p.add_argument("--from-checkpoint", action="store_true",
                    help="restore the checkpoint through the Estimator even when an export "
                         "exists")
@@ -112,47 +115,106 @@ def model_settings(args):
 
 def main(argv=None):
     args = parse_args(argv)
-    quiet_tf_logging(args.verbose)
-    if not args.verbose:
-        tf.logging.set_verbosity(tf.logging.WARN)
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive, not %d." % args.batch_size)
     sentences = read_sentences(args)
-    session_config, speed_messages, _ = device.session_config(bf16=args.bf16)
-    for message in speed_messages:
-        print(message, file=sys.stderr)
 
     # With --keep-best, train.py recorded the checkpoint of the best validation accuracy.
     checkpoint = (output_folder.best_checkpoint(args.output_dir)
-                  or tf.train.latest_checkpoint(args.output_dir))
+                  or output_folder.latest_checkpoint(args.output_dir))
     if checkpoint is None:
         raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
                         "the folder it wrote)." % args.output_dir)
     settings = model_settings(args)
-    CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
-                   max_seq_length=settings["max_seq_length"])  # for an out-of-memory error
-
     export_dir, export_info = newest_export(args.output_dir)
-    log_probs = None
-    if (not args.from_checkpoint and export_info is not None
-            and export_info.get("global_step") == checkpoint_step(checkpoint)
-            and export_info.get("max_seq_length") == settings["max_seq_length"]):
-        try:
-            log_probs = predict_from_export(export_dir, settings, sentences, args.batch_size,
-                                            session_config)
-        except DamagedExport as damage:
-            reason = "the export %s is damaged: %s" % (export_dir, damage)
+    if args.from_checkpoint:
+        export_dir, reason = None, "--from-checkpoint"
+    elif (export_info is None or export_info.get("global_step") != checkpoint_step(checkpoint)
+          or export_info.get("max_seq_length") != settings["max_seq_length"]):
+        export_dir, reason = None, "no export of step %d" % checkpoint_step(checkpoint)
     else:
-        reason = ("--from-checkpoint" if args.from_checkpoint else
-                  "no export of step %d" % checkpoint_step(checkpoint))
-    if log_probs is None:
-        print("Restoring %s through the Estimator (%s)." % (checkpoint, reason),
-              file=sys.stderr)
-        log_probs = predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
-                                            args.batch_size, session_config)
+        reason = onnx_unusable(args, export_dir, len(sentences))
 
+    log_probs = None
+    if export_dir and not reason:
+        print("Predicting with ONNX Runtime on the CPU: %s"
+              % onnx_model.model_path(export_dir), file=sys.stderr)
+        try:
+            log_probs = predict_with_onnx(export_dir, settings, sentences, args.batch_size)
+        except onnx_model.DamagedModel as damage:
+            reason = "its ONNX copy cannot be loaded: %s" % damage
+    if log_probs is None:
+        log_probs = predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences,
+                                            reason)
     print_predictions(sentences, log_probs, settings["label_names"], args.json)
     return 0
+
+
+def onnx_unusable(args, export_dir, sentence_count):
+    """Why the export's ONNX copy is not the model to use, or None."""
+    if args.no_onnx or args.bf16:
+        return "--no-onnx" if args.no_onnx else "--bf16 runs in TensorFlow"
+    if output_folder.is_remote(args.output_dir):
+        return "ONNX Runtime reads local folders only"
+    if not os.path.exists(onnx_model.model_path(export_dir)):
+        return "no %s in it" % onnx_model.MODEL_FILE
+    if onnx_model.missing("onnxruntime"):
+        return "onnxruntime is not installed"
+    if sentence_count > config.ONNX_MAX_SENTENCES_WITH_GPU and \
+            onnx_model.nvidia_driver_present():
+        return "%d sentences with an NVIDIA GPU here" % sentence_count
+    return None
+
+
+def predict_with_onnx(export_dir, settings, sentences, batch_size):
+    batch_count = -(-len(sentences) // batch_size)
+    with tqdm(total=batch_count, desc="Predicting", unit=" batches",
+              disable=len(sentences) <= batch_size, file=sys.stderr) as progress:
+        return onnx_model.predict(export_dir, settings, sentences, batch_size, progress.update)
+
+
+def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason):
+    """Log-probabilities from the SavedModel in `export_dir`, else (none, or damaged) from
+    the checkpoint through the Estimator. TensorFlow is imported here only: the ONNX path
+    answers in less time than its import takes."""
+    from imdb_bert import device
+    from imdb_bert.compat import quiet_tf_logging, tf
+    from imdb_bert.serving import DamagedExport, predict_from_export
+    quiet_tf_logging(args.verbose)
+    if not args.verbose:
+        tf.logging.set_verbosity(tf.logging.WARN)
+    session_config, speed_messages, _ = device.session_config(bf16=args.bf16)
+    for message in speed_messages:
+        print(message, file=sys.stderr)
+    CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
+                   max_seq_length=settings["max_seq_length"])  # for an out-of-memory error
+    if export_dir:
+        print("Predicting with the SavedModel %s (%s)." % (export_dir, reason),
+              file=sys.stderr)
+        try:
+            return predict_from_export(export_dir, settings, sentences, args.batch_size,
+                                       session_config)
+        except DamagedExport as damage:
+            reason = "the export %s is damaged: %s" % (export_dir, damage)
+    print("Restoring %s through the Estimator (%s)." % (checkpoint, reason), file=sys.stderr)
+    return restore_and_predict(args, checkpoint, settings, sentences, session_config)
+
+
+def restore_and_predict(args, checkpoint, settings, sentences, session_config):
+    """Log-probabilities from `checkpoint` through the Estimator; from the newest one if a
+    training run that writes the folder deletes it first."""
+    from imdb_bert.serving import CheckpointGone, predict_from_checkpoint
+    while True:
+        try:
+            return predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
+                                           args.batch_size, session_config)
+        except CheckpointGone:
+            newer = output_folder.latest_checkpoint(args.output_dir)
+            if newer in (None, checkpoint):
+                raise UserError("%s was deleted while predict.py was restoring it." % checkpoint)
+            print("%s was deleted meanwhile (a training run keeps only its newest "
+                  "checkpoints): restoring %s." % (checkpoint, newer), file=sys.stderr)
+            checkpoint = newer
 
 
 def print_predictions(sentences, log_probs, label_names, as_json):

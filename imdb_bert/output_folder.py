@@ -5,8 +5,10 @@ predict.py), run_info.json, what --do-delete may remove, and finding the newest 
 Local folders are handled without TensorFlow, so a prediction path that does not load it
 stays possible; gs:// folders (--bucket) go through TensorFlow's file system layer.
 """
+import codecs
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -141,6 +143,27 @@ def best_checkpoint(output_dir):
     """The checkpoint --keep-best recorded (best_checkpoint.json), or None."""
     recorded = read_json(os.path.join(output_dir, BEST_CHECKPOINT))
     return os.path.join(output_dir, recorded["checkpoint"]) if recorded else None
+
+
+def latest_checkpoint(output_dir):
+    """What tf.train.latest_checkpoint(output_dir) returns, read from the folder's
+    "checkpoint" file without TensorFlow for a local folder: the newest checkpoint's path
+    prefix if its .index file exists, else None."""
+    if is_remote(output_dir):
+        from imdb_bert.compat import tf
+        return tf.train.latest_checkpoint(output_dir)
+    try:
+        with open(os.path.join(output_dir, "checkpoint"), "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    # A text-format CheckpointState: model_checkpoint_path: "<C-escaped path>"
+    match = re.search(rb'^model_checkpoint_path: "((?:[^"\\]|\\.)*)"', text, re.M)
+    if not match:
+        return None
+    path = codecs.escape_decode(match.group(1))[0].decode("utf-8")
+    path = os.path.join(output_dir, path)  # a path that was absolute stays as it was
+    return path if os.path.exists(path + ".index") else None
 
 
 def checkpoint_step(checkpoint_path):

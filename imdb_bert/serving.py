@@ -1,20 +1,22 @@
 """Prediction with the trained model: the SavedModel that train.py exports at the end of
-training, and log-probabilities from it or from a checkpoint (through the Estimator).
+training (and its ONNX copy), and log-probabilities from it or from a checkpoint (through
+the Estimator).
 
 <output-dir>/export/<timestamp>/ holds signature "serving_default" (inputs input_ids,
 input_mask, segment_ids; outputs probabilities, log_probabilities, labels), the vocab in
-assets/, and assets.extra/export_info.json with the exported global_step.
+assets/, assets.extra/export_info.json with the exported global_step, and model.onnx.
 """
 import json
 import os
 import sys
 import tempfile
+import time
 
 import numpy as np
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from imdb_bert import features, hub_module
+from imdb_bert import device, feature_cache, features, hub_module, onnx_model, output_folder
 from imdb_bert.compat import run_classifier, tf
 from imdb_bert.errors import UserError
 from imdb_bert.model import model_fn_builder, serving_input_receiver_fn_builder
@@ -24,6 +26,11 @@ from imdb_bert.output_folder import (EXPORT_INFO, checkpoint_step, export_root,
 
 class DamagedExport(Exception):
     """An export that cannot be loaded: a missing or damaged file."""
+
+
+class CheckpointGone(Exception):
+    """The checkpoint was deleted before it was restored: a training run that writes the
+    same folder keeps only its newest checkpoints."""
 
 
 def export_for_prediction(estimator, checkpoint, output_dir, max_seq_length):
@@ -71,6 +78,15 @@ def predict_from_export(export_dir, settings, sentences, batch_size, session_con
     except LOAD_ERRORS as e:
         raise DamagedExport("%s: %s" % (type(e).__name__, e)) from e
     feats = sentence_features(sentences, settings, tokenizer)
+    progress = tqdm(total=len(batches(feats, batch_size)), desc="Predicting", unit=" batches",
+                    disable=len(feats) <= batch_size, file=sys.stderr)
+    with progress:
+        return saved_model_log_probs(export_dir, feats, batch_size, session_config,
+                                     progress.update)
+
+
+def saved_model_log_probs(export_dir, feats, batch_size, session_config, progress=None):
+    """Log-probabilities [n, 2] of InputFeatures from the SavedModel in `export_dir`."""
     with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
         try:
             meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
@@ -80,12 +96,61 @@ def predict_from_export(export_dir, settings, sentences, batch_size, session_con
             message = e.message if isinstance(e, tf.errors.OpError) else str(e)
             raise DamagedExport("%s: %s" % (type(e).__name__, message.splitlines()[0])) from e
         log_probs = []
-        for batch in tqdm(batches(feats, batch_size), desc="Predicting", unit=" batches",
-                          disable=len(feats) <= batch_size, file=sys.stderr):
+        for batch in batches(feats, batch_size):
             feed = {signature.inputs[name].name: [getattr(f, name) for f in batch]
                     for name in ("input_ids", "input_mask", "segment_ids")}
             log_probs.append(sess.run(output, feed))
+            if progress:
+                progress(1)
     return np.concatenate(log_probs)
+
+
+ONNX_CHECK_REVIEWS = 8  # the test reviews on which a new ONNX copy must match
+
+
+def add_onnx_copy(export_dir, features_file):
+    """model.onnx beside the SavedModel (onnx_model.py), unless it is there already; a new
+    copy is kept only if its probabilities match the SavedModel's on the first test
+    reviews. Without it predict.py uses the SavedModel, so a failure is said, not raised."""
+    if os.path.exists(onnx_model.model_path(export_dir)):
+        return
+    missing = onnx_model.missing("tf2onnx", "onnx", "onnxruntime")
+    if missing:
+        print("ONNX is unavailable (%s not installed; tf2onnx needs Python 3.10+): no "
+              "model.onnx, predict.py will use the SavedModel." % ", ".join(missing))
+        return
+    start = time.perf_counter()
+    temporary = None
+    try:
+        temporary = onnx_model.convert(export_dir)
+        sample = feature_cache.read_features(features_file, limit=ONNX_CHECK_REVIEWS)
+        difference = onnx_difference(export_dir, temporary, sample)
+        if not difference <= onnx_model.TOLERANCE:
+            raise onnx_model.ConversionFailed(
+                "its probabilities differ from the SavedModel's by up to %.1e" % difference)
+        os.replace(temporary, onnx_model.model_path(export_dir))
+    except onnx_model.ConversionFailed as e:
+        print("No ONNX copy of %s (%s): predict.py will use the SavedModel." % (export_dir, e))
+        return
+    finally:
+        if temporary and os.path.exists(temporary):
+            os.remove(temporary)
+    print("Wrote its ONNX copy for predict.py in %.0f s: %s (probabilities within %.0e of "
+          "the SavedModel's on %d test reviews)"
+          % (time.perf_counter() - start, onnx_model.model_path(export_dir),
+             max(difference, 1e-9), len(sample)))
+
+
+def onnx_difference(export_dir, onnx_file, feats):
+    """The largest difference in probability between the SavedModel (float32, on the CPU:
+    a GPU's TF32 matmuls would differ by more than the tolerance) and the ONNX file."""
+    config = device.base_session_config()
+    config.device_count["GPU"] = 0
+    expected = saved_model_log_probs(export_dir, feats, len(feats), config)
+    actual = onnx_model.log_probabilities(onnx_model.session(onnx_file),
+                                          [f.input_ids for f in feats],
+                                          [f.input_mask for f in feats], len(feats))
+    return float(np.abs(np.exp(actual) - np.exp(expected)).max())
 
 
 def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size,
@@ -106,7 +171,11 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
         predictions = list(tqdm(estimator.predict(input_fn, checkpoint_path=checkpoint),
                                 total=len(feats), desc="Predicting", unit=" sentences",
                                 disable=len(feats) <= batch_size, file=sys.stderr))
-    except (tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+    except (ValueError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
+        if not output_folder.exists(checkpoint + ".index"):
+            raise CheckpointGone(checkpoint) from e
+        if isinstance(e, ValueError):
+            raise
         raise UserError("The checkpoint %s does not fit the model built from %s with "
                         "max_seq_length %d: %s. Pass the --bert-hub it was trained with."
                         % (checkpoint, settings["bert_hub"], settings["max_seq_length"],

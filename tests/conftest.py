@@ -169,13 +169,15 @@ def latest_step(output_dir):
     return int(match.group(1)) if match else None
 
 
-def quick_args(imdb_dir, tiny_module, output_dir, *extra):
+def quick_args(imdb_dir, tiny_module, output_dir, *extra, onnx=False):
     """The whole fixture (200 train, 100 test reviews), 10 epochs at batch 16 (125 steps):
     enough for the tiny model to learn the planted words. At 1e-3, seed 42 collapsed to a
-    constant prediction (of seeds 1-4, none did); 7e-4 learned with each of the five."""
+    constant prediction (of seeds 1-4, none did); 7e-4 learned with each of the five.
+    Without `onnx`, --no-onnx: tf2onnx's seconds only where a test needs its copy."""
     return ["--data-dir", imdb_dir, "--bert-hub", tiny_module, "--output-dir", output_dir,
             "--train-samples", "all", "--test-samples", "all", "--max-seq-length", "32",
-            "--batch-size", "16", "--learning-rate", "7e-4", "--epochs", "10", *extra]
+            "--batch-size", "16", "--learning-rate", "7e-4", "--epochs", "10", *extra,
+            *([] if onnx else ["--no-onnx"])]
 
 
 @pytest.fixture(scope="session")
@@ -184,6 +186,7 @@ def trained(imdb_dir, tiny_module, tmp_path_factory):
     kernels held to AVX2 where the CPU has it (tests/test_layout.py compares its results
     with the recorded ones)."""
     output_dir = str(tmp_path_factory.mktemp("run") / "OUTPUT_Bert")
-    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir), env=SAME_KERNELS_ENV)
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, onnx=True),
+                       env=SAME_KERNELS_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir, result

@@ -17,9 +17,10 @@ NOTEBOOK_SENTENCES = ["That movie was absolutely awful", "The acting was a bit l
 PLAIN_LINE = re.compile(r"^(Positive|Negative)\t(\d\.\d{4})\t\[(-?\d+\.\d{4}), (-?\d+\.\d{4})\]\t(.*)$")
 
 
-def run_predict(*args, stdin=None):
+def run_predict(*args, stdin=None, env=None):
     return subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300, input=stdin)
+                          capture_output=True, text=True, cwd=ROOT, timeout=300, input=stdin,
+                          env=env)
 
 
 def predict_json(*args):
@@ -68,16 +69,80 @@ def test_json_schema_and_planted_classes(trained):
                                    rtol=1e-5)
 
 
-def test_export_and_checkpoint_agree_and_repeat(trained):
-    sentences = NOTEBOOK_SENTENCES + NOTEBOOK_SENTENCES[:1] + [" ".join(["great"] * 100)]
-    from_export, _ = predict_json("--output-dir", trained[0], *sentences)
+MESSY_SENTENCES = ["a great\x85film <br /><br />loved it \U0001F600",
+                   "awful\x07 film \uf0b7 caf\u00e9",  # \uf0b7: the tokenizer's fallback
+                   "\u4e2d\u6587 boring"]
+
+
+def test_onnx_savedmodel_and_checkpoint_agree_and_repeat(trained, tmp_path):
+    """The ONNX path runs without TensorFlow and bert (a stand-in package that fails on
+    import comes first on the path) and gives the SavedModel's probabilities within 1e-4;
+    the SavedModel gives the checkpoint's within 1e-5."""
+    sentences = (NOTEBOOK_SENTENCES + NOTEBOOK_SENTENCES[:1] + [" ".join(["great"] * 100)]
+                 + MESSY_SENTENCES)
+    for package in ("tensorflow", "tensorflow_hub", "bert"):
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "__init__.py").write_text(
+            "raise ImportError('%s was imported on the ONNX path')\n" % package)
+    result = run_predict("--json", "--output-dir", trained[0], *sentences,
+                         env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [export] = os.listdir(os.path.join(trained[0], "export"))
+    assert result.stderr == "Predicting with ONNX Runtime on the CPU: %s\n" % os.path.join(
+        trained[0], "export", export, "model.onnx")
+    from_onnx = json.loads(result.stdout)
+    from_export, stderr = predict_json("--output-dir", trained[0], "--no-onnx", *sentences)
+    assert "Predicting with the SavedModel %s (--no-onnx)." % os.path.join(
+        trained[0], "export", export) in stderr
     from_checkpoint, stderr = predict_json("--output-dir", trained[0], "--from-checkpoint",
                                            *sentences)
     assert "Restoring" in stderr and "model.ckpt-125" in stderr
-    assert [i["label"] for i in from_export] == [i["label"] for i in from_checkpoint]
+    assert ([i["label"] for i in from_onnx] == [i["label"] for i in from_export]
+            == [i["label"] for i in from_checkpoint])
+    np.testing.assert_allclose([i["probabilities"] for i in from_onnx],
+                               [i["probabilities"] for i in from_export], atol=1e-4)
     np.testing.assert_allclose([i["probabilities"] for i in from_export],
                                [i["probabilities"] for i in from_checkpoint], atol=1e-5)
-    assert from_export[0] == from_export[4]  # the same sentence twice, the same numbers
+    assert from_onnx[0] == from_onnx[4]  # the same sentence twice, the same numbers
+
+
+def test_latest_checkpoint_reads_the_checkpoint_file_as_tensorflow_does(trained, tmp_path):
+    from imdb_bert.compat import tf
+    from imdb_bert.output_folder import latest_checkpoint
+    from tensorflow.python.training.checkpoint_management import update_checkpoint_state
+    folder = tmp_path / "caf\u00e9 \"quoted\" OUTPUT"
+    folder.mkdir()
+    assert latest_checkpoint(str(folder)) is None  # no checkpoint file
+    for name in os.listdir(trained[0]):
+        if name.startswith("model.ckpt-125"):
+            shutil.copy(os.path.join(trained[0], name), folder)
+    for path in ("model.ckpt-125", str(folder / "model.ckpt-125"), "model.ckpt-999"):
+        update_checkpoint_state(str(folder), path)
+        assert latest_checkpoint(str(folder)) == tf.train.latest_checkpoint(str(folder)), path
+    assert latest_checkpoint(str(folder)) is None  # model.ckpt-999 has no files
+    assert latest_checkpoint(trained[0]) == os.path.join(trained[0], "model.ckpt-125")
+
+
+def test_an_nvidia_gpu_takes_large_inputs_from_onnx(monkeypatch, tmp_path):
+    """The choice of path, with the GPU's presence faked (no GPU here)."""
+    sys.path.insert(0, ROOT)
+    import config
+    import predict
+    from imdb_bert import onnx_model
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert not onnx_model.nvidia_driver_present()  # every GPU hidden: no GPU to prefer
+    args = predict.parse_args(["--output-dir", str(tmp_path)])
+    assert predict.onnx_unusable(args, str(tmp_path), 1) == "no model.onnx in it"
+    (tmp_path / "model.onnx").write_bytes(b"")
+    limit = config.ONNX_MAX_SENTENCES_WITH_GPU
+    for gpu, count, onnx in [(False, 10 ** 6, True), (True, limit, True),
+                             (True, limit + 1, False)]:
+        monkeypatch.setattr(onnx_model, "nvidia_driver_present", lambda: gpu)
+        said = predict.onnx_unusable(args, str(tmp_path), count)
+        assert (said is None) == onnx, (gpu, count, said)
+    assert said == "%d sentences with an NVIDIA GPU here" % (limit + 1)
+    bf16 = predict.parse_args(["--output-dir", str(tmp_path), "--bf16"])
+    assert predict.onnx_unusable(bf16, str(tmp_path), 1) == "--bf16 runs in TensorFlow"
 
 
 def test_file_and_stdin_skip_blank_lines(trained, tmp_path):

@@ -1,5 +1,6 @@
 """No lost work: resume after a kill, save on SIGINT, a careful --do-delete, and clear
 errors (exit code 2, no traceback) for bad input."""
+import glob
 import json
 import os
 import re
@@ -238,16 +239,28 @@ def garble_export_info(export):
         f.write('{"global_step": 12')
 
 
-@pytest.mark.parametrize("damage", [remove_variables, garble_saved_model, garble_export_info])
-def test_predict_restores_the_checkpoint_when_the_export_is_damaged(trained, tmp_path, damage):
+def garble_onnx_model(export):
+    with open(os.path.join(export, "model.onnx"), "r+b") as f:
+        f.truncate(os.path.getsize(f.name) // 2)
+
+
+@pytest.mark.parametrize("damage, fallback", [
+    (remove_variables, "through the Estimator"), (garble_saved_model, "through the Estimator"),
+    (garble_export_info, "through the Estimator"), (garble_onnx_model, "with the SavedModel")])
+def test_predict_falls_back_when_the_export_is_damaged(trained, tmp_path, damage, fallback):
+    """A damaged SavedModel (with --no-onnx) or export info: the checkpoint; a damaged ONNX
+    copy: the SavedModel."""
     output_dir = copy_of(trained, tmp_path)
     [export] = os.listdir(os.path.join(output_dir, "export"))
     damage(os.path.join(output_dir, "export", export))
+    flags = [] if damage is garble_onnx_model else ["--no-onnx"]
     result = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), "--output-dir",
-                             output_dir, "a great , wonderful film", "awful , boring film"],
+                             output_dir, *flags, "a great , wonderful film",
+                             "awful , boring film"],
                             capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "damaged" in result.stderr and "through the Estimator" in result.stderr
+    assert "damaged" in result.stderr or "cannot be loaded" in result.stderr
+    assert fallback in result.stderr
     assert "Traceback" not in result.stderr
     assert [line.split("\t")[0] for line in result.stdout.splitlines()] == [
         "Positive", "Negative"]
@@ -281,11 +294,25 @@ def test_reruns_keep_at_most_two_exports(trained, imdb_dir, tiny_module, tmp_pat
     output_dir = copy_of(trained, tmp_path)
     export_root = os.path.join(output_dir, "export")
     args = quick_args(imdb_dir, tiny_module, output_dir)
-    rerun = run_train(*args)  # a finished run: evaluates again, the export holds its step
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
     [first] = os.listdir(export_root)
+    onnx_file = os.path.join(export_root, first, "model.onnx")
+    os.remove(onnx_file)
+    # A finished run: evaluates again, the export holds its step. Without tf2onnx (as on
+    # Python 3.9) no ONNX copy, said; with it, the copy the export lacked.
+    without_tf2onnx = subprocess.run(
+        [sys.executable, "-c", "import runpy, sys; sys.modules['tf2onnx'] = None; "
+         "sys.argv[0] = 'train.py'; runpy.run_path('train.py', run_name='__main__')",
+         *quick_args(imdb_dir, tiny_module, output_dir, onnx=True)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert without_tf2onnx.returncode == 0, without_tf2onnx.stderr[-3000:]
+    assert "ONNX is unavailable (tf2onnx not installed" in without_tf2onnx.stdout
+    assert not os.path.exists(onnx_file)
+    rerun = run_train(*quick_args(imdb_dir, tiny_module, output_dir, onnx=True))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "%s already holds step 125: no new export." % os.path.join(export_root, first) \
         in rerun.stdout
+    assert "Wrote its ONNX copy for predict.py in" in rerun.stdout
+    assert os.path.exists(onnx_file) and not glob.glob(os.path.join(export_root, "*.tmp-*"))
     exports = [first]
     for _ in range(2):  # make the newest export an older step's, so a rerun exports anew
         info = os.path.join(export_root, exports[-1], "assets.extra", "export_info.json")

@@ -1,0 +1,103 @@
+"""The ONNX copy of the SavedModel export: export/<timestamp>/model.onnx, written by train.py
+(tf2onnx, in a child process) and run by predict.py with ONNX Runtime, which answers in a
+fraction of TensorFlow's start-up time. Nothing here imports TensorFlow.
+
+Optional at run time: where tf2onnx or onnxruntime is not installed (Python 3.9 has no
+tf2onnx 1.17), train.py says so and predict.py uses the SavedModel.
+"""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from imdb_bert.fast_features import FastTokenizer, encode
+
+MODEL_FILE = "model.onnx"
+OPSET = 17
+INPUTS = ("input_ids", "input_mask", "segment_ids")
+# The largest difference in probability from the SavedModel's that a new copy may show.
+TOLERANCE = 1e-4
+
+
+class ConversionFailed(Exception):
+    """tf2onnx could not convert the export."""
+
+
+def model_path(export_dir):
+    return os.path.join(export_dir, MODEL_FILE)
+
+
+def missing(*packages):
+    """The packages of `packages` that cannot be imported here."""
+    return [name for name in packages if importlib.util.find_spec(name) is None]
+
+
+def convert(export_dir):
+    """The export's serving_default signature converted by tf2onnx into a temporary file
+    beside the exports (a killed run's leftover is removed at the next start); returns its
+    path. tf2onnx runs in a child process: it needs TensorFlow 2's behaviour, which the
+    training process switched off, and no GPU."""
+    temporary = os.path.join(os.path.dirname(export_dir),
+                             "%s.tmp-%d" % (MODEL_FILE, os.getpid()))
+    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", export_dir,
+               "--signature_def", "serving_default", "--tag", "serve",
+               "--opset", str(OPSET), "--output", temporary]
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0 or not os.path.exists(temporary):
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if "Error" in line or "error" in line]
+        raise ConversionFailed((errors or lines or ["exit code %d" % result.returncode])[-1])
+    return temporary
+
+
+def session(path):
+    """An ONNX Runtime session of the model at `path` on the CPU, all cores."""
+    import onnxruntime  # imported here: train.py only needs it to check a new copy
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def log_probabilities(model, input_ids, input_mask, batch_size, progress=None):
+    """Log-probabilities [n, 2] of the encoded sentences (segment ids all 0, as for single
+    sentences) from an ONNX Runtime session, `batch_size` at a time."""
+    input_ids = np.asarray(input_ids, dtype=np.int32)
+    input_mask = np.asarray(input_mask, dtype=np.int32)
+    outputs = []
+    for start in range(0, len(input_ids), batch_size):
+        ids = input_ids[start:start + batch_size]
+        feed = dict(zip(INPUTS, (ids, input_mask[start:start + batch_size],
+                                 np.zeros_like(ids))))
+        outputs.append(model.run(["log_probabilities"], feed)[0])
+        if progress:
+            progress(1)
+    return np.concatenate(outputs)
+
+
+class DamagedModel(Exception):
+    """model.onnx or the export's vocab cannot be loaded."""
+
+
+def predict(export_dir, settings, sentences, batch_size, progress=None):
+    """Log-probabilities [n, 2] of `sentences` from the export's model.onnx, tokenized with
+    its vocab as train.py's features were; DamagedModel if either cannot be loaded."""
+    try:
+        tokenizer = FastTokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
+                                  settings["do_lower_case"])
+        model = session(model_path(export_dir))
+    except Exception as e:  # onnxruntime and tokenizers raise plain Exceptions
+        raise DamagedModel("%s: %s" % (type(e).__name__, str(e).splitlines()[0])) from e
+    encoded = encode(sentences, settings["max_seq_length"], tokenizer)
+    return log_probabilities(model, [ids for ids, _ in encoded],
+                             [mask for _, mask in encoded], batch_size, progress)
+
+
+def nvidia_driver_present():
+    """Whether TensorFlow would see an NVIDIA GPU, judged without loading it: the driver's
+    files (as the Makefile judges) and CUDA_VISIBLE_DEVICES not hiding every GPU."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "0").strip() in ("", "-1"):
+        return False
+    return os.path.exists("/proc/driver/nvidia/version") or os.path.exists("/dev/nvidia0")
