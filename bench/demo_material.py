@@ -15,9 +15,13 @@ def random_module(folder, layers=6, hidden=384, vocab_size=None):
     path = os.path.join(folder, "module")
     extra = []
     if vocab_size:
-        sys.path.insert(0, ROOT)
-        from imdb_bert.make_hub_module import tiny_vocab
-        pieces = tiny_vocab()
+        # The tiny vocab comes from a child process: importing the exporter here would load
+        # TensorFlow into the benchmark's own process, whose memory its children's peak
+        # figures would then start from (Linux keeps the high-water mark across fork+exec).
+        pieces = subprocess.run(
+            [sys.executable, "-c", "from imdb_bert.make_hub_module import tiny_vocab; "
+             "print('\\n'.join(tiny_vocab()))"], cwd=ROOT, check=True, capture_output=True,
+            text=True).stdout.splitlines()
         pieces += ["[unused%d]" % i for i in range(vocab_size - len(pieces))]
         extra = ["--vocab-file", os.path.join(folder, "vocab.txt")]
         with open(extra[1], "w") as f:

@@ -46,11 +46,42 @@ def convert(export_dir):
                "--opset", str(OPSET), "--output", temporary]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode < 0:
+        raise ConversionFailed("tf2onnx was killed by signal %d%s" % (
+            -result.returncode, ", out of memory?" if result.returncode == -9 else ""))
     if result.returncode != 0 or not os.path.exists(temporary):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "Error" in line or "error" in line]
         raise ConversionFailed((errors or lines or ["exit code %d" % result.returncode])[-1])
     return temporary
+
+
+def memory_shortfall(export_dir, available=None):
+    """A message if this machine has too little free memory for tf2onnx, else None.
+    tf2onnx's peak, measured here with random BERTs: 5.0 GB for 87 MB of variables (6
+    layers, hidden 384), 16 GB for 418 MB (BERT-Base): about 2 GB plus 34 times the
+    variables."""
+    variables = os.path.join(export_dir, "variables")
+    size = sum(os.path.getsize(os.path.join(variables, name)) for name in os.listdir(variables))
+    needed = 2 * 2 ** 30 + 34 * size
+    available = available_memory() if available is None else available
+    if available is None or available >= needed:
+        return None
+    return ("tf2onnx needs about %.0f GB of memory for this model and %.1f GB are free; "
+            "rerun train.py with the same flags when more is free: it evaluates again and "
+            "adds the copy" % (needed / 1e9, available / 1e9))
+
+
+def available_memory():
+    """MemAvailable of /proc/meminfo in bytes, or None where there is none (not Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def session(path):

@@ -122,6 +122,9 @@ def add_onnx_copy(export_dir, features_file):
     start = time.perf_counter()
     temporary = None
     try:
+        shortfall = onnx_model.memory_shortfall(export_dir)
+        if shortfall:
+            raise onnx_model.ConversionFailed(shortfall)
         temporary = onnx_model.convert(export_dir)
         sample = feature_cache.read_features(features_file, limit=ONNX_CHECK_REVIEWS)
         difference = onnx_difference(export_dir, temporary, sample)

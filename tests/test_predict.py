@@ -206,3 +206,14 @@ def test_file_lines_split_at_newlines_only(trained, tmp_path):
     assert len(lines) == len(sentences) == len(plain.stdout.splitlines())
     assert lines[0].endswith("\tgreat film \\u0085 loved it")
     assert [PLAIN_LINE.match(line).group(1) for line in lines][-1] == "Negative"
+
+
+def test_too_little_memory_for_tf2onnx_is_said(tmp_path):
+    from imdb_bert import onnx_model
+    (tmp_path / "variables").mkdir()
+    (tmp_path / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 10 ** 6)
+    needed = 2 * 2 ** 30 + 34 * 10 ** 6
+    assert onnx_model.memory_shortfall(str(tmp_path), available=needed) is None
+    said = onnx_model.memory_shortfall(str(tmp_path), available=needed - 1)
+    assert said.startswith("tf2onnx needs about 2 GB of memory for this model and 2.2 GB")
+    assert onnx_model.available_memory() > 0  # this machine's /proc/meminfo

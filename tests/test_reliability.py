@@ -307,6 +307,15 @@ def test_reruns_keep_at_most_two_exports(trained, imdb_dir, tiny_module, tmp_pat
     assert without_tf2onnx.returncode == 0, without_tf2onnx.stderr[-3000:]
     assert "ONNX is unavailable (tf2onnx not installed" in without_tf2onnx.stdout
     assert not os.path.exists(onnx_file)
+    broken = tmp_path / "broken"  # a tf2onnx that fails in the converting child process
+    (broken / "tf2onnx").mkdir(parents=True)
+    (broken / "tf2onnx" / "__init__.py").write_text("raise ImportError('tf2onnx is broken')\n")
+    failed = run_train(*quick_args(imdb_dir, tiny_module, output_dir, onnx=True),
+                       env=dict(os.environ, PYTHONPATH=str(broken)))
+    assert failed.returncode == 0, failed.stderr[-3000:]
+    assert ("No ONNX copy of %s (ImportError: tf2onnx is broken): predict.py will use the "
+            "SavedModel." % os.path.join(export_root, first)) in failed.stdout
+    assert not os.path.exists(onnx_file) and not glob.glob(os.path.join(export_root, "*.tmp-*"))
     rerun = run_train(*quick_args(imdb_dir, tiny_module, output_dir, onnx=True))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "%s already holds step 125: no new export." % os.path.join(export_root, first) \
