@@ -79,6 +79,20 @@ def test_module_outputs_equal_bert_model(google_checkpoint, exported):
     np.testing.assert_allclose(sequence, expected_sequence, rtol=0, atol=1e-5)
 
 
+def test_the_module_graph_has_the_matmuls_of_googles_modules(exported):
+    """Dense layers as MatMul, attention as BatchMatMul, as in Google's modules (bert's
+    modeling.py of 2019 writes Einsum); test_module_outputs_equal_bert_model checks that
+    the outputs are the same."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    saved_model = saved_model_pb2.SavedModel.FromString(
+        open(os.path.join(exported, "saved_model.pb"), "rb").read())
+    for meta_graph in saved_model.meta_graphs:
+        ops = [node.op for node in meta_graph.graph_def.node]
+        assert "Einsum" not in ops
+        assert ops.count("MatMul") >= 2 * 6 + 1  # six dense layers a layer, the pooler
+        assert ops.count("BatchMatMulV2") == 2 * 2  # scores and context, each layer
+
+
 def test_train_tags_turn_bert_dropout_on(exported):
     ids = np.full((2, 16), 150, np.int32)
     inputs = dict(input_ids=ids, input_mask=np.ones_like(ids), segment_ids=np.zeros_like(ids))
