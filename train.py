@@ -98,7 +98,7 @@ def main(argv=None):
     # ONNX copy, faster still.
     if not args.eval_only:
         signals.now("export")
-        export(estimator, checkpoint, OUTPUT_DIR, args, test_features_file)
+        export(estimator, checkpoint, OUTPUT_DIR, args)
     run_record.write("completed", datetime.now())
     return 0
 
@@ -250,7 +250,7 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
     print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
 
 
-def export(estimator, checkpoint, output_dir, args, test_features_file):
+def export(estimator, checkpoint, output_dir, args):
     """Step 12: export `checkpoint` for predict.py, unless a rerun finds it exported, and
     add the ONNX copy (unless --no-onnx)."""
     export_dir, new = export_for_prediction(estimator, checkpoint, output_dir,
@@ -261,7 +261,7 @@ def export(estimator, checkpoint, output_dir, args, test_features_file):
         print("%s already holds step %d: no new export." % (export_dir,
                                                             checkpoint_step(checkpoint)))
     if not args.no_onnx and not output_folder.is_remote(output_dir):
-        add_onnx_copy(export_dir, test_features_file)
+        add_onnx_copy(export_dir, output_folder.read_settings(output_dir))
 
 
 def sample_count(value):

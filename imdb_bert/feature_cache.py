@@ -9,7 +9,6 @@ each file, <file>.json records its record count and SHA-256: a truncated or dama
 is converted again, never read.
 """
 import hashlib
-import itertools
 import json
 import os
 
@@ -94,10 +93,10 @@ def file_sha256(path):
     return digest.hexdigest()
 
 
-def read_features(path, limit=None):
-    """The InputFeatures in the file at `path` (the first `limit` ones), in order."""
+def read_features(path):
+    """The InputFeatures in the file at `path`, in order."""
     feature_list = []
-    for record in itertools.islice(tf.io.tf_record_iterator(path), limit):
+    for record in tf.io.tf_record_iterator(path):
         fields = tf.train.Example.FromString(record).features.feature
         input_ids, input_mask, segment_ids, label_ids, is_real = (
             list(fields[name].int64_list.value) for name in FIELDS)

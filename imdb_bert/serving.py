@@ -6,6 +6,7 @@ the Estimator).
 input_mask, segment_ids; outputs probabilities, log_probabilities, labels), the vocab in
 assets/, assets.extra/export_info.json with the exported global_step, and model.onnx.
 """
+import argparse
 import json
 import os
 import sys
@@ -16,9 +17,9 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from tqdm import tqdm
 
-from imdb_bert import device, feature_cache, features, hub_module, onnx_model, output_folder
+from imdb_bert import device, features, folder_lock, hub_module, onnx_model, output_folder
 from imdb_bert.compat import run_classifier, tf
-from imdb_bert.errors import UserError
+from imdb_bert.errors import UserError, run_script
 from imdb_bert.model import model_fn_builder, serving_input_receiver_fn_builder
 from imdb_bert.output_folder import (EXPORT_INFO, checkpoint_step, export_root,
                                      newest_export, remove_old_exports)
@@ -105,13 +106,18 @@ def saved_model_log_probs(export_dir, feats, batch_size, session_config, progres
     return np.concatenate(log_probs)
 
 
-ONNX_CHECK_REVIEWS = 8  # the test reviews on which a new ONNX copy must match
+# What a new ONNX copy must classify as the SavedModel does: the notebook's sentences and
+# the kinds of text real reviews hold (HTML, U+0085, emoji, a control character).
+CHECK_SENTENCES = ["That movie was absolutely awful", "The acting was a bit lacking",
+                   "The film was creative and surprising", "Absolutely fantastic!",
+                   "Great<br /><br />film\x85 loved it \U0001F600", "awful\x07 caf\u00e9 plot",
+                   " ".join(["a long review"] * 200)]
 
 
-def add_onnx_copy(export_dir, features_file):
+def add_onnx_copy(export_dir, settings):
     """model.onnx beside the SavedModel (onnx_model.py), unless it is there already; a new
-    copy is kept only if its probabilities match the SavedModel's on the first test
-    reviews. Without it predict.py uses the SavedModel, so a failure is said, not raised."""
+    copy is kept only if its probabilities match the SavedModel's on CHECK_SENTENCES.
+    Without it predict.py uses the SavedModel, so a failure is said, not raised."""
     if os.path.exists(onnx_model.model_path(export_dir)):
         return
     missing = onnx_model.missing("tf2onnx", "onnx", "onnxruntime")
@@ -124,10 +130,12 @@ def add_onnx_copy(export_dir, features_file):
     try:
         shortfall = onnx_model.memory_shortfall(export_dir)
         if shortfall:
-            raise onnx_model.ConversionFailed(shortfall)
+            output_dir = os.path.dirname(os.path.dirname(export_dir))
+            raise onnx_model.ConversionFailed(
+                "%s; once train.py has ended, python -m imdb_bert.serving %s adds it"
+                % (shortfall, output_dir))
         temporary = onnx_model.convert(export_dir)
-        sample = feature_cache.read_features(features_file, limit=ONNX_CHECK_REVIEWS)
-        difference = onnx_difference(export_dir, temporary, sample)
+        difference = onnx_difference(export_dir, temporary, settings)
         if not difference <= onnx_model.TOLERANCE:
             raise onnx_model.ConversionFailed(
                 "its probabilities differ from the SavedModel's by up to %.1e" % difference)
@@ -139,14 +147,17 @@ def add_onnx_copy(export_dir, features_file):
         if temporary and os.path.exists(temporary):
             os.remove(temporary)
     print("Wrote its ONNX copy for predict.py in %.0f s: %s (probabilities within %.0e of "
-          "the SavedModel's on %d test reviews)"
+          "the SavedModel's on %d sentences)"
           % (time.perf_counter() - start, onnx_model.model_path(export_dir),
-             max(difference, 1e-9), len(sample)))
+             max(difference, 1e-9), len(CHECK_SENTENCES)))
 
 
-def onnx_difference(export_dir, onnx_file, feats):
+def onnx_difference(export_dir, onnx_file, settings):
     """The largest difference in probability between the SavedModel (float32, on the CPU:
     a GPU's TF32 matmuls would differ by more than the tolerance) and the ONNX file."""
+    tokenizer = features.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
+                                          settings["do_lower_case"], fast=True)
+    feats = sentence_features(CHECK_SENTENCES, settings, tokenizer)
     config = device.base_session_config()
     config.device_count["GPU"] = 0
     expected = saved_model_log_probs(export_dir, feats, len(feats), config)
@@ -184,3 +195,25 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
                         % (checkpoint, settings["bert_hub"], settings["max_seq_length"],
                            e.message.splitlines()[0]))
     return np.stack([p["probabilities"] for p in predictions])
+
+
+def main(argv=None):
+    """python -m imdb_bert.serving OUTPUT_DIR: add the ONNX copy to the newest export of a
+    folder train.py wrote, when train.py could not (too little free memory)."""
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("output_dir")
+    output_dir = parser.parse_args(argv).output_dir
+    settings = output_folder.read_settings(output_dir)
+    export_dir, _ = newest_export(output_dir)
+    if settings is None or export_dir is None:
+        raise UserError("%s holds no export of train.py (model_settings.json and export/): "
+                        "run train.py first." % output_dir)
+    folder_lock.lock_output_dir(output_dir)  # no train.py may write there meanwhile
+    if os.path.exists(onnx_model.model_path(export_dir)):
+        print("%s has its ONNX copy already." % export_dir)
+    add_onnx_copy(export_dir, settings)
+    return 0
+
+
+if __name__ == "__main__":
+    run_script(main)

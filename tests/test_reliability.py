@@ -310,11 +310,16 @@ def test_reruns_keep_at_most_two_exports(trained, imdb_dir, tiny_module, tmp_pat
     broken = tmp_path / "broken"  # a tf2onnx that fails in the converting child process
     (broken / "tf2onnx").mkdir(parents=True)
     (broken / "tf2onnx" / "__init__.py").write_text("raise ImportError('tf2onnx is broken')\n")
-    failed = run_train(*quick_args(imdb_dir, tiny_module, output_dir, onnx=True),
-                       env=dict(os.environ, PYTHONPATH=str(broken)))
+    # The command that adds the copy after train.py (for want of memory during the run).
+    failed = subprocess.run([sys.executable, "-m", "imdb_bert.serving", output_dir],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600,
+                            env=dict(os.environ, PYTHONPATH=str(broken)))
     assert failed.returncode == 0, failed.stderr[-3000:]
     assert ("No ONNX copy of %s (ImportError: tf2onnx is broken): predict.py will use the "
             "SavedModel." % os.path.join(export_root, first)) in failed.stdout
+    empty = subprocess.run([sys.executable, "-m", "imdb_bert.serving", str(tmp_path)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert empty.returncode == 2 and "holds no export of train.py" in empty.stderr
     assert not os.path.exists(onnx_file) and not glob.glob(os.path.join(export_root, "*.tmp-*"))
     rerun = run_train(*quick_args(imdb_dir, tiny_module, output_dir, onnx=True))
     assert rerun.returncode == 0, rerun.stderr[-3000:]
