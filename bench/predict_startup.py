@@ -46,7 +46,7 @@ def make_demo_model(folder, layers, hidden):
          "--test-samples", "32", "--epochs", "1", "--max-seq-length", "128"],
         check=True, cwd=ROOT, capture_output=True, text=True)
     said = re.search(r"^(Wrote its ONNX copy for predict.py in \d+ s|No ONNX copy .*|ONNX is "
-                     r"unavailable .*)$", result.stdout, re.M)
+                     r"unavailable .*)", result.stdout, re.M)
     print("train.py on its ONNX copy: %s" % (said.group(1) if said else "nothing said"))
     return output_dir
 
