@@ -43,5 +43,5 @@ CLIP_NORM = 1.0
 
 # predict.py on a machine with an NVIDIA GPU: up to this many sentences, the ONNX copy on
 # the CPU (no TensorFlow start-up); more, TensorFlow on the GPU. Not measured on a GPU yet:
-# bench/predict_startup.py --file-sentences measures it (README, "Prediction").
+# bench/predict_startup.py --file-sentences measures it (README, "Predicting").
 ONNX_MAX_SENTENCES_WITH_GPU = 256

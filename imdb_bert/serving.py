@@ -20,6 +20,7 @@ from tqdm import tqdm
 from imdb_bert import device, features, folder_lock, hub_module, onnx_model, output_folder
 from imdb_bert.compat import run_classifier, tf
 from imdb_bert.errors import UserError, run_script
+from imdb_bert.fast_features import encode
 from imdb_bert.model import model_fn_builder, serving_input_receiver_fn_builder
 from imdb_bert.output_folder import (EXPORT_INFO, checkpoint_step, export_root,
                                      newest_export, remove_old_exports)
@@ -82,12 +83,15 @@ def predict_from_export(export_dir, settings, sentences, batch_size, session_con
     progress = tqdm(total=len(batches(feats, batch_size)), desc="Predicting", unit=" batches",
                     disable=len(feats) <= batch_size, file=sys.stderr)
     with progress:
-        return saved_model_log_probs(export_dir, feats, batch_size, session_config,
+        return saved_model_log_probs(export_dir, [f.input_ids for f in feats],
+                                     [f.input_mask for f in feats], batch_size, session_config,
                                      progress.update)
 
 
-def saved_model_log_probs(export_dir, feats, batch_size, session_config, progress=None):
-    """Log-probabilities [n, 2] of InputFeatures from the SavedModel in `export_dir`."""
+def saved_model_log_probs(export_dir, input_ids, input_mask, batch_size, session_config,
+                          progress=None):
+    """Log-probabilities [n, 2] of encoded single sentences (segment ids all 0) from the
+    SavedModel in `export_dir`."""
     with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
         try:
             meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
@@ -97,9 +101,11 @@ def saved_model_log_probs(export_dir, feats, batch_size, session_config, progres
             message = e.message if isinstance(e, tf.errors.OpError) else str(e)
             raise DamagedExport("%s: %s" % (type(e).__name__, message.splitlines()[0])) from e
         log_probs = []
-        for batch in batches(feats, batch_size):
-            feed = {signature.inputs[name].name: [getattr(f, name) for f in batch]
-                    for name in ("input_ids", "input_mask", "segment_ids")}
+        for start in range(0, len(input_ids), batch_size):
+            ids = np.asarray(input_ids[start:start + batch_size], np.int32)
+            feed = {signature.inputs["input_ids"].name: ids,
+                    signature.inputs["input_mask"].name: input_mask[start:start + batch_size],
+                    signature.inputs["segment_ids"].name: np.zeros_like(ids)}
             log_probs.append(sess.run(output, feed))
             if progress:
                 progress(1)
@@ -157,13 +163,13 @@ def onnx_difference(export_dir, onnx_file, settings):
     a GPU's TF32 matmuls would differ by more than the tolerance) and the ONNX file."""
     tokenizer = features.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
                                           settings["do_lower_case"], fast=True)
-    feats = sentence_features(CHECK_SENTENCES, settings, tokenizer)
+    encoded = encode(CHECK_SENTENCES, settings["max_seq_length"], tokenizer)
+    input_ids, input_mask = [ids for ids, _ in encoded], [mask for _, mask in encoded]
     config = device.base_session_config()
     config.device_count["GPU"] = 0
-    expected = saved_model_log_probs(export_dir, feats, len(feats), config)
-    actual = onnx_model.log_probabilities(onnx_model.session(onnx_file),
-                                          [f.input_ids for f in feats],
-                                          [f.input_mask for f in feats], len(feats))
+    expected = saved_model_log_probs(export_dir, input_ids, input_mask, len(encoded), config)
+    actual = onnx_model.log_probabilities(onnx_model.session(onnx_file), input_ids,
+                                          input_mask, len(encoded))
     return float(np.abs(np.exp(actual) - np.exp(expected)).max())
 
 
