@@ -211,7 +211,9 @@ def restore_and_predict(args, checkpoint, settings, sentences, session_config):
         except CheckpointGone:
             newer = output_folder.latest_checkpoint(args.output_dir)
             if newer in (None, checkpoint):
-                raise UserError("%s was deleted while predict.py was restoring it." % checkpoint)
+                raise UserError("%s was deleted while predict.py was restoring it. Run "
+                                "predict.py again: it takes the newest checkpoint then."
+                                % checkpoint)
             print("%s was deleted meanwhile (a training run keeps only its newest "
                   "checkpoints): restoring %s." % (checkpoint, newer), file=sys.stderr)
             checkpoint = newer

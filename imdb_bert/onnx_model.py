@@ -62,6 +62,8 @@ def memory_shortfall(export_dir, available=None):
     layers, hidden 384), 16 GB for 418 MB (BERT-Base): about 2 GB plus 34 times the
     variables."""
     variables = os.path.join(export_dir, "variables")
+    if not os.path.isdir(variables):
+        return None  # a damaged export: tf2onnx will say what is missing
     size = sum(os.path.getsize(os.path.join(variables, name)) for name in os.listdir(variables))
     needed = 2 * 2 ** 30 + 34 * size
     available = available_memory() if available is None else available

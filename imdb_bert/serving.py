@@ -217,7 +217,8 @@ def main(argv=None):
     folder_lock.lock_output_dir(output_dir)  # no train.py may write there meanwhile
     if os.path.exists(onnx_model.model_path(export_dir)):
         print("%s has its ONNX copy already." % export_dir)
-    add_onnx_copy(export_dir, settings)
+    else:
+        add_onnx_copy(export_dir, settings)
     return 0
 
 
