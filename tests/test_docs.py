@@ -1,0 +1,195 @@
+"""The docs stay true (issue 21): every relative link in README.md and docs/*.md resolves,
+#anchors included; every --flag written after train.py, predict.py or python -m imdb_bert.X
+in their commands is in that program's --help; every `make X` is a Makefile target.
+No TensorFlow session: one `--help` subprocess per program, the rest reads files."""
+import functools
+import glob
+import os
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+README_LIMIT = 14000
+FENCE = re.compile(r"^```(\w*)\s*$")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+INLINE_CODE = re.compile(r"`([^`\n]+)`")
+# A program and what follows it on the line: train.py, predict.py (any path before them, but
+# not tests/horovod_train.py) or python -m imdb_bert.X.
+PROGRAM = re.compile(r"(?<![\w-])((?:train|predict)\.py|-m imdb_bert\.\w+)\b(.*)")
+FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
+MAKE = re.compile(r"(?<![\w./-])make((?:\s+[A-Z_]+=\S+)*)\s+([a-z][\w.-]*)")
+# make passes ARGS to these programs (see the Makefile).
+MAKE_ARGS = re.compile(r"(?<![\w./-])make\s+(train|gpu-check)\s+ARGS=(.*)")
+MAKE_PROGRAMS = {"train": "train.py", "gpu-check": "imdb_bert.gpu_check"}
+
+
+def doc_paths():
+    return [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+
+
+def split_blocks(text):
+    """(prose lines, [(language, code lines)]): fenced code blocks taken out of the prose."""
+    prose, blocks, block = [], [], None
+    for line in text.splitlines():
+        fence = FENCE.match(line)
+        if fence and block is None:
+            block = (fence.group(1), [])
+        elif fence and line.strip() == "```":
+            blocks.append(block)
+            block = None
+        elif block is not None:
+            block[1].append(line)
+        else:
+            prose.append(line)
+    return prose, blocks
+
+
+def github_anchor(heading):
+    """GitHub's anchor of a heading: markup gone, lowercase, every character but letters,
+    digits, underscores, hyphens and spaces dropped, spaces to hyphens."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link keeps its text
+    text = re.sub(r"[^\w\- ]", "", text.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(text):
+    """Every heading's anchor, duplicates numbered as GitHub does (-1, -2, ...)."""
+    seen, result = {}, set()
+    for line in split_blocks(text)[0]:
+        heading = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            anchor = github_anchor(heading.group(1))
+            count = seen.get(anchor, 0)
+            seen[anchor] = count + 1
+            result.add(anchor if count == 0 else "%s-%d" % (anchor, count))
+    return result
+
+
+def broken_links(path):
+    """Each relative link of the Markdown file at path that leads nowhere, as a message."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    prose = INLINE_CODE.sub("", "\n".join(split_blocks(text)[0]))
+    broken = []
+    for target in LINK.findall(prose):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = os.path.normpath(os.path.join(os.path.dirname(path), file_part)) \
+            if file_part else path
+        where = "%s: %s" % (os.path.relpath(path, ROOT), target)
+        if not os.path.exists(linked):
+            broken.append(where + " (no such file)")
+        elif anchor and linked.endswith(".md"):
+            with open(linked, encoding="utf-8") as f:
+                if anchor not in anchors(f.read()):
+                    broken.append(where + " (no such heading)")
+    return broken
+
+
+def commands(text):
+    """The command lines of a page: its sh blocks (comments cut off) and its inline code."""
+    prose, blocks = split_blocks(text)
+    lines = [re.sub(r"(^|\s)#.*", "", line) for language, block in blocks
+             if language == "sh" for line in block]
+    return lines + INLINE_CODE.findall("\n".join(prose))
+
+
+def unknown_flags(text, help_of):
+    """Each `program --flag` whose flag is not in help_of(program), as a message."""
+    unknown = []
+    for line in commands(text):
+        found = [(match.group(1).replace("-m ", ""), match.group(2))
+                 for match in PROGRAM.finditer(line)]
+        found += [(MAKE_PROGRAMS[match.group(1)], match.group(2))
+                  for match in MAKE_ARGS.finditer(line)]
+        for program, after in found:
+            rest = re.split(r"\s(?:\||&&|;)\s", after)[0]
+            for flag in FLAG.findall(rest):
+                if flag not in FLAG.findall(help_of(program)):
+                    unknown.append("%s %s" % (program, flag))
+    return unknown
+
+
+def unknown_make_targets(text, targets):
+    return ["make " + target for line in commands(text)
+            for _, target in MAKE.findall(line) if target not in targets]
+
+
+@functools.lru_cache(maxsize=None)
+def help_text(program):
+    """`program --help`, run once per program."""
+    argv = [program] if program.endswith(".py") else ["-m", program]
+    result = subprocess.run([sys.executable, *argv, "--help"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, (program, result.stderr[-2000:])
+    return result.stdout
+
+
+def makefile_targets():
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        return {target for line in f
+                for target in (re.match(r"^([\w.][\w./ -]*):(?!=)", line) or [None, ""])[1].split()}
+
+
+def read(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_every_relative_link_and_anchor_resolves():
+    assert [message for path in doc_paths() for message in broken_links(path)] == []
+
+
+def test_every_flag_in_the_commands_is_in_its_programs_help():
+    assert [message for path in doc_paths()
+            for message in unknown_flags(read(path), help_text)] == []
+
+
+def test_every_make_command_names_a_makefile_target():
+    targets = makefile_targets()
+    assert {"train", "test", "gpu-check", "horovod", "bench-peer"} <= targets
+    assert [message for path in doc_paths()
+            for message in unknown_make_targets(read(path), targets)] == []
+
+
+def test_readme_is_short_and_every_page_starts_with_a_two_line_summary():
+    assert len(read(os.path.join(ROOT, "README.md"))) < README_LIMIT
+    for path in doc_paths()[1:]:
+        lines = read(path).splitlines()
+        assert lines[0].startswith("# ") and lines[1] == "", path
+        assert lines[2] and lines[3] and (lines + [""])[4] == "", path
+
+
+def test_anchors_follow_githubs_rule():
+    text = ("# On a GPU box, run `make gpu-check` first\n## `--use-xla` and `--use-amp`\n"
+            "## python -m imdb_bert.make_hub_module\n## Notes\n## Notes\n"
+            "## See [flags](flags.md): done!\n```sh\n# not a heading\n```\n")
+    assert anchors(text) == {"on-a-gpu-box-run-make-gpu-check-first", "--use-xla-and---use-amp",
+                             "python--m-imdb_bertmake_hub_module", "notes", "notes-1",
+                             "see-flags-done"}
+
+
+def test_the_checks_catch_a_broken_link_a_bogus_flag_and_an_unknown_target(tmp_path):
+    """The checkers themselves fail on planted faults (so the tests above can fail)."""
+    (tmp_path / "other.md").write_text("# Other page\n## A section\n")
+    page = tmp_path / "page.md"
+    page.write_text("# Page\n[ok](other.md#a-section) [gone](missing.md) "
+                    "[bad anchor](other.md#no-section) [self](#page) [web](https://example.org)\n"
+                    "`[not a link](nowhere.md)`\n")
+    assert broken_links(str(page)) == [
+        "%s: missing.md (no such file)" % os.path.relpath(str(page), ROOT),
+        "%s: other.md#no-section (no such heading)" % os.path.relpath(str(page), ROOT)]
+    commands_text = ("```sh\n.venv/bin/python train.py --epochs 1 --bogus  # --ignored\n"
+                     "python -m imdb_bert.serving OUT --nope | grep x --count\n"
+                     "make PYTHON=python3.11 train && make no-such-target\n"
+                     'make train ARGS="--epochs 2 --unheard-of"\n```\n'
+                     "Inline: `predict.py --json --wrong` and `tests/horovod_train.py --x`.\n")
+    helps = {"train.py": "--epochs EPOCHS", "predict.py": "--json",
+             "imdb_bert.serving": "usage: serving.py [-h] output_dir"}
+    assert unknown_flags(commands_text, helps.get) == [
+        "train.py --bogus", "imdb_bert.serving --nope", "train.py --unheard-of",
+        "predict.py --wrong"]
+    assert unknown_make_targets(commands_text, {"train", "test"}) == ["make no-such-target"]
