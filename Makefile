@@ -17,7 +17,7 @@ ARGS ?=
 PYTHON ?= $(shell for p in python3.11 python3.10 python3.9; do \
 	$$p -c 'import sys' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
-# Horovod's build options: TensorFlow and Gloo, nothing else (README: NCCL for GPUs).
+# Horovod's build options: TensorFlow and Gloo, nothing else (docs/gpu.md: NCCL for GPUs).
 HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 

@@ -14,7 +14,7 @@ DATA_MD5 = "7c2ac02c03563afcf9b574c7e56c153a"
 TRAIN_SAMPLES = 5000
 TEST_SAMPLES = 5000
 # The notebook sampled without a seed; a fixed one makes reruns and resumes pick the
-# same reviews (see README, deviations).
+# same reviews (see docs/deviations.md).
 SEED = 42
 
 DATA_COLUMN = "sentence"
@@ -43,5 +43,5 @@ CLIP_NORM = 1.0
 
 # predict.py on a machine with an NVIDIA GPU: up to this many sentences, the ONNX copy on
 # the CPU (no TensorFlow start-up); more, TensorFlow on the GPU. Not measured on a GPU yet:
-# bench/predict_startup.py --file-sentences measures it (README, "Predicting").
+# bench/predict_startup.py --file-sentences measures it (docs/predict.md).
 ONNX_MAX_SENTENCES_WITH_GPU = 256

@@ -1,1 +1,1 @@
-"""The parts of train.py and predict.py: one job per module (README, "Layout")."""
+"""The parts of train.py and predict.py: one job per module (docs/layout.md)."""

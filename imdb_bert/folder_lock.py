@@ -1,7 +1,7 @@
 """One train.py per output folder: an exclusive OS lock (flock) on <output dir>/train.lock,
 held for the whole run. The lock goes with the process, so a killed run (even kill -9)
 leaves no stale lock; the file, which keeps the holder's PID for the message a second run
-prints, may stay behind. A gs:// folder cannot be locked this way (README)."""
+prints, may stay behind. A gs:// folder cannot be locked this way (docs/reliability.md)."""
 import fcntl
 import os
 

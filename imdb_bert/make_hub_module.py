@@ -51,7 +51,7 @@ class MatMulEinsum:
     """TensorFlow, as bert's modeling.py sees it inside matmul_layers(): its einsums done
     as the 2018 modeling.py of Google's Hub modules did them, with MatMul (dense layers on
     [batch * length, width]) and BatchMatMul (attention). The same math and variables; on
-    oneDNN CPUs the evaluation runs 16 % faster (bench/profile_step.py, README "Speed")."""
+    oneDNN CPUs the evaluation runs 16 % faster (bench/profile_step.py, docs/speed.md)."""
 
     def __getattr__(self, name):
         return getattr(tf, name)

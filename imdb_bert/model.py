@@ -14,8 +14,8 @@ LOG_PROBS = "loss/log_probs"
 
 def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids, labels,
                  num_labels, bert_hub):
-    """The notebook's create_model. Deviations (see README): the head's dropout runs in
-    training only, and the predicted labels keep their batch dimension."""
+    """The notebook's create_model. Deviations (docs/deviations.md): the head's dropout runs
+    in training only, and the predicted labels keep their batch dimension."""
     # No tags={"train"}, as in the notebook: BERT's own dropout stays off.
     bert_module = hub.Module(bert_hub, trainable=True)
     bert_inputs = dict(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)

@@ -26,7 +26,8 @@ MAKE_PROGRAMS = {"train": "train.py", "gpu-check": "imdb_bert.gpu_check"}
 
 
 def doc_paths():
-    return [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    pages = sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
+    return [os.path.join(ROOT, "README.md")] + pages
 
 
 def split_blocks(text):
@@ -129,9 +130,9 @@ def help_text(program):
 
 
 def makefile_targets():
-    with open(os.path.join(ROOT, "Makefile")) as f:
-        return {target for line in f
-                for target in (re.match(r"^([\w.][\w./ -]*):(?!=)", line) or [None, ""])[1].split()}
+    """The targets of rule lines (`train: ...`), not of variables (`VENV := .venv`)."""
+    rules = re.findall(r"^([\w.][\w./ -]*):(?!=)", read(os.path.join(ROOT, "Makefile")), re.M)
+    return {target for rule in rules for target in rule.split()}
 
 
 def read(path):
@@ -161,6 +162,22 @@ def test_readme_is_short_and_every_page_starts_with_a_two_line_summary():
         lines = read(path).splitlines()
         assert lines[0].startswith("# ") and lines[1] == "", path
         assert lines[2] and lines[3] and (lines + [""])[4] == "", path
+
+
+def test_code_cites_docs_pages_that_exist_not_readme_sections():
+    sources = [os.path.join(ROOT, name) for name in (
+        "train.py", "predict.py", "config.py", "Makefile", "requirements.txt")]
+    sources += glob.glob(os.path.join(ROOT, "imdb_bert", "*.py"))
+    sources += glob.glob(os.path.join(ROOT, "bench", "*.py"))
+    sources += [path for path in glob.glob(os.path.join(ROOT, "tests", "*.py"))
+                if not path.endswith("test_docs.py")]
+    cited, readme = set(), []
+    for path in sources:
+        text = read(path)
+        cited |= set(re.findall(r"docs/[\w-]+\.md", text))
+        readme += [os.path.relpath(path, ROOT) for _ in re.finditer(r"README", text)]
+    assert cited and readme == []
+    assert [page for page in sorted(cited) if not os.path.exists(os.path.join(ROOT, page))] == []
 
 
 def test_anchors_follow_githubs_rule():
