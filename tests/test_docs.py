@@ -2,6 +2,7 @@
 #anchors included; every --flag written after train.py, predict.py or python -m imdb_bert.X
 in their commands is in that program's --help; every `make X` is a Makefile target.
 No TensorFlow session: one `--help` subprocess per program, the rest reads files."""
+import functools
 import glob
 import os
 import re
@@ -150,11 +151,27 @@ def test_every_relative_link_and_anchor_resolves():
     assert [message for path in doc_paths() for message in broken_links(path)] == []
 
 
+@functools.lru_cache(maxsize=None)
+def docs_help_texts():
+    """The --help of every program the docs run, and of train.py and predict.py."""
+    programs = {program for path in doc_paths() for program, _ in program_commands(read(path))}
+    return help_texts(programs | {"train.py", "predict.py"})
+
+
 def test_every_flag_in_the_commands_is_in_its_programs_help():
-    pages = [read(path) for path in doc_paths()]
-    helps = help_texts({program for page in pages for program, _ in program_commands(page)})
-    assert {"train.py", "predict.py", "imdb_bert.make_hub_module"} <= set(helps)
-    assert [message for page in pages for message in unknown_flags(page, helps.get)] == []
+    helps = docs_help_texts()
+    assert "imdb_bert.make_hub_module" in helps
+    assert [message for path in doc_paths()
+            for message in unknown_flags(read(path), helps.get)] == []
+
+
+def test_flags_md_documents_every_flag_of_train_and_predict():
+    flags_md = read(os.path.join(ROOT, "docs", "flags.md"))
+    for program in ("train.py", "predict.py"):
+        section = flags_md.split("\n## %s\n" % program, 1)[1].split("\n## ", 1)[0]
+        options = re.findall(r"^  (?:-\w, )?(--[a-z0-9][a-z0-9-]*)",
+                             docs_help_texts()[program], re.M)
+        assert set(options) - {"--help"} - set(FLAG.findall(section)) == set(), program
 
 
 def test_every_make_command_names_a_makefile_target():
