@@ -205,6 +205,15 @@ def test_code_cites_docs_pages_that_exist_not_readme_sections():
     assert [page for page in sorted(cited) if not os.path.exists(os.path.join(ROOT, page))] == []
 
 
+def test_every_test_the_docs_name_exists():
+    defined = set(re.findall(r"^def (test_\w+)", "".join(
+        read(path) for path in glob.glob(os.path.join(ROOT, "tests", "test_*.py"))), re.M))
+    # Test names are sentences; `test_samples` is a settings key.
+    named = {name for path in doc_paths()
+             for name in re.findall(r"`(test_[a-z0-9]+_[a-z0-9]+_\w+)`", read(path))}
+    assert len(named) > 10 and named - defined == set()
+
+
 def test_anchors_follow_githubs_rule():
     text = ("# On a GPU box, run `make gpu-check` first\n## `--use-xla` and `--use-amp`\n"
             "## python -m imdb_bert.make_hub_module\n## Notes\n## Notes\n"
