@@ -33,7 +33,7 @@ def record(output_dir, key, value):
                              dict(settings, **{key: value}))
 
 
-def lock_holder(output_dir, proc_locks="/proc/locks"):
+def lock_holder(output_dir):
     """(held, PID): whether a process holds the flock on output_dir/train.lock, and the PID
     the file names; held is None where /proc/locks cannot tell (not Linux, gs://)."""
     path = os.path.join(output_dir, LOCK_FILE)
@@ -46,7 +46,7 @@ def lock_holder(output_dir, proc_locks="/proc/locks"):
     except OSError:
         return False, None  # no lock file: no train.py has run here since the notebook
     try:
-        with open(proc_locks) as f:
+        with open("/proc/locks") as f:
             lines = f.read().splitlines()
     except OSError:
         return None, pid
