@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 import config
-from imdb_bert import onnx_model, output_folder
+from imdb_bert import onnx_model, output_folder, run_state
 from imdb_bert.errors import CONTEXT, UserError, run_script
 from imdb_bert.output_folder import checkpoint_step, newest_export
 
@@ -44,6 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--from-checkpoint", action="store_true",
                    help="restore the checkpoint through the Estimator even when an export "
                         "exists")
+    p.add_argument("--allow-untrained", action="store_true",
+                   help="predict even with a step-0 checkpoint (an untrained model)")
     p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE,
                    help="sentences per batch (default %(default)s)")
     p.add_argument("--bf16", action="store_true",
@@ -126,6 +128,7 @@ def main(argv=None):
         raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
                         "the folder it wrote)." % args.output_dir)
     settings = model_settings(args)
+    run_state.check_trained(args.output_dir, checkpoint, settings, args.allow_untrained)
     export_dir, export_info = newest_export(args.output_dir)
     if args.from_checkpoint:
         export_dir, reason = None, "--from-checkpoint"

@@ -12,7 +12,8 @@ from datetime import datetime
 
 import config
 from imdb_bert import (data, device, disk_space, errors, feature_cache, features, folder_lock,
-                       hub_module, output_folder, report, runtime, signals, validation)
+                       hub_module, output_folder, report, run_state, runtime, signals,
+                       validation)
 from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.errors import UserError, run_script
 from imdb_bert.hooks import EvalPredictionsHook, ProgressHook
@@ -106,10 +107,12 @@ def main(argv=None):
 def make_output_dir(args, run):
     """Step 1: OUTPUT_DIR (gs://BUCKET/OUTPUT_DIR with --bucket), created, locked for this
     run, emptied with --do-delete (else rid of what interrupted runs left) and printed."""
+    signals.stop_before_recording()  # from here, Ctrl-C or SIGTERM: one line, no traceback
     output_dir = args.output_dir
     if args.bucket:
         output_dir = "gs://{}/{}".format(args.bucket, output_dir)
     output_dir = run.output_dir(output_dir)
+    output_folder.check_output_dir(output_dir)  # before anything is written or deleted
     if args.do_delete and output_folder.exists(output_dir):
         output_folder.check_deletable(output_dir, args.data_dir)
     output_folder.makedirs(output_dir)
@@ -208,6 +211,7 @@ def train_model(estimator, train_features_file, num_train_steps, validating, arg
     hooks.append(ProgressHook(args.save_summary_steps, run.global_batch_size(args.batch_size),
                               num_train_steps))
     start_step = run.start_step(estimator)
+    run_state.record_plan(output_dir, num_train_steps)  # for predict.py: is it trained?
     if validating.resume(estimator, start_step):
         print("Early stopping ended training in %s; nothing left to train." % output_dir)
     elif start_step < num_train_steps:
@@ -282,6 +286,21 @@ def positive(kind):
     return parse
 
 
+def sequence_length(value):
+    length = int(value)
+    if length < 3:
+        raise argparse.ArgumentTypeError("must be at least 3 ([CLS], one word piece, [SEP]), "
+                                         "not %s" % value)
+    return length
+
+
+def proportion(value):
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise argparse.ArgumentTypeError("must be between 0 and 1, not %s" % value)
+    return number
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -325,7 +344,7 @@ def add_data_flags(p):
                    help="training reviews to sample, or 'all' (25,000)")
     p.add_argument("--test-samples", type=sample_count, default=config.TEST_SAMPLES,
                    help="test reviews to sample, or 'all' (25,000)")
-    p.add_argument("--max-seq-length", type=positive(int), default=config.MAX_SEQ_LENGTH,
+    p.add_argument("--max-seq-length", type=sequence_length, default=config.MAX_SEQ_LENGTH,
                    help="word pieces per review, [CLS] and [SEP] included")
 
 
@@ -333,7 +352,7 @@ def add_training_flags(p):
     p.add_argument("--batch-size", type=positive(int), default=config.BATCH_SIZE)
     p.add_argument("--learning-rate", type=positive(float), default=config.LEARNING_RATE)
     p.add_argument("--epochs", type=positive(float), default=config.NUM_TRAIN_EPOCHS)
-    p.add_argument("--warmup-proportion", type=float, default=config.WARMUP_PROPORTION,
+    p.add_argument("--warmup-proportion", type=proportion, default=config.WARMUP_PROPORTION,
                    help="share of the steps over which the learning rate warms up")
     p.add_argument("--save-checkpoints-steps", type=positive(int),
                    default=config.SAVE_CHECKPOINTS_STEPS)

@@ -2,6 +2,8 @@
 cache) or a local module folder, e.g. one written by imdb_bert.make_hub_module."""
 import os
 
+from google.protobuf.message import DecodeError
+
 from imdb_bert.compat import hub, tf
 from imdb_bert.errors import UserError
 
@@ -39,7 +41,29 @@ def resolve(handle):
         raise UserError("%s is not a TF1 Hub module (no tfhub_module.pb in it). Pass a "
                         "tfhub.dev BERT URL or a folder written by imdb_bert.make_hub_module. %s"
                         % (path, OFFLINE_ROUTE))
+    check_files(path)
     return path
+
+
+def check_files(path):
+    """A UserError naming the module folder `path` and what is wrong when its vocab is
+    missing or its tfhub_module.pb is not a TF1 module's (hub would raise a bare
+    FileNotFoundError, or a DecodeError that does not name the file)."""
+    again = ("Copy or export the module again (python -m imdb_bert.make_hub_module), or for a "
+             "downloaded one delete that folder so that it is downloaded anew.")
+    if not tf.io.gfile.exists(os.path.join(path, "assets", "vocab.txt")):
+        raise UserError("The Hub module %s is broken: assets/vocab.txt, its vocab, is "
+                        "missing. %s" % (path, again))
+    module_def = hub.module_def_pb2.ModuleDef()
+    with tf.io.gfile.GFile(os.path.join(path, "tfhub_module.pb"), "rb") as f:
+        try:
+            module_def.ParseFromString(f.read())
+        except DecodeError as e:
+            raise UserError("The Hub module %s is broken: its tfhub_module.pb cannot be read "
+                            "(%s). %s" % (path, e, again)) from None
+    if module_def.format != module_def.FORMAT_V3:
+        raise UserError("The Hub module %s is broken: its tfhub_module.pb says format %d, not "
+                        "the TF1 Hub format 3. %s" % (path, module_def.format, again))
 
 
 def position_limit(module_path):

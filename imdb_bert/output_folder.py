@@ -90,6 +90,28 @@ def makedirs(path):
         os.makedirs(path, exist_ok=True)
 
 
+def check_output_dir(output_dir):
+    """Before anything is written: a UserError when `output_dir` cannot be the run's folder,
+    an existing file (or inside one) or a place this user cannot write to (a read-only file
+    system; root may write where permissions say no)."""
+    if exists(output_dir) and not isdir(output_dir):
+        raise UserError("--output-dir %s is a file, not a folder. Pass the folder train.py "
+                        "should write (it is created if missing)." % output_dir)
+    if is_remote(output_dir):
+        return
+    nearest = os.path.abspath(output_dir)  # the folder itself, or its nearest existing parent
+    while not os.path.exists(nearest):
+        nearest = os.path.dirname(nearest)
+    if not os.path.isdir(nearest):
+        raise UserError("--output-dir %s is inside %s, which is a file, not a folder. Pass "
+                        "another --output-dir." % (output_dir, nearest))
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        why = ("is on a read-only file system" if os.statvfs(nearest).f_flag & os.ST_RDONLY
+               else "is not writable by this user")
+        raise UserError("--output-dir %s cannot be written: %s %s. Pass an --output-dir on a "
+                        "writable disk." % (output_dir, nearest, why))
+
+
 def write_file(path, content):
     """Write `content` (str or bytes) to `path` atomically (a temporary file, then a
     rename), so an interrupted run never leaves half a file behind."""
@@ -214,12 +236,23 @@ def check_settings(output_dir, settings):
         return
     changed = [key for key in EVALUATION_SETTINGS + TRAINING_SETTINGS
                if key in settings and key in previous and previous[key] != settings[key]]
-    if changed:
+    if changed and not has_checkpoints(output_dir):
+        # A run that stopped before its first checkpoint: nothing of it to keep.
+        remove(path)
+        print("Replacing %s: it was written for other settings (%s), but no checkpoint was "
+              "saved beside it." % (path, ", ".join(changed)))
+    elif changed:
         raise UserError(
             "%s was written for other settings (%s), so its checkpoints do not fit this run. "
             "Pass another --output-dir, rerun with the old values, or add --do-delete."
             % (path, "; ".join("%s: %r now %r" % (k, previous.get(k), settings[k])
                                for k in changed)))
+
+
+def has_checkpoints(output_dir):
+    """Whether `output_dir` holds a checkpoint (or its index, or the kept best one)."""
+    return any(name == CHECKPOINT_INDEX or name == BEST_CHECKPOINT_DIR
+               or name.startswith(CHECKPOINT_PREFIX) for name in listdir(output_dir))
 
 
 def write_settings(output_dir, settings):

@@ -18,6 +18,22 @@ def now(phase):
     current["phase"] = phase
 
 
+def stop_before_recording():
+    """Until record_interruptions(): SIGINT and SIGTERM end the run (loading the reviews,
+    converting them, building the model) with one line on stderr and exit code 128 + the
+    signal, instead of a KeyboardInterrupt traceback or an unexplained end. Nothing is
+    lost: temporary files are removed on the way out (`finally`) or by the next run."""
+    def stop(signum, frame):
+        for each in SIGNALS:
+            signal.signal(each, signal.SIG_DFL)
+        print("%s during the %s, before training: stopped. Run the same command again."
+              % (signal.Signals(signum).name, current["phase"]), file=sys.stderr)
+        sys.exit(128 + signum)
+
+    for signum in SIGNALS:
+        signal.signal(signum, stop)
+
+
 def record_interruptions(run_record):
     """From now on, SIGINT and SIGTERM end the run: "interrupted during <phase>" in
     run_info.json (run_record), a line on stderr, exit code 128 + the signal."""

@@ -10,7 +10,7 @@ Horovod process 0 evaluates while the others wait and then follow its stop decis
 """
 import os
 
-from imdb_bert import output_folder, report
+from imdb_bert import output_folder, report, run_state
 from imdb_bert.compat import tf
 from imdb_bert.output_folder import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LEARNING_CURVES,
                                      VALIDATION_HISTORY, plain_metrics, read_json,
@@ -105,6 +105,8 @@ class Validation(NoValidation):
             best_step=best and best["global_step"],
             early_stopping={"stopped": stopped,
                             "at_step": self.history[-1]["global_step"] if stopped else None})
+        if self.leads and stopped:  # training is finished, short of the planned step
+            run_state.record_early_stop(self.output_dir, self.history[-1]["global_step"])
         if self.leads and self.history:
             report.write_learning_curves(
                 os.path.join(self.output_dir, LEARNING_CURVES),

@@ -148,6 +148,9 @@ def test_one_train_py_per_output_folder(imdb_dir, tiny_module, tmp_path):
                                    capture_output=True, text=True, cwd=ROOT, timeout=300)
         assert predicted.returncode == 0, predicted.stderr[-3000:]
         assert len(predicted.stdout.splitlines()) == 2
+        assert re.search(r"^Warning: .*/model\.ckpt-\d+ is step \d+ of 5000 planned, an "
+                         r"unfinished model: its run is still running \(train\.py PID %d "
+                         r"holds train\.lock\)" % first.pid, predicted.stderr, re.M)
         assert first.poll() is None and latest_step(output_dir) > 0  # still training
     finally:
         first.kill()  # SIGKILL: the lock goes with the process

@@ -100,6 +100,10 @@ def test_predict_and_eval_only_use_the_recorded_step(best_run, imdb_dir, tiny_mo
                             cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "best/model.ckpt-%d through the Estimator" % best in result.stderr
+    # Early stopping ended the run short of its planned step: it is finished.
+    assert read_json(os.path.join(output_dir, "model_settings.json"))[
+        "early_stopping_step"] < 93
+    assert "Warning" not in result.stderr
     os.remove(os.path.join(output_dir, "eval_results.json"))
     again = run_train(*validation_args(imdb_dir, tiny_module, output_dir, "--keep-best",
                                        "--early-stopping-patience", "3", "--eval-only"))
