@@ -52,8 +52,7 @@ def base_session_config():
     config.graph_options.rewrite_options.meta_optimizer_iterations = (
         rewriter_config_pb2.RewriterConfig.ONE)
     config.gpu_options.allow_growth = True
-    # make gpu-check's probes (imdb_bert/gpu_check.py): where ops run, a small GPU.
-    config.log_device_placement = bool(os.environ.get("GPU_CHECK_LOG_PLACEMENT"))
+    # make gpu-check's probe (imdb_bert/gpu_check.py): a small GPU.
     config.gpu_options.per_process_gpu_memory_fraction = float(
         os.environ.get("GPU_CHECK_MEMORY_FRACTION", 0))
     if "index" in PINNED:
@@ -175,6 +174,9 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
     A switch that does not fit the device is ignored, with a message saying so."""
     on_gpu = training_device() == "GPU"
     config = base_session_config()
+    # make gpu-check's placement probe: the sessions of training (and of predict.py's
+    # TensorFlow paths) log where each op runs; the ONNX check's CPU session does not.
+    config.log_device_placement = bool(os.environ.get("GPU_CHECK_LOG_PLACEMENT"))
     rewrites = config.graph_options.rewrite_options
     messages = []
     if bf16:

@@ -73,3 +73,15 @@ def test_without_a_gpu_it_says_so_and_exits_0():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("TensorFlow 2.15.1, built with CUDA")
     assert "No GPU that TensorFlow can use: nothing to check here." in result.stdout
+
+
+def test_only_training_and_prediction_sessions_log_placement(monkeypatch):
+    """The placement probe reaches the Estimator's sessions (device.session_config) and
+    predict.py's, not the CPU-only session of the ONNX check (base_session_config), whose
+    query op on CPU:0 would fail the placement line."""
+    from imdb_bert import device
+    monkeypatch.setenv("GPU_CHECK_LOG_PLACEMENT", "1")
+    assert device.session_config()[0].log_device_placement
+    assert not device.base_session_config().log_device_placement
+    monkeypatch.delenv("GPU_CHECK_LOG_PLACEMENT")
+    assert not device.session_config()[0].log_device_placement
