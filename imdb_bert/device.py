@@ -44,6 +44,22 @@ def pin_gpu(local_rank, local_size):
     return index
 
 
+def make_gpu_ops_deterministic():
+    """TensorFlow's op determinism, for Horovod processes on GPUs. bert's AdamW turns the
+    embeddings' all-gathered gradient (IndexedSlices, which clipping measured by their
+    values) into a dense tensor with unsorted_segment_sum, whose GPU kernel adds with
+    atomics in a varying order: each process would apply a slightly different update and
+    the replicas drift apart (horovod/horovod#828, #1121). With op determinism that sum
+    (tf.convert_to_tensor of IndexedSlices, tf.gather's gradient) has a deterministic GPU
+    kernel (TF 2.8 RELEASE.md, "Deterministic Op Functionality"), and clipping still sees
+    the IndexedSlices. Its costs (docstring of tf.config.experimental.enable_op_determinism,
+    TF 2.15): slower GPU kernels, an UnimplementedError from any op without a
+    deterministic GPU kernel, a RuntimeError from random ops without a seed (the
+    Estimator's tf_random_seed seeds them). CPU kernels add in a fixed order already, so
+    CPU runs are left as they are."""
+    tf2.config.experimental.enable_op_determinism()
+
+
 def base_session_config():
     """The config every TF session here starts from: the Estimator's defaults (soft
     placement, one meta-optimizer pass), GPU memory taken as needed rather than a whole

@@ -64,7 +64,8 @@ def init_horovod():
     except ImportError as error:
         raise UserError(INSTALL_HINT % error) from None
     hvd.init()
-    device.pin_gpu(hvd.local_rank(), hvd.local_size())  # before any TF session
+    if device.pin_gpu(hvd.local_rank(), hvd.local_size()) is not None:  # before any session
+        device.make_gpu_ops_deterministic()  # the same update in every process
     return hvd
 
 

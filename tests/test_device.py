@@ -48,6 +48,8 @@ def fake_gpus(monkeypatch, count, calls):
                         lambda gpu, kind: calls.append("visible %s" % gpu.name))
     monkeypatch.setattr(device.tf2.config.experimental, "set_memory_growth",
                         lambda gpu, on: calls.append("growth %s %s" % (gpu.name, on)))
+    monkeypatch.setattr(device.tf2.config.experimental, "enable_op_determinism",
+                        lambda: calls.append("determinism"))
     monkeypatch.setattr(device, "PINNED", {})
 
 
@@ -77,7 +79,9 @@ def test_horovod_pins_each_process_to_its_gpu_before_any_session(monkeypatch):
     fake_gpus(monkeypatch, 4, calls)
     start_horovod(monkeypatch, calls, local_rank=2, local_size=4)
     gpu = "/physical_device:GPU:2"
-    assert calls == ["hvd.init", "list GPU", "visible %s" % gpu, "growth %s True" % gpu]
+    # Op determinism: the embeddings' summed gradient is the same in every process.
+    assert calls == ["hvd.init", "list GPU", "visible %s" % gpu, "growth %s True" % gpu,
+                     "determinism"]
     config = device.base_session_config()
     assert config.gpu_options.visible_device_list == "2"
     assert config.gpu_options.allow_growth and config.allow_soft_placement
@@ -90,7 +94,7 @@ def test_one_visible_gpu_per_process_is_used_as_is(monkeypatch):
     fake_gpus(monkeypatch, 1, calls)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the launcher gave rank 3 its own GPU
     start_horovod(monkeypatch, calls, local_rank=3, local_size=4)
-    assert calls[-2:] == ["visible /physical_device:GPU:0", "growth /physical_device:GPU:0 True"]
+    assert calls[-3:-1] == ["visible /physical_device:GPU:0", "growth /physical_device:GPU:0 True"]
     assert device.base_session_config().gpu_options.visible_device_list == "0"
 
 
@@ -108,6 +112,7 @@ def test_without_gpus_nothing_is_pinned(monkeypatch):
     calls = []
     fake_gpus(monkeypatch, 0, calls)
     start_horovod(monkeypatch, calls, local_rank=1, local_size=2)
+    assert "determinism" not in calls  # CPU runs stay as they were, bit for bit
     assert device.base_session_config().gpu_options.visible_device_list == ""
     assert device.training_device() == "CPU"
 
