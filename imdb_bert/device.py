@@ -10,6 +10,15 @@ from imdb_bert.errors import UserError
 
 PINNED = {}  # {"index": the GPU of this Horovod process}, once pin_gpu has run
 
+# TensorFlow 2.15's wheel has kernels for sm_50-sm_75 and PTX for compute_80 only
+# (build_info.py): GPUs of capability 8.0 and newer compile its kernels from PTX at first
+# start, 30 minutes or more on Hopper (tensorflow/tensorflow#62320). The CUDA JIT cache
+# keeps them for the next start if it is large enough: TensorFlow's release notes (2.3.0)
+# give CUDA_CACHE_MAXSIZE=2147483648. Set here, before anything initialises CUDA, unless
+# the user set it.
+JIT_CACHE_BYTES = "2147483648"
+os.environ.setdefault("CUDA_CACHE_MAXSIZE", JIT_CACHE_BYTES)
+
 
 def visible_gpus():
     return tf2.config.list_physical_devices("GPU")
@@ -76,29 +85,71 @@ def base_session_config():
     return config
 
 
-MIN_DRIVER = 525  # CUDA 12 (TensorFlow 2.15 is built with 12.2) needs driver 525.60.13+
+# The oldest NVIDIA driver for TensorFlow 2.15 (CUDA 12.2), by GPU generation. NVIDIA's
+# CUDA compatibility guide (docs.nvidia.com/deploy/cuda-compatibility/, "Minor Version
+# Compatibility"): a CUDA 12.x application runs on any driver >= 525.60.13, as far as it
+# needs no PTX JIT; PTX made by a newer toolkit than the driver's cannot be JIT-compiled
+# by it. TensorFlow's wheel carries kernels (SASS) for sm_50, sm_60, sm_70, sm_75, which
+# capabilities 5.x-7.x run, so there 525.60.13 does; GPUs of 8.0 and newer (Ampere, Ada,
+# Hopper) run its compute_80 PTX of CUDA 12.2, which needs the driver of CUDA 12.2:
+# 535.54.03 (CUDA 12.2 release notes, Linux x86_64).
+MIN_DRIVER = "525.60.13"
+MIN_DRIVER_FOR_PTX = "535.54.03"
+
+
+def minimum_driver(compute_capability):
+    """The oldest driver that runs TensorFlow 2.15 on a GPU of `compute_capability`
+    ("8.0"; None or "" when nvidia-smi did not say)."""
+    major = (compute_capability or "").split(".")[0]
+    if major.isdigit() and int(major) >= 8:
+        return MIN_DRIVER_FOR_PTX
+    return MIN_DRIVER
+
+
+def version_tuple(version):
+    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
+
+
+def nvidia_smi_query(fields):
+    """nvidia-smi's CSV lines for `fields`, or None when it fails or is missing."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=" + fields,
+                                 "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.splitlines() if result.returncode == 0 else None
+
+
+def nvidia_smi_details():
+    """[(GPU name, driver version, compute capability or "")] that nvidia-smi reports
+    (empty without a driver). Drivers older than R510 know no compute_cap field."""
+    lines = nvidia_smi_query("name,driver_version,compute_cap")
+    if lines is None:
+        lines = nvidia_smi_query("name,driver_version") or []
+    details = []
+    for line in lines:
+        if line.strip():
+            parts = [part.strip() for part in line.split(",")] + ["", ""]
+            details.append(tuple(parts[:3]))
+    return details
 
 
 def nvidia_smi_gpus():
     """[(GPU name, driver version)] that nvidia-smi reports (empty without a driver)."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
-                              "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [tuple(part.strip() for part in (line.rsplit(",", 1) + [""])[:2])
-            for line in out.splitlines() if line.strip()]
+    return [(name, driver) for name, driver, _ in nvidia_smi_details()]
 
 
-def unusable_gpu_cause(driver):
+def unusable_gpu_cause(driver, compute_capability=""):
     """The likely reason TensorFlow cannot use a GPU nvidia-smi sees, and the fix."""
-    major = driver.split(".")[0]
-    if major.isdigit() and int(major) < MIN_DRIVER:
-        return ("its driver %s is older than the %d that CUDA 12 needs: update the NVIDIA "
-                "driver" % (driver, MIN_DRIVER))
+    needed = minimum_driver(compute_capability)
+    if driver[:1].isdigit() and version_tuple(driver) < version_tuple(needed):
+        kind = ("a GPU of compute capability %s" % compute_capability
+                if compute_capability else "CUDA 12")
+        return ("its driver %s is older than the %s that %s needs with TensorFlow 2.15 "
+                "(CUDA 12.2): update the NVIDIA driver" % (driver, needed, kind))
     if not tf.test.is_built_with_cuda():
         return ("this TensorFlow is a CPU-only build: pip install "
                 "'tensorflow[and-cuda]==2.15.1' (make does this when it finds a GPU driver)")
@@ -126,11 +177,11 @@ def describe():
     names = gpu_names()
     if names:
         return "Training on GPU: %s" % ", ".join(names)
-    smi_gpus = nvidia_smi_gpus()
+    smi_gpus = nvidia_smi_details()
     if smi_gpus:
         return ("WARNING: nvidia-smi sees %s but TensorFlow cannot use it, so this runs on "
                 "the CPU (many times slower). Likely cause: %s."
-                % (", ".join(name for name, _ in smi_gpus), unusable_gpu_cause(smi_gpus[0][1])))
+                % (", ".join(gpu[0] for gpu in smi_gpus), unusable_gpu_cause(*smi_gpus[0][1:])))
     return "Training on CPU (no GPU found)"
 
 
@@ -220,3 +271,4 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
         rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
         messages.append("--use-amp: float16 mixed precision with dynamic loss scaling on.")
     return config, messages, use_amp
+

@@ -22,6 +22,19 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+
+def hide_gpus_from_this_process():
+    """The test process's own TF sessions (fixtures such as tiny_module, in-process
+    tests) run on the CPU: on a GPU machine a session without a config would take nearly
+    all of GPU 0 for the whole test session, and every train.py the tests start would run
+    in what is left. The train.py and predict.py they start still see the GPUs. Must run
+    before TensorFlow initialises a device (tf.config.set_visible_devices, TF 2.15 docs)."""
+    from imdb_bert.compat import tf2
+    tf2.config.set_visible_devices([], "GPU")
+
+
+hide_gpus_from_this_process()
+
 POSITIVE_WORDS = ["great", "excellent", "wonderful", "fantastic", "brilliant", "loved",
                   "superb", "amazing", "enjoyable", "perfect"]
 NEGATIVE_WORDS = ["awful", "terrible", "horrible", "boring", "worst", "waste", "poor",

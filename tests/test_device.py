@@ -136,11 +136,69 @@ def fake_nvidia_smi(monkeypatch, tmp_path, line):
     monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
 
 
+def fake_nvidia_smi_with_capability(monkeypatch, tmp_path, name, driver, capability):
+    """An nvidia-smi that answers the compute_cap query (R510 and newer) or, without a
+    `capability`, refuses that field as older ones do."""
+    fake = tmp_path / "nvidia-smi"
+    cap_answer = ("echo '%s, %s, %s'" % (name, driver, capability) if capability else
+                  "echo 'Field \"compute_cap\" is not a valid field to query.'; exit 2")
+    fake.write_text("#!/bin/sh\ncase \"$*\" in\n  *compute_cap*) %s ;;\n  *) echo '%s, %s' ;;\n"
+                    "esac\n" % (cap_answer, name, driver))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+
+
 def test_an_old_driver_is_named_as_the_cause(monkeypatch, tmp_path):
     fake_nvidia_smi(monkeypatch, tmp_path, "Tesla V100-SXM2-16GB, 470.82.01")
     message = device.describe()
     assert message.startswith("WARNING: nvidia-smi sees Tesla V100-SXM2-16GB but")
-    assert "driver 470.82.01 is older than the 525 that CUDA 12 needs" in message
+    assert "driver 470.82.01 is older than the 525.60.13 that CUDA 12 needs" in message
+
+
+@pytest.mark.parametrize("name, driver, capability, needed", [
+    ("Tesla V100-SXM2-16GB", "525.60.12", "7.0", "525.60.13"),  # SASS: minor version compat.
+    ("NVIDIA A100-SXM4-40GB", "530.30.02", "8.0", "535.54.03"),  # PTX of CUDA 12.2: its driver
+    ("NVIDIA H100 80GB HBM3", "525.105.17", "9.0", "535.54.03"),
+    ("NVIDIA L4", "535.54.02", "8.9", "535.54.03"),
+])
+def test_the_minimum_driver_follows_the_gpu_generation(monkeypatch, tmp_path, name, driver,
+                                                      capability, needed):
+    fake_nvidia_smi_with_capability(monkeypatch, tmp_path, name, driver, capability)
+    assert device.nvidia_smi_details() == [(name, driver, capability)]
+    assert device.minimum_driver(capability) == needed
+    assert ("driver %s is older than the %s that a GPU of compute capability %s needs"
+            % (driver, needed, capability)) in device.describe()
+
+
+@pytest.mark.parametrize("driver, capability", [("530.30.02", "7.5"), ("535.54.03", "9.0"),
+                                                ("550.54.15", "8.0")])
+def test_a_driver_new_enough_for_the_generation_is_not_blamed(monkeypatch, tmp_path, driver,
+                                                              capability):
+    fake_nvidia_smi_with_capability(monkeypatch, tmp_path, "NVIDIA GPU", driver, capability)
+    monkeypatch.setattr(device.tf.test, "is_built_with_cuda", lambda: False)
+    message = device.describe()
+    assert "older than" not in message and "this TensorFlow is a CPU-only build" in message
+
+
+def test_an_nvidia_smi_without_compute_cap_falls_back_to_name_and_driver(monkeypatch,
+                                                                        tmp_path):
+    fake_nvidia_smi_with_capability(monkeypatch, tmp_path, "Tesla K80", "470.57.02", None)
+    assert device.nvidia_smi_details() == [("Tesla K80", "470.57.02", "")]
+    assert device.nvidia_smi_gpus() == [("Tesla K80", "470.57.02")]
+    assert "older than the 525.60.13 that CUDA 12 needs" in device.describe()
+
+
+def test_the_cuda_jit_cache_is_enlarged_unless_the_user_set_it():
+    script = ("import os, sys; sys.argv = ['x']; import imdb_bert.device; "
+              "print(os.environ['CUDA_CACHE_MAXSIZE'])")
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_CACHE_MAXSIZE"}
+    ours = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert ours.stdout.split() == ["2147483648"], ours.stderr[-2000:]
+    users = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
+                           env=dict(env, CUDA_CACHE_MAXSIZE="1000"),
+                           capture_output=True, text=True, timeout=120)
+    assert users.stdout.split() == ["1000"], users.stderr[-2000:]
 
 
 def test_a_cpu_only_tensorflow_is_named_as_the_cause(monkeypatch, tmp_path):
@@ -184,3 +242,14 @@ def test_only_the_three_factory_lines_are_hidden_at_import():
             "been registered" % (path, plugin, plugin))
     assert not FACTORY_NOISE.search("E tensorflow/core/common_runtime/gpu/gpu_device.cc] "
                                     "Could not load dynamic library 'libcudnn.so.8'")
+
+
+def test_the_test_process_hides_its_gpus_from_its_own_sessions(monkeypatch):
+    import conftest
+    calls = []
+    monkeypatch.setattr(device.tf2.config, "set_visible_devices",
+                        lambda devices, kind: calls.append((devices, kind)))
+    conftest.hide_gpus_from_this_process()
+    assert calls == [([], "GPU")]
+    assert device.tf2.config.get_visible_devices("GPU") == []  # done at conftest's import
+

@@ -42,11 +42,45 @@ def test_xla_passes_only_when_clusters_were_compiled():
     assert not gpu_check.judge_xla("--use-xla: XLA JIT compilation on.")[0]
 
 
-def test_predict_needs_exit_0_and_a_label_per_sentence():
+def test_predict_needs_a_label_per_sentence_and_the_model_on_gpu_0():
     lines = "Positive\t0.9\t[-2.3, -0.1]\ta great film\nNegative\t0.8\t[-0.2, -1.6]\tawful\n"
-    assert gpu_check.judge_predict(0, lines)[0]
-    assert not gpu_check.judge_predict(2, lines)[0]
-    assert not gpu_check.judge_predict(0, lines.splitlines()[0])[0]
+    # The placement log of predict.py's session goes to stdout and stderr, between lines.
+    assert gpu_check.judge_predict(0, QUERY % "GPU:0" + lines, QUERY % "GPU:0")[0]
+    assert gpu_check.judge_predict(0, lines, READ + QUERY % "GPU:0")[0]
+    assert not gpu_check.judge_predict(0, lines, QUERY % "CPU:0")[0]  # the CPU predicted
+    assert not gpu_check.judge_predict(0, lines, "")[0]  # e.g. the ONNX path: no placement
+    assert not gpu_check.judge_predict(2, lines, QUERY % "GPU:0")[0]
+    assert not gpu_check.judge_predict(0, lines.splitlines()[0], QUERY % "GPU:0")[0]
+
+
+def test_the_predict_checks_take_the_gpu_paths_of_predict_py(monkeypatch):
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda script, args, env=None, **kw: runs.append(
+        (script, args, env)) or (0, "", ""))
+    found = dict(gpu_check.checks(("module", "data"), "/tmp/x", 1))
+    for name, flag in (("predict SavedModel", "--no-onnx"),
+                       ("predict checkpoint", "--from-checkpoint")):
+        found[name]()
+        script, args, env = runs[-1]
+        assert script == "predict.py" and flag in args
+        assert env == {"GPU_CHECK_LOG_PLACEMENT": "1"}
+
+
+def test_a_run_that_times_out_is_a_fail_line_naming_the_time_and_the_cause(
+        monkeypatch, tmp_path, capsys):
+    """A real child that outlives the timeout: no traceback, a FAIL line, exit 1."""
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setattr(gpu_check, "TIMEOUT", 1)
+    monkeypatch.setattr(gpu_check, "describe_installation", lambda: ["NVIDIA H100"])
+    monkeypatch.setattr(gpu_check, "make_material", lambda folder: None)
+    monkeypatch.setattr(gpu_check, "checks", lambda material, tmp, count: [
+        ("training on GPU:0", lambda: gpu_check.run(str(slow), []))])
+    assert gpu_check.main(["--keep", str(tmp_path)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("FAIL  training on GPU:0")
+    assert "no result within 1 s" in line and "tensorflow/tensorflow#62320" in line
+    assert "from PTX" in line and "CUDA_CACHE_MAXSIZE" in line
 
 
 def test_horovod_needs_the_same_weights_in_every_process():
