@@ -272,3 +272,30 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
         messages.append("--use-amp: float16 mixed precision with dynamic loss scaling on.")
     return config, messages, use_amp
 
+
+def evaluations_in_float32(estimator):
+    """`estimator`, whose evaluations (the test sample's, the validation's) run without
+    the float16 rewrite of --use-amp, as the notebook evaluated in float32: one session
+    config serves every session of an Estimator (tensorflow_estimator 2.15, estimator.py:
+    _evaluate_run opens its session with self._session_config), so evaluate() runs with
+    a copy that has the rewrite off. Without the rewrite, `estimator` is left as it is."""
+    training_config = estimator._session_config
+    rewrites = training_config.graph_options.rewrite_options
+    if rewrites.auto_mixed_precision != rewriter_config_pb2.RewriterConfig.ON:
+        return estimator
+    float32_config = tf.ConfigProto()
+    float32_config.CopyFrom(training_config)
+    float32_config.graph_options.rewrite_options.auto_mixed_precision = (
+        rewriter_config_pb2.RewriterConfig.OFF)
+    evaluate = estimator.evaluate
+
+    def evaluate_in_float32(*args, **kwargs):
+        estimator._session_config = float32_config
+        try:
+            return evaluate(*args, **kwargs)
+        finally:
+            estimator._session_config = training_config
+
+    estimator.evaluate = evaluate_in_float32
+    return estimator
+

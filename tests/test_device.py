@@ -253,3 +253,32 @@ def test_the_test_process_hides_its_gpus_from_its_own_sessions(monkeypatch):
     assert calls == [([], "GPU")]
     assert device.tf2.config.get_visible_devices("GPU") == []  # done at conftest's import
 
+
+def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
+    """--use-amp: training sessions get the float16 rewrite, evaluation (test sample and
+    validation) sessions the same config with the rewrite off."""
+    on, off = (device.rewriter_config_pb2.RewriterConfig.ON,
+               device.rewriter_config_pb2.RewriterConfig.OFF)
+    fake_gpus(monkeypatch, 1, [])
+    config, _, use_amp = device.session_config(use_amp=True)
+    assert use_amp and config.graph_options.rewrite_options.auto_mixed_precision == on
+    seen = []
+    monkeypatch.setattr(device.tf.estimator.Estimator, "evaluate",
+                        lambda self, *args, **kwargs: seen.append(self._session_config)
+                        or {"global_step": 1})
+
+    def estimator(session_config):
+        return device.evaluations_in_float32(device.tf.estimator.Estimator(
+            model_fn=lambda features, labels, mode: None,
+            config=device.tf.estimator.RunConfig(model_dir=str(tmp_path),
+                                                 session_config=session_config)))
+
+    amp = estimator(config)
+    assert amp.evaluate(input_fn=None) == {"global_step": 1}
+    assert seen[-1].graph_options.rewrite_options.auto_mixed_precision == off
+    assert seen[-1].gpu_options.allow_growth and seen[-1].allow_soft_placement
+    assert amp._session_config.graph_options.rewrite_options.auto_mixed_precision == on
+    plain_config = device.session_config()[0]
+    plain = estimator(plain_config)
+    plain.evaluate(input_fn=None)
+    assert seen[-1] is plain_config  # without --use-amp, nothing changes
