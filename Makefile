@@ -9,8 +9,10 @@ PY := $(VENV)/bin/python
 # cuda when the machine has an NVIDIA driver: nvidia-smi works, or (in containers without
 # nvidia-smi) the driver's files are there; else cpu. The stamp names the build installed,
 # so a venv moved to a machine of the other kind is installed anew.
-TF_BUILD := $(shell if nvidia-smi >/dev/null 2>&1 || [ -e /proc/driver/nvidia/version ] \
-	|| [ -e /dev/nvidia0 ]; then echo cuda; else echo cpu; fi)
+# (NVIDIA_DRIVER_FILES is set by tests/test_layout.py's dry runs only.)
+NVIDIA_DRIVER_FILES ?= /proc/driver/nvidia/version /dev/nvidia0
+TF_BUILD := $(shell build=cpu; nvidia-smi >/dev/null 2>&1 && build=cuda; \
+	for f in $(NVIDIA_DRIVER_FILES); do [ -e $$f ] && build=cuda; done; echo $$build)
 INSTALLED := $(VENV)/.installed-$(TF_BUILD)
 ARGS ?=
 # The first of these that really runs (pyenv shims exist for versions that are not active).
@@ -21,13 +23,26 @@ PYTHON ?= $(shell for p in python3.11 python3.10 python3.9; do \
 HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
 
-.PHONY: train test venv horovod gpu-check bench-peer
+.PHONY: train test test-fake-driver venv horovod gpu-check bench-peer
 
 train: $(INSTALLED)
 	$(PY) train.py $(ARGS)
 
 test: $(INSTALLED) $(VENV)/.horovod
 	$(PY) -m pytest tests $(ARGS)
+
+# The device-dependent tests as on a GPU machine: a fake nvidia-smi (an A100, a current
+# driver) first on PATH for pytest only, so make's own build choice (TF_BUILD) and the
+# installed .venv stay as they are.
+FAKE_DRIVER_TESTS := tests/test_device.py tests/test_gpu_check.py \
+	tests/test_layout.py::test_make_installs_the_cuda_build_where_a_driver_is_and_says_so \
+	tests/test_predict.py::test_an_nvidia_gpu_takes_large_inputs_from_onnx \
+	tests/test_bf16.py::test_gpu_switches_set_xla_and_the_float16_rewrite
+test-fake-driver: $(INSTALLED)
+	fake=$$(mktemp -d) && trap 'rm -rf "$$fake"' EXIT && \
+	printf '#!/bin/sh\necho "NVIDIA A100-SXM4-40GB, 550.54.15, 8.0"\n' > "$$fake/nvidia-smi" && \
+	chmod +x "$$fake/nvidia-smi" && \
+	PATH="$$fake:$$PATH" $(PY) -m pytest -q $(FAKE_DRIVER_TESTS) $(ARGS)
 
 venv: $(INSTALLED)
 

@@ -142,20 +142,33 @@ def has_avx2(cpuinfo="/proc/cpuinfo"):
         return False
 
 
-# oneDNN picks its kernels by the CPU's instruction sets, and kernels for different sets
-# sum in different orders: held to AVX2, every x86-64 CPU with AVX2 gives the same bits,
-# so a run can be compared exactly with one recorded on another machine.
-SAME_KERNELS_ENV = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2") if has_avx2() else None
-
-
 def on_gpu():
     from imdb_bert import device
     return device.training_device() == "GPU"
 
 
+def same_kernels_env(avx2, gpu):
+    """The environment of runs that tests compare with each other or with a recording
+    (None: the plain one). oneDNN picks its kernels by the CPU's instruction sets, and
+    kernels for different sets sum in different orders: held to AVX2, every x86-64 CPU
+    with AVX2 gives the same bits, so a run can be compared exactly with one recorded on
+    another machine. On a GPU, TensorFlow's op determinism (TF_DETERMINISTIC_OPS=1, which
+    TF 2.15 still reads; tf.config.experimental.enable_op_determinism replaced it): GPU
+    kernels that add with atomics (the embeddings' gradient) take deterministic ones, so
+    same-seed runs repeat."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2") if avx2 else None
+    if gpu:
+        env = dict(env or os.environ, TF_DETERMINISTIC_OPS="1")
+    return env
+
+
+SAME_KERNELS_ENV = same_kernels_env(has_avx2(), on_gpu())
+
+
 def assert_same_results(actual, expected):
-    """Equal eval results: to the bit on the CPU (repeated runs are), within 1e-4 on a GPU,
-    whose kernels sum in varying order."""
+    """Equal eval results: to the bit on the CPU (repeated runs are), within 1e-4 on a GPU
+    (runs with op determinism, SAME_KERNELS_ENV, but in TF1 sessions, for which
+    TensorFlow's docs do not promise determinism)."""
     if not on_gpu():
         assert actual == expected
         return

@@ -12,7 +12,14 @@ from imdb_bert import device, runtime
 from imdb_bert.errors import UserError
 
 
+def tensorflow_sees_no_gpu(monkeypatch):
+    """TensorFlow's side of a machine whose GPU it cannot use, faked so that these tests
+    hold on a GPU machine too (where the real TensorFlow sees the GPU)."""
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices", lambda kind: [])
+
+
 def test_cpu_without_nvidia_smi(monkeypatch, tmp_path):
+    tensorflow_sees_no_gpu(monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert device.describe() == "Training on CPU (no GPU found)"
 
@@ -22,6 +29,8 @@ def test_warns_when_a_gpu_is_present_but_unusable(monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\necho 'NVIDIA A100-SXM4-40GB'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    tensorflow_sees_no_gpu(monkeypatch)
+    monkeypatch.setattr(device.tf.test, "is_built_with_cuda", lambda: False)
     message = device.describe()
     assert message.startswith("WARNING")
     assert "NVIDIA A100-SXM4-40GB" in message
@@ -134,6 +143,7 @@ def fake_nvidia_smi(monkeypatch, tmp_path, line):
     fake.write_text("#!/bin/sh\necho '%s'\n" % line)
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    tensorflow_sees_no_gpu(monkeypatch)
 
 
 def fake_nvidia_smi_with_capability(monkeypatch, tmp_path, name, driver, capability):
@@ -146,6 +156,7 @@ def fake_nvidia_smi_with_capability(monkeypatch, tmp_path, name, driver, capabil
                     "esac\n" % (cap_answer, name, driver))
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    tensorflow_sees_no_gpu(monkeypatch)
 
 
 def test_an_old_driver_is_named_as_the_cause(monkeypatch, tmp_path):
@@ -210,15 +221,20 @@ def test_a_cpu_only_tensorflow_is_named_as_the_cause(monkeypatch, tmp_path):
 def test_xla_is_pointed_at_pips_libdevice_unless_xla_flags_says_otherwise(monkeypatch,
                                                                           tmp_path):
     fake_gpus(monkeypatch, 1, [])
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    # setenv first, so that monkeypatch restores XLA_FLAGS (unset or not) after the test:
+    # delenv(raising=False) of an unset variable records nothing to undo.
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.delenv("XLA_FLAGS")
     monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after the test
+    # No pip CUDA on the path (tensorflow[and-cuda] installs nvidia-cuda-nvcc-cu12 on a
+    # GPU machine): the path holds only this test's folder.
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site")])
     _, messages, _ = device.session_config(use_xla=True)
     assert "nvidia-cuda-nvcc-cu12 (libdevice, ptxas) was not found" in messages[-1]
     assert "XLA_FLAGS" not in os.environ
 
     nvcc = tmp_path / "site" / "nvidia" / "cuda_nvcc"
     (nvcc / "nvvm" / "libdevice").mkdir(parents=True)
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
     _, messages, _ = device.session_config(use_xla=True)
     assert os.environ["XLA_FLAGS"] == "--xla_gpu_cuda_data_dir=%s" % nvcc
     assert os.environ["PATH"].startswith(str(nvcc / "bin") + os.pathsep)
@@ -282,3 +298,20 @@ def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
     plain = estimator(plain_config)
     plain.evaluate(input_fn=None)
     assert seen[-1] is plain_config  # without --use-amp, nothing changes
+
+
+def test_xla_flags_set_by_one_test_do_not_leak_into_the_next():
+    """Runs after test_xla_is_pointed_at_pips_libdevice_unless_xla_flags_says_otherwise
+    (file order), which points XLA_FLAGS at a folder of its own."""
+    assert "site/nvidia/cuda_nvcc" not in os.environ.get("XLA_FLAGS", "")
+
+
+def test_same_seed_runs_get_op_determinism_on_a_gpu_only():
+    from conftest import same_kernels_env
+    assert same_kernels_env(avx2=False, gpu=False) is None  # the CPU runs as it always did
+    cpu = same_kernels_env(avx2=True, gpu=False)
+    assert cpu["ONEDNN_MAX_CPU_ISA"] == "AVX2" and "TF_DETERMINISTIC_OPS" not in cpu
+    gpu = same_kernels_env(avx2=True, gpu=True)
+    assert gpu["TF_DETERMINISTIC_OPS"] == "1" and gpu["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert same_kernels_env(avx2=False, gpu=True)["TF_DETERMINISTIC_OPS"] == "1"
+

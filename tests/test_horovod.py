@@ -98,10 +98,11 @@ def test_only_process_0_writes_and_reports(two_processes):
 
 def test_two_processes_compute_the_losses_of_one_on_the_same_global_batches(
         two_processes, imdb_dir, tiny_module, tmp_path):
-    one = subprocess.run(
+    one = subprocess.run(  # on the CPU, as the two processes (environment())
         [sys.executable, HOROVOD_TRAIN,
          *args_for(imdb_dir, tiny_module, str(tmp_path / "one"), 8)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     assert one.returncode == 0, one.stderr[-5000:]
     assert [report[:3] for report in digests(one.stderr)] == [("0", "1", "5")]
     one_losses = losses(one.stdout)

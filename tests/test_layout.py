@@ -4,6 +4,7 @@ import ast
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -120,18 +121,63 @@ def test_results_equal_the_recorded_ones(trained):
         assert json.load(f) == recorded
 
 
+def make_dry_run(tmp_path, nvidia_smi=False, driver_file=False):
+    """`make -n venv` (nothing is installed) against a new VENV in tmp_path, with a PATH
+    holding only a python3.11 (and, if asked, a working nvidia-smi), and driver files
+    that exist only if asked: the same answer on any machine, GPU or not."""
+    bin_dir = tmp_path / ("bin-%d%d" % (nvidia_smi, driver_file))
+    bin_dir.mkdir()
+    (bin_dir / "python3.11").symlink_to(sys.executable)
+    if nvidia_smi:
+        (bin_dir / "nvidia-smi").write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / "nvidia-smi").chmod(0o755)
+    driver = tmp_path / "proc-driver-nvidia-version"
+    if driver_file:
+        driver.write_text("NVRM version: 550.54.15\n")
+    venv = tmp_path / "venv"
+    result = subprocess.run(
+        [shutil.which("make"), "-n", "venv", "VENV=%s" % venv,
+         "NVIDIA_DRIVER_FILES=%s %s" % (driver, tmp_path / "dev-nvidia0")],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PATH=str(bin_dir)))
+    if driver_file:
+        driver.unlink()
+    assert result.returncode == 0, result.stderr
+    assert "python3.11 -m venv %s" % venv in result.stdout
+    return result.stdout.replace(str(venv), "VENV")
+
+
 def test_make_installs_the_cuda_build_where_a_driver_is_and_says_so(tmp_path):
-    """make -n (a dry run: nothing is installed) on this machine, then with a working
-    nvidia-smi on PATH: the stamp of the CPU build no longer counts."""
-    here = subprocess.run(["make", "-n", "venv"], cwd=ROOT, capture_output=True, text=True)
-    assert '"tensorflow[and-cuda]==2.15.1"' not in here.stdout  # pip's argument
-    fake = tmp_path / "nvidia-smi"
-    fake.write_text("#!/bin/sh\nexit 0\n")
-    fake.chmod(0o755)
-    env = dict(os.environ, PATH=str(tmp_path) + os.pathsep + os.environ["PATH"])
-    gpu = subprocess.run(["make", "-n", "venv"], cwd=ROOT, capture_output=True, text=True,
-                         env=env)
-    assert gpu.returncode == 0, gpu.stderr
-    assert '"tensorflow[and-cuda]==2.15.1"' in gpu.stdout
-    assert "rm -f .venv/.installed .venv/.installed-*" in gpu.stdout
-    assert "an NVIDIA driver is present" in gpu.stdout
+    """Without a driver, the CPU build; with a working nvidia-smi on PATH, or the driver's
+    files (containers without nvidia-smi), the CUDA build, after removing the stamp of
+    the other one."""
+    cpu = make_dry_run(tmp_path)
+    assert '"tensorflow[and-cuda]==2.15.1"' not in cpu  # pip's argument
+    assert "no NVIDIA driver" in cpu
+    for gpu in (make_dry_run(tmp_path, nvidia_smi=True),
+                make_dry_run(tmp_path, driver_file=True)):
+        assert '"tensorflow[and-cuda]==2.15.1"' in gpu
+        assert "rm -f VENV/.installed VENV/.installed-*" in gpu
+        assert "an NVIDIA driver is present" in gpu
+
+
+def test_the_fake_driver_target_reuses_the_installed_venv_and_ci_runs_it(tmp_path):
+    """make test-fake-driver puts its fake nvidia-smi on pytest's PATH only: make itself
+    still chooses the CPU build here, so the CPU venv is used as installed (no pip)."""
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed-cpu").touch()  # newer than the requirements files
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3.11").symlink_to(sys.executable)
+    result = subprocess.run(
+        [shutil.which("make"), "-n", "test-fake-driver", "VENV=%s" % venv,
+         "NVIDIA_DRIVER_FILES=%s" % (tmp_path / "none")],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PATH=str(bin_dir)))
+    assert result.returncode == 0, result.stderr
+    assert "pip install" not in result.stdout and "rm -f" not in result.stdout
+    assert 'PATH="$fake:$PATH" %s/bin/python -m pytest' % venv in result.stdout
+    assert "tests/test_device.py tests/test_gpu_check.py" in result.stdout
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        commands = [line.strip() for line in f if line.startswith("make")]
+    assert commands == ["make test", "make test-fake-driver"]
+
