@@ -73,13 +73,38 @@ def judge_predict(returncode, stdout, stderr):
     return placed, "labels %s, %s" % (labels, detail)
 
 
-def judge_horovod(returncode, output):
-    """Every process ends at the same step with the same weights."""
+# NCCL's own log with NCCL_DEBUG=INFO (on stdout, "[rank]<stdout>:" under horovodrun):
+# its version line, and each communicator's "Init COMPLETE".
+NCCL_RAN = re.compile(r"^(?:\[\d+\]<stdout>:)?NCCL version \d|NCCL INFO .*Init COMPLETE",
+                      re.M)
+
+
+def judge_horovod(returncode, output, nccl_built):
+    """Every process ends at the same step with the same weights and, when Horovod was
+    built with NCCL (hvd.nccl_built(): NCCL's version code, else 0), NCCL's log shows it
+    ran. A Gloo-only Horovod passes, saying so (its all-reduce goes through the CPU)."""
     reports = set(DIGEST.findall(output))
     steps = {step for step, _ in reports}
-    ok = returncode == 0 and len(DIGEST.findall(output)) >= 2 and len(reports) == 1
-    return ok, "exit %d, %d digest(s) at step(s) %s" % (returncode, len(reports),
-                                                        ", ".join(sorted(steps)) or "none")
+    same = returncode == 0 and len(DIGEST.findall(output)) >= 2 and len(reports) == 1
+    ran = bool(NCCL_RAN.search(output))
+    if nccl_built:
+        built = "Horovod built with NCCL %d.%d.%d" % (nccl_built // 10000,
+                                                      nccl_built % 10000 // 100,
+                                                      nccl_built % 100)
+    else:
+        built = "Horovod built with Gloo only (all-reduce on the CPU; see make horovod)"
+    return same and (ran or not nccl_built), "exit %d, %d digest(s) at step(s) %s; %s, %s" % (
+        returncode, len(reports), ", ".join(sorted(steps)) or "none", built,
+        "NCCL ran" if ran else "NCCL did not run")
+
+
+def horovod_nccl_built():
+    """hvd.nccl_built() of the Horovod installed here (0 without NCCL or Horovod)."""
+    try:
+        import horovod.tensorflow as hvd
+    except ImportError:
+        return 0
+    return int(hvd.nccl_built())
 
 
 def judge_out_of_memory(returncode, stderr):
@@ -173,8 +198,9 @@ def checks(material, tmp, gpu_count):
 
     def horovod():
         code, stdout, stderr = run("train.py", ["--horovod"] + train_args(
-            material, out("horovod"), "--batch-size", "8"), horovod_processes=2)
-        return judge_horovod(code, stdout + stderr)
+            material, out("horovod"), "--batch-size", "8"), {"NCCL_DEBUG": "INFO"},
+            horovod_processes=2)
+        return judge_horovod(code, stdout + stderr, horovod_nccl_built())
 
     def out_of_memory():
         code, _, stderr = run("train.py", train_args(

@@ -85,10 +85,43 @@ def test_a_run_that_times_out_is_a_fail_line_naming_the_time_and_the_cause(
 
 def test_horovod_needs_the_same_weights_in_every_process():
     line = "Horovod process %d of 2: global step 25, weights sha256 %s\n"
-    assert gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "ab12"))[0]
-    assert not gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "cd34"))[0]
-    assert not gpu_check.judge_horovod(0, line % (0, "ab12"))[0]
-    assert not gpu_check.judge_horovod(1, line % (0, "ab12") + line % (1, "ab12"))[0]
+    assert gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "ab12"), 0)[0]
+    assert not gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "cd34"), 0)[0]
+    assert not gpu_check.judge_horovod(0, line % (0, "ab12"), 0)[0]
+    assert not gpu_check.judge_horovod(1, line % (0, "ab12") + line % (1, "ab12"), 0)[0]
+
+
+NCCL_LOG = ("[0]<stdout>:gpu-box:6502:6588 [0] NCCL INFO Bootstrap : Using lo:127.0.0.1<0>\n"
+            "[0]<stdout>:NCCL version 2.18.1+cuda12.1\n"
+            "[1]<stdout>:gpu-box:6503:6590 [1] NCCL INFO comm 0x55d8ac4ad300 rank 1 nranks 2 "
+            "cudaDev 1 nvmlDev 1 busId 52000 commId 0x9ad9b5e4ab2566da - Init COMPLETE\n")
+
+
+def test_horovod_says_what_was_built_and_whether_nccl_ran():
+    digests = "".join("Horovod process %d of 2: global step 25, weights sha256 ab12\n" % rank
+                      for rank in (0, 1))
+    passed, detail = gpu_check.judge_horovod(0, NCCL_LOG + digests, 21801)
+    assert passed and "Horovod built with NCCL 2.18.1, NCCL ran" in detail
+    for log in (NCCL_LOG.splitlines()[1], NCCL_LOG.splitlines()[2]):
+        assert gpu_check.judge_horovod(0, log + "\n" + digests, 21801)[0]
+    passed, detail = gpu_check.judge_horovod(0, digests, 21801)  # built, but not used
+    assert not passed and "NCCL did not run" in detail
+    passed, detail = gpu_check.judge_horovod(0, digests, 0)
+    assert passed and "Gloo only" in detail and "NCCL did not run" in detail
+    assert not gpu_check.judge_horovod(0, NCCL_LOG.splitlines()[0] + "\n" + digests, 21801)[0]
+
+
+def test_the_horovod_check_asks_nccl_for_its_log(monkeypatch):
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda *args, **kwargs: runs.append(
+        (args, kwargs)) or (0, "", ""))
+    monkeypatch.setattr(gpu_check, "horovod_nccl_built", lambda: 21801)
+    found = dict(gpu_check.checks(("module", "data"), "/tmp/x", 2))
+    passed, detail = found["Horovod, 2 GPUs"]()
+    (script, args, env), kwargs = runs[-1]
+    assert script == "train.py" and "--horovod" in args and kwargs == {"horovod_processes": 2}
+    assert env == {"NCCL_DEBUG": "INFO"}
+    assert not passed and "Horovod built with NCCL 2.18.1" in detail
 
 
 def test_out_of_memory_needs_the_clear_message():
