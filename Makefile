@@ -26,8 +26,9 @@ HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_M
 # which "will significantly improve performance over the CPU version" (Horovod's
 # docs/gpus.rst): HOROVOD_GPU_OPERATIONS=NCCL, with NCCL from NCCL_HOME (a folder holding
 # include/nccl.h and lib/libnccl.so, e.g. the system's) or else from pip's
-# nvidia-nccl-cu12 (tensorflow[and-cuda] installs it). That wheel holds include/nccl.h
-# and lib/libnccl.so.2 but no libnccl.so, the name Horovod's cmake/Modules/FindNCCL.cmake
+# nvidia-nccl-cu12 (tensorflow[and-cuda]==2.15.1 pins 2.16.5). That wheel holds
+# nvidia/nccl/include/nccl.h and nvidia/nccl/lib/libnccl.so.2 (listed from the 2.16.5
+# wheel) but no libnccl.so, the name Horovod's cmake/Modules/FindNCCL.cmake
 # looks for with HOROVOD_NCCL_LINK=SHARED: the build gets a folder in the venv linking
 # both, and an rpath to the wheel's lib/. --no-cache-dir: pip would reuse a Horovod wheel
 # built earlier with other options (Horovod's docs/gpus.rst installs with it). If the NCCL

@@ -145,10 +145,26 @@ def run(script, args, env_extra=None, horovod_processes=0):
     try:
         stdout, stderr = process.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # with horovodrun's processes
+        kill_tree(process.pid)
         process.communicate()
         raise TimedOut(TIMEOUT) from None
     return process.returncode, stdout, stderr
+
+
+def kill_tree(pid):
+    """Kill the process `pid` started in a session of its own, with its descendants:
+    horovodrun's workers may run in sessions of their own."""
+    try:
+        import psutil  # installed with Horovod
+        descendants = psutil.Process(pid).children(recursive=True)
+    except Exception:  # no psutil, or the process is gone
+        descendants = []
+    os.killpg(pid, signal.SIGKILL)
+    for descendant in descendants:
+        try:
+            descendant.kill()
+        except Exception:  # ended meanwhile
+            pass
 
 
 def train_args(material, output_dir, *extra):

@@ -2,6 +2,7 @@
 machine has no GPU to run them on), and what it does without a GPU."""
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, on_gpu
@@ -152,3 +153,28 @@ def test_only_training_and_prediction_sessions_log_placement(monkeypatch):
     assert not device.base_session_config().log_device_placement
     monkeypatch.delenv("GPU_CHECK_LOG_PLACEMENT")
     assert not device.session_config()[0].log_device_placement
+
+
+def test_a_timed_out_run_is_killed_with_the_processes_it_started(monkeypatch, tmp_path):
+    """As horovodrun's workers: a grandchild in a session of its own dies too."""
+    import psutil
+    pid_file = tmp_path / "grandchild.pid"
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],\n"
+        "                         start_new_session=True)\n"
+        "open(%r, 'w').write(str(child.pid))\n"
+        "time.sleep(120)\n" % str(pid_file))
+    monkeypatch.setattr(gpu_check, "TIMEOUT", 3)
+    start = time.time()
+    with pytest.raises(gpu_check.TimedOut):
+        gpu_check.run(str(slow), [])
+    assert time.time() - start < 60  # not held up by a survivor holding the output pipe
+    grandchild = int(pid_file.read_text())
+    try:
+        psutil.Process(grandchild).wait(timeout=10)
+    except psutil.NoSuchProcess:
+        pass
+    assert not psutil.pid_exists(grandchild) or \
+        psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
