@@ -283,11 +283,10 @@ def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
                         lambda self, *args, **kwargs: seen.append(self._session_config)
                         or {"global_step": 1})
 
-    def estimator(session_config):
-        return device.evaluations_in_float32(device.tf.estimator.Estimator(
-            model_fn=lambda features, labels, mode: None,
-            config=device.tf.estimator.RunConfig(model_dir=str(tmp_path),
-                                                 session_config=session_config)))
+    def estimator(session_config):  # train.py's
+        import train
+        return train.make_estimator(lambda features, labels, mode, params: None, str(tmp_path),
+                                    session_config, train.parse_args([]))
 
     amp = estimator(config)
     assert amp.evaluate(input_fn=None) == {"global_step": 1}
