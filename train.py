@@ -165,8 +165,8 @@ def make_estimator(model_fn, output_dir, session_config, args):
         save_checkpoints_steps=None, save_checkpoints_secs=None,
         log_step_count_steps=args.save_summary_steps, tf_random_seed=args.seed,
         session_config=session_config)
-    return tf.estimator.Estimator(model_fn=model_fn, config=run_config,
-                                  params={"batch_size": args.batch_size})
+    return device.evaluations_in_float32(tf.estimator.Estimator(
+        model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size}))
 
 
 def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir):
@@ -198,6 +198,7 @@ def plan_steps(train_size, args, run):
         raise UserError("%d training reviews at batch size %d for %s epochs make no training "
                         "step; sample more reviews or lower --batch-size."
                         % (train_size, global_batch_size, args.epochs))
+    run.note_plan(num_train_steps, num_warmup_steps, args.batch_size, args.learning_rate)
     return num_train_steps, num_warmup_steps
 
 

@@ -10,6 +10,15 @@ from imdb_bert.errors import UserError
 
 PINNED = {}  # {"index": the GPU of this Horovod process}, once pin_gpu has run
 
+# TensorFlow 2.15's wheel has kernels for sm_50-sm_75 and PTX for compute_80 only
+# (build_info.py): GPUs of capability 8.0 and newer compile its kernels from PTX at first
+# start, 30 minutes or more on Hopper (tensorflow/tensorflow#62320). The CUDA JIT cache
+# keeps them for the next start if it is large enough: TensorFlow's release notes (2.3.0)
+# give CUDA_CACHE_MAXSIZE=2147483648. Set here, before anything initialises CUDA, unless
+# the user set it.
+JIT_CACHE_BYTES = "2147483648"
+os.environ.setdefault("CUDA_CACHE_MAXSIZE", JIT_CACHE_BYTES)
+
 
 def visible_gpus():
     return tf2.config.list_physical_devices("GPU")
@@ -44,6 +53,22 @@ def pin_gpu(local_rank, local_size):
     return index
 
 
+def make_gpu_ops_deterministic():
+    """TensorFlow's op determinism, for Horovod processes on GPUs. bert's AdamW turns the
+    embeddings' all-gathered gradient (IndexedSlices, which clipping measured by their
+    values) into a dense tensor with unsorted_segment_sum, whose GPU kernel adds with
+    atomics in a varying order: each process would apply a slightly different update and
+    the replicas drift apart (horovod/horovod#828, #1121). With op determinism that sum
+    (tf.convert_to_tensor of IndexedSlices, tf.gather's gradient) has a deterministic GPU
+    kernel (TF 2.8 RELEASE.md, "Deterministic Op Functionality"), and clipping still sees
+    the IndexedSlices. Its costs (docstring of tf.config.experimental.enable_op_determinism,
+    TF 2.15): slower GPU kernels, an UnimplementedError from any op without a
+    deterministic GPU kernel, a RuntimeError from random ops without a seed (the
+    Estimator's tf_random_seed seeds them). CPU kernels add in a fixed order already, so
+    CPU runs are left as they are."""
+    tf2.config.experimental.enable_op_determinism()
+
+
 def base_session_config():
     """The config every TF session here starts from: the Estimator's defaults (soft
     placement, one meta-optimizer pass), GPU memory taken as needed rather than a whole
@@ -52,8 +77,7 @@ def base_session_config():
     config.graph_options.rewrite_options.meta_optimizer_iterations = (
         rewriter_config_pb2.RewriterConfig.ONE)
     config.gpu_options.allow_growth = True
-    # make gpu-check's probes (imdb_bert/gpu_check.py): where ops run, a small GPU.
-    config.log_device_placement = bool(os.environ.get("GPU_CHECK_LOG_PLACEMENT"))
+    # make gpu-check's probe (imdb_bert/gpu_check.py): a small GPU.
     config.gpu_options.per_process_gpu_memory_fraction = float(
         os.environ.get("GPU_CHECK_MEMORY_FRACTION", 0))
     if "index" in PINNED:
@@ -61,29 +85,71 @@ def base_session_config():
     return config
 
 
-MIN_DRIVER = 525  # CUDA 12 (TensorFlow 2.15 is built with 12.2) needs driver 525.60.13+
+# The oldest NVIDIA driver for TensorFlow 2.15 (CUDA 12.2), by GPU generation. NVIDIA's
+# CUDA compatibility guide (docs.nvidia.com/deploy/cuda-compatibility/, "Minor Version
+# Compatibility"): a CUDA 12.x application runs on any driver >= 525.60.13, as far as it
+# needs no PTX JIT; PTX made by a newer toolkit than the driver's cannot be JIT-compiled
+# by it. TensorFlow's wheel carries kernels (SASS) for sm_50, sm_60, sm_70, sm_75, which
+# capabilities 5.x-7.x run, so there 525.60.13 does; GPUs of 8.0 and newer (Ampere, Ada,
+# Hopper) run its compute_80 PTX of CUDA 12.2, which needs the driver of CUDA 12.2:
+# 535.54.03 (CUDA 12.2 release notes, Linux x86_64).
+MIN_DRIVER = "525.60.13"
+MIN_DRIVER_FOR_PTX = "535.54.03"
+
+
+def minimum_driver(compute_capability):
+    """The oldest driver that runs TensorFlow 2.15 on a GPU of `compute_capability`
+    ("8.0"; None or "" when nvidia-smi did not say)."""
+    major = (compute_capability or "").split(".")[0]
+    if major.isdigit() and int(major) >= 8:
+        return MIN_DRIVER_FOR_PTX
+    return MIN_DRIVER
+
+
+def version_tuple(version):
+    return tuple(int(part) if part.isdigit() else 0 for part in version.split("."))
+
+
+def nvidia_smi_query(fields):
+    """nvidia-smi's CSV lines for `fields`, or None when it fails or is missing."""
+    if not shutil.which("nvidia-smi"):
+        return None
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=" + fields,
+                                 "--format=csv,noheader"],
+                                capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.splitlines() if result.returncode == 0 else None
+
+
+def nvidia_smi_details():
+    """[(GPU name, driver version, compute capability or "")] that nvidia-smi reports
+    (empty without a driver). Drivers older than R510 know no compute_cap field."""
+    lines = nvidia_smi_query("name,driver_version,compute_cap")
+    if lines is None:
+        lines = nvidia_smi_query("name,driver_version") or []
+    details = []
+    for line in lines:
+        if line.strip():
+            parts = [part.strip() for part in line.split(",")] + ["", ""]
+            details.append(tuple(parts[:3]))
+    return details
 
 
 def nvidia_smi_gpus():
     """[(GPU name, driver version)] that nvidia-smi reports (empty without a driver)."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version",
-                              "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    return [tuple(part.strip() for part in (line.rsplit(",", 1) + [""])[:2])
-            for line in out.splitlines() if line.strip()]
+    return [(name, driver) for name, driver, _ in nvidia_smi_details()]
 
 
-def unusable_gpu_cause(driver):
+def unusable_gpu_cause(driver, compute_capability=""):
     """The likely reason TensorFlow cannot use a GPU nvidia-smi sees, and the fix."""
-    major = driver.split(".")[0]
-    if major.isdigit() and int(major) < MIN_DRIVER:
-        return ("its driver %s is older than the %d that CUDA 12 needs: update the NVIDIA "
-                "driver" % (driver, MIN_DRIVER))
+    needed = minimum_driver(compute_capability)
+    if driver[:1].isdigit() and version_tuple(driver) < version_tuple(needed):
+        kind = ("a GPU of compute capability %s" % compute_capability
+                if compute_capability else "CUDA 12")
+        return ("its driver %s is older than the %s that %s needs with TensorFlow 2.15 "
+                "(CUDA 12.2): update the NVIDIA driver" % (driver, needed, kind))
     if not tf.test.is_built_with_cuda():
         return ("this TensorFlow is a CPU-only build: pip install "
                 "'tensorflow[and-cuda]==2.15.1' (make does this when it finds a GPU driver)")
@@ -111,11 +177,11 @@ def describe():
     names = gpu_names()
     if names:
         return "Training on GPU: %s" % ", ".join(names)
-    smi_gpus = nvidia_smi_gpus()
+    smi_gpus = nvidia_smi_details()
     if smi_gpus:
         return ("WARNING: nvidia-smi sees %s but TensorFlow cannot use it, so this runs on "
                 "the CPU (many times slower). Likely cause: %s."
-                % (", ".join(name for name, _ in smi_gpus), unusable_gpu_cause(smi_gpus[0][1])))
+                % (", ".join(gpu[0] for gpu in smi_gpus), unusable_gpu_cause(*smi_gpus[0][1:])))
     return "Training on CPU (no GPU found)"
 
 
@@ -175,6 +241,9 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
     A switch that does not fit the device is ignored, with a message saying so."""
     on_gpu = training_device() == "GPU"
     config = base_session_config()
+    # make gpu-check's placement probe: the sessions of training (and of predict.py's
+    # TensorFlow paths) log where each op runs; the ONNX check's CPU session does not.
+    config.log_device_placement = bool(os.environ.get("GPU_CHECK_LOG_PLACEMENT"))
     rewrites = config.graph_options.rewrite_options
     messages = []
     if bf16:
@@ -202,3 +271,31 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
         rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
         messages.append("--use-amp: float16 mixed precision with dynamic loss scaling on.")
     return config, messages, use_amp
+
+
+def evaluations_in_float32(estimator):
+    """`estimator`, whose evaluations (the test sample's, the validation's) run without
+    the float16 rewrite of --use-amp, as the notebook evaluated in float32: one session
+    config serves every session of an Estimator (tensorflow_estimator 2.15, estimator.py:
+    _evaluate_run opens its session with self._session_config), so evaluate() runs with
+    a copy that has the rewrite off. Without the rewrite, `estimator` is left as it is."""
+    training_config = estimator._session_config
+    rewrites = training_config.graph_options.rewrite_options
+    if rewrites.auto_mixed_precision != rewriter_config_pb2.RewriterConfig.ON:
+        return estimator
+    float32_config = tf.ConfigProto()
+    float32_config.CopyFrom(training_config)
+    float32_config.graph_options.rewrite_options.auto_mixed_precision = (
+        rewriter_config_pb2.RewriterConfig.OFF)
+    evaluate = estimator.evaluate
+
+    def evaluate_in_float32(*args, **kwargs):
+        estimator._session_config = float32_config
+        try:
+            return evaluate(*args, **kwargs)
+        finally:
+            estimator._session_config = training_config
+
+    estimator.evaluate = evaluate_in_float32
+    return estimator
+

@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -61,19 +62,49 @@ def judge_xla(output):
     return compiled, "XLA compiled clusters" if compiled else "no 'Compiled cluster using XLA'"
 
 
-def judge_predict(returncode, stdout):
-    labels = [line.split("\t")[0] for line in stdout.splitlines()]
-    ok = returncode == 0 and len(labels) == 2 and set(labels) <= {"Positive", "Negative"}
-    return ok, "exit %d, labels %s" % (returncode, labels)
+def judge_predict(returncode, stdout, stderr):
+    """A label for each of the two sentences, and the model's query projection on GPU:0
+    in the placement log of predict.py's TensorFlow session (placement lines may share
+    stdout with the predictions)."""
+    labels = re.findall(r"^(Positive|Negative)\t", stdout, re.M)
+    if returncode != 0 or len(labels) != 2:
+        return False, "exit %d, labels %s %s" % (returncode, labels, stderr.strip()[-200:])
+    placed, detail = judge_placement(stdout + stderr)
+    return placed, "labels %s, %s" % (labels, detail)
 
 
-def judge_horovod(returncode, output):
-    """Every process ends at the same step with the same weights."""
+# NCCL's own log with NCCL_DEBUG=INFO (on stdout, "[rank]<stdout>:" under horovodrun):
+# its version line, and each communicator's "Init COMPLETE".
+NCCL_RAN = re.compile(r"^(?:\[\d+\]<stdout>:)?NCCL version \d|NCCL INFO .*Init COMPLETE",
+                      re.M)
+
+
+def judge_horovod(returncode, output, nccl_built):
+    """Every process ends at the same step with the same weights and, when Horovod was
+    built with NCCL (hvd.nccl_built(): NCCL's version code, else 0), NCCL's log shows it
+    ran. A Gloo-only Horovod passes, saying so (its all-reduce goes through the CPU)."""
     reports = set(DIGEST.findall(output))
     steps = {step for step, _ in reports}
-    ok = returncode == 0 and len(DIGEST.findall(output)) >= 2 and len(reports) == 1
-    return ok, "exit %d, %d digest(s) at step(s) %s" % (returncode, len(reports),
-                                                        ", ".join(sorted(steps)) or "none")
+    same = returncode == 0 and len(DIGEST.findall(output)) >= 2 and len(reports) == 1
+    ran = bool(NCCL_RAN.search(output))
+    if nccl_built:
+        built = "Horovod built with NCCL %d.%d.%d" % (nccl_built // 10000,
+                                                      nccl_built % 10000 // 100,
+                                                      nccl_built % 100)
+    else:
+        built = "Horovod built with Gloo only (all-reduce on the CPU; see make horovod)"
+    return same and (ran or not nccl_built), "exit %d, %d digest(s) at step(s) %s; %s, %s" % (
+        returncode, len(reports), ", ".join(sorted(steps)) or "none", built,
+        "NCCL ran" if ran else "NCCL did not run")
+
+
+def horovod_nccl_built():
+    """hvd.nccl_built() of the Horovod installed here (0 without NCCL or Horovod)."""
+    try:
+        import horovod.tensorflow as hvd
+    except ImportError:
+        return 0
+    return int(hvd.nccl_built())
 
 
 def judge_out_of_memory(returncode, stderr):
@@ -83,17 +114,57 @@ def judge_out_of_memory(returncode, stderr):
     return ok, "exit %d: %s" % (returncode, last[:160])
 
 
+TIMEOUT = 900  # seconds for each run of train.py or predict.py
+
+
+class TimedOut(Exception):
+    """A run of train.py or predict.py took longer than TIMEOUT."""
+
+
+def timeout_detail(seconds):
+    """A timed-out check's FAIL detail: the time and the likely cause."""
+    return ("no result within %d s. Likely cause: TensorFlow 2.15 has no kernels for GPUs "
+            "of compute capability 8.0 and newer and compiles them from PTX at the first "
+            "start, 30 minutes or more on Hopper (tensorflow/tensorflow#62320). The CUDA JIT "
+            "cache (CUDA_CACHE_MAXSIZE=%s, ~/.nv/ComputeCache) keeps them: run make "
+            "gpu-check again." % (seconds, os.environ.get("CUDA_CACHE_MAXSIZE", "unset")))
+
+
 def run(script, args, env_extra=None, horovod_processes=0):
-    """(exit code, stdout, stderr) of train.py or predict.py with `args`."""
+    """(exit code, stdout, stderr) of train.py or predict.py with `args`; TimedOut after
+    TIMEOUT seconds."""
     command = [sys.executable, os.path.join(ROOT, script), *args]
     if horovod_processes:
         horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
         command = [horovodrun, "-np", str(horovod_processes), "-H",
                    "localhost:%d" % horovod_processes, "--gloo", *command]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", **(env_extra or {}))
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
-                            timeout=900)
-    return result.returncode, result.stdout, result.stderr
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        kill_tree(process.pid)
+        process.communicate()
+        raise TimedOut(TIMEOUT) from None
+    return process.returncode, stdout, stderr
+
+
+def kill_tree(pid):
+    """Kill the process `pid` started in a session of its own, with its descendants:
+    horovodrun's workers may run in sessions of their own."""
+    try:
+        import psutil  # installed with Horovod
+        descendants = psutil.Process(pid).children(recursive=True)
+    except Exception:  # no psutil, or the process is gone
+        descendants = []
+    os.killpg(pid, signal.SIGKILL)
+    for descendant in descendants:
+        try:
+            descendant.kill()
+        except Exception:  # ended meanwhile
+            pass
 
 
 def train_args(material, output_dir, *extra):
@@ -132,15 +203,20 @@ def checks(material, tmp, gpu_count):
         code, stdout, stderr = run("train.py", train_args(material, out("xla"), "--use-xla"))
         return judge_xla(stdout + stderr) if code == 0 else (False, stderr[-300:])
 
-    def predict():
-        code, stdout, _ = run("predict.py", ["--output-dir", out("placed"), "a great film",
-                                             "an awful film"])
-        return judge_predict(code, stdout)
+    def predict(path_flag):
+        # predict.py's TensorFlow paths, which use the GPU: its ONNX path runs on the CPU.
+        def check():
+            code, stdout, stderr = run("predict.py", [
+                "--output-dir", out("placed"), path_flag, "a great film", "an awful film"],
+                {"GPU_CHECK_LOG_PLACEMENT": "1"})
+            return judge_predict(code, stdout, stderr)
+        return check
 
     def horovod():
         code, stdout, stderr = run("train.py", ["--horovod"] + train_args(
-            material, out("horovod"), "--batch-size", "8"), horovod_processes=2)
-        return judge_horovod(code, stdout + stderr)
+            material, out("horovod"), "--batch-size", "8"), {"NCCL_DEBUG": "INFO"},
+            horovod_processes=2)
+        return judge_horovod(code, stdout + stderr, horovod_nccl_built())
 
     def out_of_memory():
         code, _, stderr = run("train.py", train_args(
@@ -149,7 +225,8 @@ def checks(material, tmp, gpu_count):
         return judge_out_of_memory(code, stderr)
 
     found = [("training on GPU:0", placement), ("--use-amp", amp), ("--use-xla", xla),
-             ("predict.py", predict)]
+             ("predict SavedModel", predict("--no-onnx")),
+             ("predict checkpoint", predict("--from-checkpoint"))]
     if gpu_count >= 2:
         found.append(("Horovod, 2 GPUs", horovod))
     return found + [("out of memory", out_of_memory)]
@@ -162,9 +239,11 @@ def describe_installation():
     build = tf2.sysconfig.get_build_info()
     print("TensorFlow %s, built with CUDA %s and cuDNN %s" % (
         tf2.__version__, build.get("cuda_version", "none"), build.get("cudnn_version", "none")))
-    drivers = device.nvidia_smi_gpus()
-    print("nvidia-smi: %s" % (", ".join("%s (driver %s)" % gpu for gpu in drivers)
-                              or "not found"))
+    drivers = device.nvidia_smi_details()
+    print("nvidia-smi: %s" % (", ".join(
+        "%s (driver %s, compute capability %s, needs driver %s+)"
+        % (name, driver, capability or "?", device.minimum_driver(capability))
+        for name, driver, capability in drivers) or "not found"))
     names = device.gpu_names()
     print("GPUs TensorFlow sees: %s" % (", ".join(names) or "none"))
     return names
@@ -196,7 +275,10 @@ def main(argv=None):
         material = make_material(tmp)
         for name, check in checks(material, tmp, len(gpus)):
             start = time.time()
-            passed, detail = check()
+            try:
+                passed, detail = check()
+            except TimedOut as timeout:
+                passed, detail = False, timeout_detail(timeout.args[0])
             failed += not passed
             print("%s  %-18s %6.1f s  %s" % ("PASS" if passed else "FAIL", name,
                                              time.time() - start, detail), flush=True)

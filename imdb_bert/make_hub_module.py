@@ -126,7 +126,9 @@ def export_module(output_dir, bert_config, vocab_file, do_lower_case,
         module = hub.Module(spec)
         if init_checkpoint:
             tf.train.init_from_checkpoint(init_checkpoint, dict(module.variable_map))
-        with tf.Session() as sess:
+        # On the CPU: a config-less session would take nearly all of GPU 0 for as long as
+        # its process lives (make gpu-check's, the tests'), and exporting needs no GPU.
+        with tf.Session(config=tf.ConfigProto(device_count={"GPU": 0})) as sess:
             sess.run(tf.global_variables_initializer())
             module.export(output_dir, sess)
 

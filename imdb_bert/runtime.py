@@ -18,6 +18,7 @@ import tempfile
 
 import tqdm
 
+import config
 from imdb_bert import device, feature_cache
 from imdb_bert.compat import tf
 from imdb_bert.errors import UserError
@@ -64,7 +65,8 @@ def init_horovod():
     except ImportError as error:
         raise UserError(INSTALL_HINT % error) from None
     hvd.init()
-    device.pin_gpu(hvd.local_rank(), hvd.local_size())  # before any TF session
+    if device.pin_gpu(hvd.local_rank(), hvd.local_size()) is not None:  # before any session
+        device.make_gpu_ops_deterministic()  # the same update in every process
     return hvd
 
 
@@ -88,6 +90,13 @@ class SingleProcess:
 
     def global_batch_size(self, batch_size):
         return batch_size * self.processes
+
+    def note_plan(self, num_train_steps, num_warmup_steps, batch_size, learning_rate):
+        """Process 0 says so when a global batch over the notebook's makes fewer steps."""
+        note = undertraining_note(num_train_steps, num_warmup_steps, batch_size,
+                                  self.processes, learning_rate)
+        if note and self.leads:
+            print(note)
 
     def train_input_fn(self, features_file, seq_length, seed):
         return feature_cache.input_fn_builder(features_file, seq_length, is_training=True,
@@ -201,6 +210,36 @@ class HorovodProcess(SingleProcess):
     def barrier(self):
         """Returns once every process has called it."""
         self.from_rank_0(None, "barrier")
+
+
+# The notebook's plan: 5,000 reviews at batch 32 for 3 epochs make 468 steps.
+NOTEBOOK_STEPS = int(config.TRAIN_SAMPLES / config.BATCH_SIZE * config.NUM_TRAIN_EPOCHS)
+
+
+def undertraining_note(num_train_steps, num_warmup_steps, batch_size, processes,
+                       learning_rate):
+    """The line for a global batch over the notebook's 32 (several processes, or a larger
+    --batch-size): its fewer steps at the notebook's learning rate may undertrain the
+    model. None otherwise."""
+    global_batch_size = batch_size * processes
+    if global_batch_size <= config.BATCH_SIZE:
+        return None
+    if processes > 1:
+        batch = "%d (%d processes x --batch-size %d)" % (global_batch_size, processes,
+                                                         batch_size)
+        # Horovod's guide (docs/tensorflow.rst): "Scale the learning rate by the number
+        # of workers", as the global batch grows with them.
+        rate = ("a learning rate scaled by the number of processes (--learning-rate %g = "
+                "%g x %d, as Horovod's guide suggests)" % (learning_rate * processes,
+                                                           learning_rate, processes))
+    else:
+        batch = "%d" % global_batch_size
+        rate = "a larger --learning-rate"
+    return ("Global batch %s: %d training steps, %d of warm-up, against the notebook's %d "
+            "at batch %d; the model may be undertrained. To train more: a smaller "
+            "per-process --batch-size, more --epochs, or %s."
+            % (batch, num_train_steps, num_warmup_steps, NOTEBOOK_STEPS, config.BATCH_SIZE,
+               rate))
 
 
 def quiet_worker():

@@ -22,6 +22,19 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+
+def hide_gpus_from_this_process():
+    """The test process's own TF sessions (fixtures such as tiny_module, in-process
+    tests) run on the CPU: on a GPU machine a session without a config would take nearly
+    all of GPU 0 for the whole test session, and every train.py the tests start would run
+    in what is left. The train.py and predict.py they start still see the GPUs. Must run
+    before TensorFlow initialises a device (tf.config.set_visible_devices, TF 2.15 docs)."""
+    from imdb_bert.compat import tf2
+    tf2.config.set_visible_devices([], "GPU")
+
+
+hide_gpus_from_this_process()
+
 POSITIVE_WORDS = ["great", "excellent", "wonderful", "fantastic", "brilliant", "loved",
                   "superb", "amazing", "enjoyable", "perfect"]
 NEGATIVE_WORDS = ["awful", "terrible", "horrible", "boring", "worst", "waste", "poor",
@@ -129,20 +142,33 @@ def has_avx2(cpuinfo="/proc/cpuinfo"):
         return False
 
 
-# oneDNN picks its kernels by the CPU's instruction sets, and kernels for different sets
-# sum in different orders: held to AVX2, every x86-64 CPU with AVX2 gives the same bits,
-# so a run can be compared exactly with one recorded on another machine.
-SAME_KERNELS_ENV = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2") if has_avx2() else None
-
-
 def on_gpu():
     from imdb_bert import device
     return device.training_device() == "GPU"
 
 
+def same_kernels_env(avx2, gpu):
+    """The environment of runs that tests compare with each other or with a recording
+    (None: the plain one). oneDNN picks its kernels by the CPU's instruction sets, and
+    kernels for different sets sum in different orders: held to AVX2, every x86-64 CPU
+    with AVX2 gives the same bits, so a run can be compared exactly with one recorded on
+    another machine. On a GPU, TensorFlow's op determinism (TF_DETERMINISTIC_OPS=1, which
+    TF 2.15 still reads; tf.config.experimental.enable_op_determinism replaced it): GPU
+    kernels that add with atomics (the embeddings' gradient) take deterministic ones, so
+    same-seed runs repeat."""
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2") if avx2 else None
+    if gpu:
+        env = dict(env or os.environ, TF_DETERMINISTIC_OPS="1")
+    return env
+
+
+SAME_KERNELS_ENV = same_kernels_env(has_avx2(), on_gpu())
+
+
 def assert_same_results(actual, expected):
-    """Equal eval results: to the bit on the CPU (repeated runs are), within 1e-4 on a GPU,
-    whose kernels sum in varying order."""
+    """Equal eval results: to the bit on the CPU (repeated runs are), within 1e-4 on a GPU
+    (runs with op determinism, SAME_KERNELS_ENV, but in TF1 sessions, for which
+    TensorFlow's docs do not promise determinism)."""
     if not on_gpu():
         assert actual == expected
         return

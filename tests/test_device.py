@@ -12,7 +12,14 @@ from imdb_bert import device, runtime
 from imdb_bert.errors import UserError
 
 
+def tensorflow_sees_no_gpu(monkeypatch):
+    """TensorFlow's side of a machine whose GPU it cannot use, faked so that these tests
+    hold on a GPU machine too (where the real TensorFlow sees the GPU)."""
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices", lambda kind: [])
+
+
 def test_cpu_without_nvidia_smi(monkeypatch, tmp_path):
+    tensorflow_sees_no_gpu(monkeypatch)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert device.describe() == "Training on CPU (no GPU found)"
 
@@ -22,6 +29,8 @@ def test_warns_when_a_gpu_is_present_but_unusable(monkeypatch, tmp_path):
     fake.write_text("#!/bin/sh\necho 'NVIDIA A100-SXM4-40GB'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    tensorflow_sees_no_gpu(monkeypatch)
+    monkeypatch.setattr(device.tf.test, "is_built_with_cuda", lambda: False)
     message = device.describe()
     assert message.startswith("WARNING")
     assert "NVIDIA A100-SXM4-40GB" in message
@@ -48,6 +57,8 @@ def fake_gpus(monkeypatch, count, calls):
                         lambda gpu, kind: calls.append("visible %s" % gpu.name))
     monkeypatch.setattr(device.tf2.config.experimental, "set_memory_growth",
                         lambda gpu, on: calls.append("growth %s %s" % (gpu.name, on)))
+    monkeypatch.setattr(device.tf2.config.experimental, "enable_op_determinism",
+                        lambda: calls.append("determinism"))
     monkeypatch.setattr(device, "PINNED", {})
 
 
@@ -77,7 +88,9 @@ def test_horovod_pins_each_process_to_its_gpu_before_any_session(monkeypatch):
     fake_gpus(monkeypatch, 4, calls)
     start_horovod(monkeypatch, calls, local_rank=2, local_size=4)
     gpu = "/physical_device:GPU:2"
-    assert calls == ["hvd.init", "list GPU", "visible %s" % gpu, "growth %s True" % gpu]
+    # Op determinism: the embeddings' summed gradient is the same in every process.
+    assert calls == ["hvd.init", "list GPU", "visible %s" % gpu, "growth %s True" % gpu,
+                     "determinism"]
     config = device.base_session_config()
     assert config.gpu_options.visible_device_list == "2"
     assert config.gpu_options.allow_growth and config.allow_soft_placement
@@ -90,7 +103,7 @@ def test_one_visible_gpu_per_process_is_used_as_is(monkeypatch):
     fake_gpus(monkeypatch, 1, calls)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # the launcher gave rank 3 its own GPU
     start_horovod(monkeypatch, calls, local_rank=3, local_size=4)
-    assert calls[-2:] == ["visible /physical_device:GPU:0", "growth /physical_device:GPU:0 True"]
+    assert calls[-3:-1] == ["visible /physical_device:GPU:0", "growth /physical_device:GPU:0 True"]
     assert device.base_session_config().gpu_options.visible_device_list == "0"
 
 
@@ -108,6 +121,7 @@ def test_without_gpus_nothing_is_pinned(monkeypatch):
     calls = []
     fake_gpus(monkeypatch, 0, calls)
     start_horovod(monkeypatch, calls, local_rank=1, local_size=2)
+    assert "determinism" not in calls  # CPU runs stay as they were, bit for bit
     assert device.base_session_config().gpu_options.visible_device_list == ""
     assert device.training_device() == "CPU"
 
@@ -129,13 +143,73 @@ def fake_nvidia_smi(monkeypatch, tmp_path, line):
     fake.write_text("#!/bin/sh\necho '%s'\n" % line)
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    tensorflow_sees_no_gpu(monkeypatch)
+
+
+def fake_nvidia_smi_with_capability(monkeypatch, tmp_path, name, driver, capability):
+    """An nvidia-smi that answers the compute_cap query (R510 and newer) or, without a
+    `capability`, refuses that field as older ones do."""
+    fake = tmp_path / "nvidia-smi"
+    cap_answer = ("echo '%s, %s, %s'" % (name, driver, capability) if capability else
+                  "echo 'Field \"compute_cap\" is not a valid field to query.'; exit 2")
+    fake.write_text("#!/bin/sh\ncase \"$*\" in\n  *compute_cap*) %s ;;\n  *) echo '%s, %s' ;;\n"
+                    "esac\n" % (cap_answer, name, driver))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+    tensorflow_sees_no_gpu(monkeypatch)
 
 
 def test_an_old_driver_is_named_as_the_cause(monkeypatch, tmp_path):
     fake_nvidia_smi(monkeypatch, tmp_path, "Tesla V100-SXM2-16GB, 470.82.01")
     message = device.describe()
     assert message.startswith("WARNING: nvidia-smi sees Tesla V100-SXM2-16GB but")
-    assert "driver 470.82.01 is older than the 525 that CUDA 12 needs" in message
+    assert "driver 470.82.01 is older than the 525.60.13 that CUDA 12 needs" in message
+
+
+@pytest.mark.parametrize("name, driver, capability, needed", [
+    ("Tesla V100-SXM2-16GB", "525.60.12", "7.0", "525.60.13"),  # SASS: minor version compat.
+    ("NVIDIA A100-SXM4-40GB", "530.30.02", "8.0", "535.54.03"),  # PTX of CUDA 12.2: its driver
+    ("NVIDIA H100 80GB HBM3", "525.105.17", "9.0", "535.54.03"),
+    ("NVIDIA L4", "535.54.02", "8.9", "535.54.03"),
+])
+def test_the_minimum_driver_follows_the_gpu_generation(monkeypatch, tmp_path, name, driver,
+                                                      capability, needed):
+    fake_nvidia_smi_with_capability(monkeypatch, tmp_path, name, driver, capability)
+    assert device.nvidia_smi_details() == [(name, driver, capability)]
+    assert device.minimum_driver(capability) == needed
+    assert ("driver %s is older than the %s that a GPU of compute capability %s needs"
+            % (driver, needed, capability)) in device.describe()
+
+
+@pytest.mark.parametrize("driver, capability", [("530.30.02", "7.5"), ("535.54.03", "9.0"),
+                                                ("550.54.15", "8.0")])
+def test_a_driver_new_enough_for_the_generation_is_not_blamed(monkeypatch, tmp_path, driver,
+                                                              capability):
+    fake_nvidia_smi_with_capability(monkeypatch, tmp_path, "NVIDIA GPU", driver, capability)
+    monkeypatch.setattr(device.tf.test, "is_built_with_cuda", lambda: False)
+    message = device.describe()
+    assert "older than" not in message and "this TensorFlow is a CPU-only build" in message
+
+
+def test_an_nvidia_smi_without_compute_cap_falls_back_to_name_and_driver(monkeypatch,
+                                                                        tmp_path):
+    fake_nvidia_smi_with_capability(monkeypatch, tmp_path, "Tesla K80", "470.57.02", None)
+    assert device.nvidia_smi_details() == [("Tesla K80", "470.57.02", "")]
+    assert device.nvidia_smi_gpus() == [("Tesla K80", "470.57.02")]
+    assert "older than the 525.60.13 that CUDA 12 needs" in device.describe()
+
+
+def test_the_cuda_jit_cache_is_enlarged_unless_the_user_set_it():
+    script = ("import os, sys; sys.argv = ['x']; import imdb_bert.device; "
+              "print(os.environ['CUDA_CACHE_MAXSIZE'])")
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_CACHE_MAXSIZE"}
+    ours = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert ours.stdout.split() == ["2147483648"], ours.stderr[-2000:]
+    users = subprocess.run([sys.executable, "-c", script], cwd=ROOT,
+                           env=dict(env, CUDA_CACHE_MAXSIZE="1000"),
+                           capture_output=True, text=True, timeout=120)
+    assert users.stdout.split() == ["1000"], users.stderr[-2000:]
 
 
 def test_a_cpu_only_tensorflow_is_named_as_the_cause(monkeypatch, tmp_path):
@@ -147,15 +221,20 @@ def test_a_cpu_only_tensorflow_is_named_as_the_cause(monkeypatch, tmp_path):
 def test_xla_is_pointed_at_pips_libdevice_unless_xla_flags_says_otherwise(monkeypatch,
                                                                           tmp_path):
     fake_gpus(monkeypatch, 1, [])
-    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    # setenv first, so that monkeypatch restores XLA_FLAGS (unset or not) after the test:
+    # delenv(raising=False) of an unset variable records nothing to undo.
+    monkeypatch.setenv("XLA_FLAGS", "")
+    monkeypatch.delenv("XLA_FLAGS")
     monkeypatch.setenv("PATH", os.environ["PATH"])  # restored after the test
+    # No pip CUDA on the path (tensorflow[and-cuda] installs nvidia-cuda-nvcc-cu12 on a
+    # GPU machine): the path holds only this test's folder.
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "site")])
     _, messages, _ = device.session_config(use_xla=True)
     assert "nvidia-cuda-nvcc-cu12 (libdevice, ptxas) was not found" in messages[-1]
     assert "XLA_FLAGS" not in os.environ
 
     nvcc = tmp_path / "site" / "nvidia" / "cuda_nvcc"
     (nvcc / "nvvm" / "libdevice").mkdir(parents=True)
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
     _, messages, _ = device.session_config(use_xla=True)
     assert os.environ["XLA_FLAGS"] == "--xla_gpu_cuda_data_dir=%s" % nvcc
     assert os.environ["PATH"].startswith(str(nvcc / "bin") + os.pathsep)
@@ -179,3 +258,59 @@ def test_only_the_three_factory_lines_are_hidden_at_import():
             "been registered" % (path, plugin, plugin))
     assert not FACTORY_NOISE.search("E tensorflow/core/common_runtime/gpu/gpu_device.cc] "
                                     "Could not load dynamic library 'libcudnn.so.8'")
+
+
+def test_the_test_process_hides_its_gpus_from_its_own_sessions(monkeypatch):
+    import conftest
+    calls = []
+    monkeypatch.setattr(device.tf2.config, "set_visible_devices",
+                        lambda devices, kind: calls.append((devices, kind)))
+    conftest.hide_gpus_from_this_process()
+    assert calls == [([], "GPU")]
+    assert device.tf2.config.get_visible_devices("GPU") == []  # done at conftest's import
+
+
+def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
+    """--use-amp: training sessions get the float16 rewrite, evaluation (test sample and
+    validation) sessions the same config with the rewrite off."""
+    on, off = (device.rewriter_config_pb2.RewriterConfig.ON,
+               device.rewriter_config_pb2.RewriterConfig.OFF)
+    fake_gpus(monkeypatch, 1, [])
+    config, _, use_amp = device.session_config(use_amp=True)
+    assert use_amp and config.graph_options.rewrite_options.auto_mixed_precision == on
+    seen = []
+    monkeypatch.setattr(device.tf.estimator.Estimator, "evaluate",
+                        lambda self, *args, **kwargs: seen.append(self._session_config)
+                        or {"global_step": 1})
+
+    def estimator(session_config):  # train.py's
+        import train
+        return train.make_estimator(lambda features, labels, mode, params: None, str(tmp_path),
+                                    session_config, train.parse_args([]))
+
+    amp = estimator(config)
+    assert amp.evaluate(input_fn=None) == {"global_step": 1}
+    assert seen[-1].graph_options.rewrite_options.auto_mixed_precision == off
+    assert seen[-1].gpu_options.allow_growth and seen[-1].allow_soft_placement
+    assert amp._session_config.graph_options.rewrite_options.auto_mixed_precision == on
+    plain_config = device.session_config()[0]
+    plain = estimator(plain_config)
+    plain.evaluate(input_fn=None)
+    assert seen[-1] is plain_config  # without --use-amp, nothing changes
+
+
+def test_xla_flags_set_by_one_test_do_not_leak_into_the_next():
+    """Runs after test_xla_is_pointed_at_pips_libdevice_unless_xla_flags_says_otherwise
+    (file order), which points XLA_FLAGS at a folder of its own."""
+    assert "site/nvidia/cuda_nvcc" not in os.environ.get("XLA_FLAGS", "")
+
+
+def test_same_seed_runs_get_op_determinism_on_a_gpu_only():
+    from conftest import same_kernels_env
+    assert same_kernels_env(avx2=False, gpu=False) is None  # the CPU runs as it always did
+    cpu = same_kernels_env(avx2=True, gpu=False)
+    assert cpu["ONEDNN_MAX_CPU_ISA"] == "AVX2" and "TF_DETERMINISTIC_OPS" not in cpu
+    gpu = same_kernels_env(avx2=True, gpu=True)
+    assert gpu["TF_DETERMINISTIC_OPS"] == "1" and gpu["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert same_kernels_env(avx2=False, gpu=True)["TF_DETERMINISTIC_OPS"] == "1"
+

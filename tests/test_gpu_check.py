@@ -2,6 +2,7 @@
 machine has no GPU to run them on), and what it does without a GPU."""
 import subprocess
 import sys
+import time
 
 import pytest
 from conftest import ROOT, on_gpu
@@ -42,19 +43,86 @@ def test_xla_passes_only_when_clusters_were_compiled():
     assert not gpu_check.judge_xla("--use-xla: XLA JIT compilation on.")[0]
 
 
-def test_predict_needs_exit_0_and_a_label_per_sentence():
+def test_predict_needs_a_label_per_sentence_and_the_model_on_gpu_0():
     lines = "Positive\t0.9\t[-2.3, -0.1]\ta great film\nNegative\t0.8\t[-0.2, -1.6]\tawful\n"
-    assert gpu_check.judge_predict(0, lines)[0]
-    assert not gpu_check.judge_predict(2, lines)[0]
-    assert not gpu_check.judge_predict(0, lines.splitlines()[0])[0]
+    # The placement log of predict.py's session goes to stdout and stderr, between lines.
+    assert gpu_check.judge_predict(0, QUERY % "GPU:0" + lines, QUERY % "GPU:0")[0]
+    assert gpu_check.judge_predict(0, lines, READ + QUERY % "GPU:0")[0]
+    assert not gpu_check.judge_predict(0, lines, QUERY % "CPU:0")[0]  # the CPU predicted
+    assert not gpu_check.judge_predict(0, lines, "")[0]  # e.g. the ONNX path: no placement
+    assert not gpu_check.judge_predict(2, lines, QUERY % "GPU:0")[0]
+    assert not gpu_check.judge_predict(0, lines.splitlines()[0], QUERY % "GPU:0")[0]
+
+
+def test_the_predict_checks_take_the_gpu_paths_of_predict_py(monkeypatch):
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda script, args, env=None, **kw: runs.append(
+        (script, args, env)) or (0, "", ""))
+    found = dict(gpu_check.checks(("module", "data"), "/tmp/x", 1))
+    for name, flag in (("predict SavedModel", "--no-onnx"),
+                       ("predict checkpoint", "--from-checkpoint")):
+        found[name]()
+        script, args, env = runs[-1]
+        assert script == "predict.py" and flag in args
+        assert env == {"GPU_CHECK_LOG_PLACEMENT": "1"}
+
+
+def test_a_run_that_times_out_is_a_fail_line_naming_the_time_and_the_cause(
+        monkeypatch, tmp_path, capsys):
+    """A real child that outlives the timeout: no traceback, a FAIL line, exit 1."""
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setattr(gpu_check, "TIMEOUT", 1)
+    monkeypatch.setattr(gpu_check, "describe_installation", lambda: ["NVIDIA H100"])
+    monkeypatch.setattr(gpu_check, "make_material", lambda folder: None)
+    monkeypatch.setattr(gpu_check, "checks", lambda material, tmp, count: [
+        ("training on GPU:0", lambda: gpu_check.run(str(slow), []))])
+    assert gpu_check.main(["--keep", str(tmp_path)]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith("FAIL  training on GPU:0")
+    assert "no result within 1 s" in line and "tensorflow/tensorflow#62320" in line
+    assert "from PTX" in line and "CUDA_CACHE_MAXSIZE" in line
 
 
 def test_horovod_needs_the_same_weights_in_every_process():
     line = "Horovod process %d of 2: global step 25, weights sha256 %s\n"
-    assert gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "ab12"))[0]
-    assert not gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "cd34"))[0]
-    assert not gpu_check.judge_horovod(0, line % (0, "ab12"))[0]
-    assert not gpu_check.judge_horovod(1, line % (0, "ab12") + line % (1, "ab12"))[0]
+    assert gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "ab12"), 0)[0]
+    assert not gpu_check.judge_horovod(0, line % (0, "ab12") + line % (1, "cd34"), 0)[0]
+    assert not gpu_check.judge_horovod(0, line % (0, "ab12"), 0)[0]
+    assert not gpu_check.judge_horovod(1, line % (0, "ab12") + line % (1, "ab12"), 0)[0]
+
+
+NCCL_LOG = ("[0]<stdout>:gpu-box:6502:6588 [0] NCCL INFO Bootstrap : Using lo:127.0.0.1<0>\n"
+            "[0]<stdout>:NCCL version 2.18.1+cuda12.1\n"
+            "[1]<stdout>:gpu-box:6503:6590 [1] NCCL INFO comm 0x55d8ac4ad300 rank 1 nranks 2 "
+            "cudaDev 1 nvmlDev 1 busId 52000 commId 0x9ad9b5e4ab2566da - Init COMPLETE\n")
+
+
+def test_horovod_says_what_was_built_and_whether_nccl_ran():
+    digests = "".join("Horovod process %d of 2: global step 25, weights sha256 ab12\n" % rank
+                      for rank in (0, 1))
+    passed, detail = gpu_check.judge_horovod(0, NCCL_LOG + digests, 21801)
+    assert passed and "Horovod built with NCCL 2.18.1, NCCL ran" in detail
+    for log in (NCCL_LOG.splitlines()[1], NCCL_LOG.splitlines()[2]):
+        assert gpu_check.judge_horovod(0, log + "\n" + digests, 21801)[0]
+    passed, detail = gpu_check.judge_horovod(0, digests, 21801)  # built, but not used
+    assert not passed and "NCCL did not run" in detail
+    passed, detail = gpu_check.judge_horovod(0, digests, 0)
+    assert passed and "Gloo only" in detail and "NCCL did not run" in detail
+    assert not gpu_check.judge_horovod(0, NCCL_LOG.splitlines()[0] + "\n" + digests, 21801)[0]
+
+
+def test_the_horovod_check_asks_nccl_for_its_log(monkeypatch):
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda *args, **kwargs: runs.append(
+        (args, kwargs)) or (0, "", ""))
+    monkeypatch.setattr(gpu_check, "horovod_nccl_built", lambda: 21801)
+    found = dict(gpu_check.checks(("module", "data"), "/tmp/x", 2))
+    passed, detail = found["Horovod, 2 GPUs"]()
+    (script, args, env), kwargs = runs[-1]
+    assert script == "train.py" and "--horovod" in args and kwargs == {"horovod_processes": 2}
+    assert env == {"NCCL_DEBUG": "INFO"}
+    assert not passed and "Horovod built with NCCL 2.18.1" in detail
 
 
 def test_out_of_memory_needs_the_clear_message():
@@ -73,3 +141,40 @@ def test_without_a_gpu_it_says_so_and_exits_0():
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("TensorFlow 2.15.1, built with CUDA")
     assert "No GPU that TensorFlow can use: nothing to check here." in result.stdout
+
+
+def test_only_training_and_prediction_sessions_log_placement(monkeypatch):
+    """The placement probe reaches the Estimator's sessions (device.session_config) and
+    predict.py's, not the CPU-only session of the ONNX check (base_session_config), whose
+    query op on CPU:0 would fail the placement line."""
+    from imdb_bert import device
+    monkeypatch.setenv("GPU_CHECK_LOG_PLACEMENT", "1")
+    assert device.session_config()[0].log_device_placement
+    assert not device.base_session_config().log_device_placement
+    monkeypatch.delenv("GPU_CHECK_LOG_PLACEMENT")
+    assert not device.session_config()[0].log_device_placement
+
+
+def test_a_timed_out_run_is_killed_with_the_processes_it_started(monkeypatch, tmp_path):
+    """As horovodrun's workers: a grandchild in a session of its own dies too."""
+    import psutil
+    pid_file = tmp_path / "grandchild.pid"
+    slow = tmp_path / "slow.py"
+    slow.write_text(
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'],\n"
+        "                         start_new_session=True)\n"
+        "open(%r, 'w').write(str(child.pid))\n"
+        "time.sleep(120)\n" % str(pid_file))
+    monkeypatch.setattr(gpu_check, "TIMEOUT", 3)
+    start = time.time()
+    with pytest.raises(gpu_check.TimedOut):
+        gpu_check.run(str(slow), [])
+    assert time.time() - start < 60  # not held up by a survivor holding the output pipe
+    grandchild = int(pid_file.read_text())
+    try:
+        psutil.Process(grandchild).wait(timeout=10)
+    except psutil.NoSuchProcess:
+        pass
+    assert not psutil.pid_exists(grandchild) or \
+        psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE

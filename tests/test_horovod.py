@@ -98,10 +98,11 @@ def test_only_process_0_writes_and_reports(two_processes):
 
 def test_two_processes_compute_the_losses_of_one_on_the_same_global_batches(
         two_processes, imdb_dir, tiny_module, tmp_path):
-    one = subprocess.run(
+    one = subprocess.run(  # on the CPU, as the two processes (environment())
         [sys.executable, HOROVOD_TRAIN,
          *args_for(imdb_dir, tiny_module, str(tmp_path / "one"), 8)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600)
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     assert one.returncode == 0, one.stderr[-5000:]
     assert [report[:3] for report in digests(one.stderr)] == [("0", "1", "5")]
     one_losses = losses(one.stdout)
@@ -274,3 +275,27 @@ def test_horovod_averages_dense_gradients_in_a_group_and_sparse_ones_by_allgathe
     means = process.average([tf.constant(1.0), slices, tf.constant(2.0)])
     assert means == ["mean of dense 0", "mean of slices", "mean of dense 1"]
     assert calls == [("grouped", 2, "average"), ("allreduce", "IndexedSlices", "average")]
+
+
+def test_a_global_batch_over_the_notebooks_makes_process_0_say_so(capsys):
+    """16 processes at --batch-size 32: 29 steps (2 of warm-up) for the notebook's 5,000
+    reviews x 3 epochs, against its 468. One line, from process 0 only."""
+    import train
+    args = train.parse_args([])  # the notebook's flags
+    for rank in (0, 1):
+        process = runtime.HorovodProcess.__new__(runtime.HorovodProcess)
+        process.processes, process.leads = 16, rank == 0
+        assert train.plan_steps(5000, args, process) == (29, 2)
+    assert capsys.readouterr().out == (
+        "Global batch 512 (16 processes x --batch-size 32): 29 training steps, 2 of warm-up, "
+        "against the notebook's 468 at batch 32; the model may be undertrained. To train "
+        "more: a smaller per-process --batch-size, more --epochs, or a learning rate scaled "
+        "by the number of processes (--learning-rate 0.00032 = 2e-05 x 16, as Horovod's "
+        "guide suggests).\n")
+    assert train.plan_steps(5000, args, runtime.SingleProcess()) == (468, 46)
+    two = runtime.HorovodProcess.__new__(runtime.HorovodProcess)
+    two.processes, two.leads = 2, True
+    train.plan_steps(5000, train.parse_args(["--batch-size", "16"]), two)  # global 32
+    assert capsys.readouterr().out == ""
+    assert "Global batch 64: 234 training steps" in runtime.undertraining_note(
+        234, 23, 64, 1, 2e-5)

@@ -2,7 +2,9 @@
 import numpy as np
 
 from imdb_bert import optimizer
-from imdb_bert.compat import optimization, tf
+from tensorflow.python.framework import config as determinism
+
+from imdb_bert.compat import optimization, tf, tf2
 
 RNG = np.random.RandomState(0)
 INPUTS = RNG.normal(size=(8, 5)).astype(np.float32)
@@ -128,3 +130,43 @@ def test_averaging_across_processes_sees_the_gradients_before_clipping():
         averaged = train_weights(doubled_and_averaged, 4, 100, 0)
         for a, b in zip(plain, averaged):
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def embedding_update(deterministic):
+    """(the gradient `average` got, its global norm, the norm of its dense form, the
+    embeddings after one update) for a lookup that reads row 1 twice."""
+    with tf.Graph().as_default():
+        table = tf.get_variable("embeddings",
+                                initializer=np.arange(12, dtype=np.float32).reshape(4, 3))
+        loss = 50.0 * tf.reduce_sum(tf.square(tf.gather(table, [1, 1, 3])))
+        seen = []
+
+        def record(tensors):  # a one-process "average"
+            seen.extend(tensors)
+            return tensors
+        train_op = optimizer.create_optimizer(loss, 1e-2, 100, 0, average=record)
+        norms = [tf.linalg.global_norm([seen[0]]),
+                 tf.linalg.global_norm([tf.convert_to_tensor(seen[0])])]
+        if deterministic:
+            tf2.config.experimental.enable_op_determinism()
+        try:
+            with tf.Session(config=tf.ConfigProto(device_count={"GPU": 0})) as sess:
+                sess.run(tf.global_variables_initializer())
+                values = sess.run(norms)
+                sess.run(train_op)
+                return seen[0], values[0], values[1], sess.run(table)
+        finally:
+            determinism.disable_op_determinism()  # not in the public API
+
+
+def test_the_embedding_gradient_is_clipped_as_slices_and_determinism_keeps_cpu_bits():
+    """The embeddings' gradient reaches `average` (Horovod's all-gather) and clipping as
+    IndexedSlices: clipping measures their values, and a row read twice counts twice,
+    which densifying first would change. Op determinism (Horovod on GPUs,
+    device.make_gpu_ops_deterministic) changes only how the update sums the rows; on the
+    CPU the weights stay the same to the bit."""
+    gradient, slices_norm, dense_norm, plain = embedding_update(deterministic=False)
+    assert isinstance(gradient, tf.IndexedSlices)
+    assert abs(slices_norm - dense_norm) > 1.0
+    _, _, _, deterministic = embedding_update(deterministic=True)
+    np.testing.assert_array_equal(deterministic, plain)

@@ -23,8 +23,14 @@ def run_predict(*args, stdin=None, env=None):
                           env=env)
 
 
-def predict_json(*args):
-    result = run_predict("--json", *args)
+# TensorFlow's paths compared with ONNX Runtime's (CPU) run on the CPU too: on Ampere and
+# newer GPUs TensorFlow's float32 matmuls use TF32 by default (TF 2.15 docs,
+# tf.config.experimental.enable_tensor_float_32_execution), beyond these tolerances.
+ON_THE_CPU = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+
+
+def predict_json(*args, env=None):
+    result = run_predict("--json", *args, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout), result.stderr
 
@@ -91,11 +97,12 @@ def test_onnx_savedmodel_and_checkpoint_agree_and_repeat(trained, tmp_path):
     assert result.stderr == "Predicting with ONNX Runtime on the CPU: %s\n" % os.path.join(
         trained[0], "export", export, "model.onnx")
     from_onnx = json.loads(result.stdout)
-    from_export, stderr = predict_json("--output-dir", trained[0], "--no-onnx", *sentences)
+    from_export, stderr = predict_json("--output-dir", trained[0], "--no-onnx", *sentences,
+                                       env=ON_THE_CPU)
     assert "Predicting with the SavedModel %s (--no-onnx)." % os.path.join(
         trained[0], "export", export) in stderr
     from_checkpoint, stderr = predict_json("--output-dir", trained[0], "--from-checkpoint",
-                                           *sentences)
+                                           *sentences, env=ON_THE_CPU)
     assert "Restoring" in stderr and "model.ckpt-125" in stderr
     assert ([i["label"] for i in from_onnx] == [i["label"] for i in from_export]
             == [i["label"] for i in from_checkpoint])
@@ -159,7 +166,8 @@ def test_file_and_stdin_skip_blank_lines(trained, tmp_path):
 def test_notebook_folder_restores_with_bert_hub(notebook_dir, trained, tiny_module):
     expected, _ = predict_json("--output-dir", trained[0], *NOTEBOOK_SENTENCES)
     output, stderr = predict_json("--output-dir", notebook_dir, "--bert-hub", tiny_module,
-                                  "--max-seq-length", "32", *NOTEBOOK_SENTENCES)
+                                  "--max-seq-length", "32", *NOTEBOOK_SENTENCES,
+                                  env=ON_THE_CPU)
     assert "no export" in stderr
     np.testing.assert_allclose([i["probabilities"] for i in output],
                                [i["probabilities"] for i in expected], atol=1e-5)
