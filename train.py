@@ -20,6 +20,7 @@ from imdb_bert.hooks import EvalPredictionsHook, ProgressHook
 from imdb_bert.model import model_fn_builder
 from imdb_bert.output_folder import checkpoint_step
 from imdb_bert.serving import add_onnx_copy, export_for_prediction
+from imdb_bert.truncation import HEAD, MODES
 
 
 def main(argv=None):
@@ -60,7 +61,7 @@ def main(argv=None):
     def convert(split, examples):
         return feature_cache.load_or_convert(OUTPUT_DIR, split, examples, config.label_list,
                                              args.max_seq_length, tokenizer, vocab_file,
-                                             do_lower_case)
+                                             do_lower_case, args.truncate)
     test_features_file = convert("test", test_InputExamples)
     train_features_file = None if args.eval_only else convert("train", train_InputExamples)
 
@@ -347,6 +348,10 @@ def add_data_flags(p):
                    help="test reviews to sample, or 'all' (25,000)")
     p.add_argument("--max-seq-length", type=sequence_length, default=config.MAX_SEQ_LENGTH,
                    help="word pieces per review, [CLS] and [SEP] included")
+    p.add_argument("--truncate", choices=MODES, default=HEAD,
+                   help="which max-seq-length - 2 word pieces a longer review keeps: its "
+                        "first ones (the notebook's), its last ones, or the first quarter "
+                        "and the last three quarters of them (head+tail)")
 
 
 def add_training_flags(p):

@@ -22,6 +22,7 @@ from imdb_bert import features  # noqa: E402
 from imdb_bert.compat import quiet_tf_logging, run_classifier, tf  # noqa: E402
 from imdb_bert.make_hub_module import SPECIAL_TOKENS  # noqa: E402
 from imdb_bert.fast_features import SAFE  # noqa: E402
+from imdb_bert.truncation import MODES, truncating  # noqa: E402
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "po", "si", "de", "fa", "gu", "ho", "ji",
              "ble", "tion", "ment", "er", "ing", "ous", "ly", "st", "an", "re", "in"]
@@ -67,6 +68,8 @@ def main():
     p.add_argument("--non-ascii-share", type=float, default=0.5,
                    help="generated reviews: share holding non-ASCII characters")
     p.add_argument("--max-seq-length", type=int, default=config.MAX_SEQ_LENGTH)
+    p.add_argument("--truncate", choices=MODES, default="head",
+                   help="train.py's --truncate (tail and head+tail tokenize whole reviews)")
     args = p.parse_args()
     quiet_tf_logging()
     tf.logging.set_verbosity(tf.logging.WARN)
@@ -85,20 +88,21 @@ def main():
         examples = features.make_examples(reviews, [0] * len(reviews))
         ascii_share = sum(SAFE.issuperset(review) for review in reviews) / len(reviews)
         print("%d reviews, mean %d characters, %.0f%% printable ASCII only (the fast path "
-              "gains most on those), max_seq_length %d"
+              "gains most on those), max_seq_length %d, --truncate %s"
               % (len(reviews), sum(map(len, reviews)) / len(reviews), 100 * ascii_share,
-                 args.max_seq_length))
+                 args.max_seq_length, args.truncate))
 
         reference = features.create_tokenizer(vocab_file, do_lower_case)
         start = time.perf_counter()
         expected = run_classifier.convert_examples_to_features(
-            examples, config.label_list, args.max_seq_length, reference)
+            examples, config.label_list, args.max_seq_length,
+            truncating(reference, args.truncate, args.max_seq_length))
         reference_seconds = time.perf_counter() - start
 
         fast = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
         start = time.perf_counter()
         got = features.convert_examples(
-            examples, config.label_list, args.max_seq_length, fast)
+            examples, config.label_list, args.max_seq_length, fast, truncate=args.truncate)
         fast_seconds = time.perf_counter() - start
 
     same = all(a.input_ids == b.input_ids and a.input_mask == b.input_mask

@@ -10,11 +10,13 @@ Two savings, both exact:
     which needs no TensorFlow);
   - only the first max_seq_length - 2 word pieces are kept, so only a prefix of each review
     is tokenized: BERT tokenizes word by word, so the pieces of a prefix that ends before a
-    space are the first pieces of the whole text.
+    space are the first pieces of the whole text. (--truncate tail and head+tail keep the
+    last pieces too: those tokenize the whole text.)
 """
 from tokenizers import BertWordPieceTokenizer
 
 from imdb_bert import wordpiece
+from imdb_bert.truncation import HEAD, keep
 
 # Printable ASCII, tab and newlines: the same in both (and checked by the tests).
 SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t", "\n", "\r"}
@@ -75,8 +77,11 @@ class FastTokenizer:
                     self.agrees[c] = False
         return all(self.agrees[c] for c in others)
 
-    def ids(self, texts, max_pieces):
-        """The first `max_pieces` word-piece ids of each text."""
+    def ids(self, texts, max_pieces, truncate=HEAD):
+        """The first `max_pieces` word-piece ids of each text (with `truncate`, the ids
+        that mode keeps)."""
+        if truncate != HEAD:
+            return [keep(ids, truncate, max_pieces) for ids in self.whole_ids(texts)]
         result = [None] * len(texts)
         heads, head_index = [], []
         for i, text in enumerate(texts):
@@ -96,6 +101,19 @@ class FastTokenizer:
             result[i] = ids[:max_pieces]
         return result
 
+    def whole_ids(self, texts):
+        """Every word-piece id of each text."""
+        result, safe = [None] * len(texts), []
+        for i, text in enumerate(texts):
+            if self.is_safe(text):
+                safe.append(i)
+            else:
+                self.fallbacks += 1
+                result[i] = self.reference_ids(text)
+        for i, ids in zip(safe, self.fast_ids(texts[i] for i in safe)):
+            result[i] = ids
+        return result
+
 
 def head(text, max_pieces):
     """A prefix of `text` ending before a space and holding at least `max_pieces` words
@@ -106,14 +124,14 @@ def head(text, max_pieces):
     return text[:len(text) - len(parts[-1]) - 1]
 
 
-def encode(texts, max_seq_length, tokenizer):
+def encode(texts, max_seq_length, tokenizer, truncate=HEAD):
     """(input_ids, input_mask) of each text as run_classifier builds them for a single
     sentence ([CLS] pieces [SEP], zero padding); its segment_ids are all 0. `tokenizer` is
-    a FastTokenizer."""
+    a FastTokenizer; `truncate` the pieces a longer text keeps (truncation.py)."""
     vocab = tokenizer.reference.vocab
     cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
     encoded = []
-    for ids in tokenizer.ids(texts, max_seq_length - 2):
+    for ids in tokenizer.ids(texts, max_seq_length - 2, truncate):
         input_ids = [cls_id] + ids + [sep_id]
         padding = [0] * (max_seq_length - len(input_ids))
         encoded.append((input_ids + padding, [1] * len(input_ids) + padding))

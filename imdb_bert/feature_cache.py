@@ -3,8 +3,8 @@ run_classifier's file-based path), so a rerun or a resume skips the conversion, 
 training and evaluation read them from there instead of holding them in the graph.
 
 The file name holds a key over everything that changes the features: the vocab file's
-bytes, the casing, max_seq_length, the label list, and every example's text and label (so
-the data selection and seed are in it too). Another key never reads a stale file. Beside
+bytes, the casing, max_seq_length, the label list, --truncate, and every example's text and
+label (so the data selection and seed are in it too). Another key never reads a stale file. Beside
 each file, <file>.json records its record count and SHA-256: a truncated or damaged file
 is converted again, never read.
 """
@@ -15,17 +15,21 @@ import os
 from imdb_bert import features
 from imdb_bert.compat import run_classifier, tf
 from imdb_bert.output_folder import features_file, write_json
+from imdb_bert.truncation import HEAD
 
 FORMAT = b"features-v1"
 FIELDS = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
 SHUFFLE_BUFFER = 100  # run_classifier.input_fn_builder's
 
 
-def cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case):
+def cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case,
+              truncate=HEAD):
     digest = hashlib.sha256(FORMAT)
     with tf.io.gfile.GFile(vocab_file, "rb") as f:
         digest.update(f.read())
     digest.update(repr((do_lower_case, max_seq_length, list(label_list))).encode())
+    if truncate != HEAD:  # head's keys stay as before --truncate: old caches stay valid
+        digest.update(repr(truncate).encode())
     for example in examples:
         digest.update(repr(example.label).encode() + b"\0")
         digest.update(example.text_a.encode("utf-8", "surrogatepass") + b"\0")
@@ -33,10 +37,11 @@ def cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case):
 
 
 def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tokenizer,
-                    vocab_file, do_lower_case):
+                    vocab_file, do_lower_case, truncate=HEAD):
     """The TFRecord file of the InputFeatures of `examples`: the cached one when its key
     matches and it is whole; else converted and written."""
-    key = cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case)
+    key = cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case,
+                    truncate)
     path = features_file(output_dir, split, key)
     if tf.io.gfile.exists(path):
         problem = damage(path, len(examples))
@@ -46,7 +51,8 @@ def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tok
         print("The cached %s features in %s are damaged (%s); converting them again."
               % (split, path, problem))
     converted = features.convert_examples(
-        examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split)
+        examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split,
+        truncate=truncate)
     # Other keys' files of this split, with their .json (and a damaged file of this key).
     for stale in tf.io.gfile.glob(features_file(output_dir, split, "*") + "*"):
         tf.io.gfile.remove(stale)

@@ -3,6 +3,7 @@ module, and InputFeatures (input_ids, input_mask, segment_ids, label_id)."""
 from tqdm import tqdm
 
 from imdb_bert import device
+from imdb_bert.truncation import HEAD, truncating
 from imdb_bert.compat import hub, run_classifier, tf, tokenization
 from imdb_bert.fast_features import FastTokenizer, encode
 
@@ -34,13 +35,16 @@ def make_examples(sentences, labels):
             for sentence, label in zip(sentences, labels)]
 
 
-def convert_examples(examples, label_list, max_seq_length, tokenizer, desc="Converting"):
+def convert_examples(examples, label_list, max_seq_length, tokenizer, desc="Converting",
+                     truncate=HEAD):
     """Step 5: run_classifier.convert_examples_to_features, with a progress bar; with a
     FastTokenizer the same features, many times faster. Either way the first examples are
-    converted (and logged, as in the notebook) by run_classifier itself."""
+    converted (and logged, as in the notebook) by run_classifier itself. `truncate`: the
+    pieces a longer text keeps (truncation.py)."""
     tf.logging.info("Writing example 0 of %d" % len(examples))
     fast = isinstance(tokenizer, FastTokenizer)
-    reference = tokenizer.reference if fast else tokenizer
+    reference = truncating(tokenizer.reference if fast else tokenizer, truncate,
+                           max_seq_length)
     logged = [run_classifier.convert_single_example(index, example, label_list,
                                                     max_seq_length, reference)
               for index, example in enumerate(examples[:5])]
@@ -53,19 +57,20 @@ def convert_examples(examples, label_list, max_seq_length, tokenizer, desc="Conv
             part = rest[start:start + chunk]
             if fast:
                 converted += fast_convert_examples(part, label_list, max_seq_length,
-                                                   tokenizer)
+                                                   tokenizer, truncate)
             else:
                 converted += [run_classifier.convert_single_example(
-                    len(logged) + start, part[0], label_list, max_seq_length, tokenizer)]
+                    len(logged) + start, part[0], label_list, max_seq_length, reference)]
             bar.update(len(part))
     return logged + converted
 
 
-def fast_convert_examples(examples, label_list, max_seq_length, tokenizer):
+def fast_convert_examples(examples, label_list, max_seq_length, tokenizer, truncate=HEAD):
     """The same InputFeatures as run_classifier.convert_examples_to_features (single
     sentences, text_b None); `tokenizer` is a FastTokenizer."""
     label_map = {label: i for i, label in enumerate(label_list)}
-    encoded = encode([example.text_a for example in examples], max_seq_length, tokenizer)
+    encoded = encode([example.text_a for example in examples], max_seq_length, tokenizer,
+                     truncate)
     return [run_classifier.InputFeatures(
         input_ids=input_ids, input_mask=input_mask, segment_ids=[0] * max_seq_length,
         label_id=label_map[example.label], is_real_example=True)

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 
 from imdb_bert.fast_features import FastTokenizer, encode
+from imdb_bert.truncation import HEAD
 
 MODEL_FILE = "model.onnx"
 OPSET = 17
@@ -125,7 +126,8 @@ def predict(export_dir, settings, sentences, batch_size, progress=None):
         model = session(model_path(export_dir))
     except Exception as e:  # onnxruntime and tokenizers raise plain Exceptions
         raise DamagedModel("%s: %s" % (type(e).__name__, str(e).splitlines()[0])) from e
-    encoded = encode(sentences, settings["max_seq_length"], tokenizer)
+    encoded = encode(sentences, settings["max_seq_length"], tokenizer,
+                     settings.get("truncate", HEAD))
     return log_probabilities(model, [ids for ids, _ in encoded],
                              [mask for _, mask in encoded], batch_size, progress)
 

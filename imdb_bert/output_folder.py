@@ -48,13 +48,16 @@ PROJECT_OUTPUT_NAMES = ESTIMATOR_NAMES + (
 PROJECT_OUTPUT_PREFIXES = (CHECKPOINT_PREFIX, EVENTS_PREFIX, FEATURES_PREFIX)
 
 # model_settings.json: what the checkpoints were trained with. These keys must not change
-# while checkpoints exist (a key an older file lacks is no change); predict.py rebuilds
-# the model from them. --eval-only checks (and records) only what evaluation depends on.
+# while checkpoints exist (a key an older file lacks is no change, unless OLDER_RUNS_HAD
+# says what its run had); predict.py rebuilds the model from them. --eval-only checks (and
+# records) only what evaluation depends on.
 EVALUATION_SETTINGS = ("bert_hub", "max_seq_length", "label_list", "label_names",
-                       "do_lower_case", "seed", "data_dir", "test_samples")
+                       "do_lower_case", "seed", "data_dir", "test_samples", "truncate")
 TRAINING_SETTINGS = ("train_samples", "validation_samples", "eval_every_steps", "keep_best",
                      "early_stopping_patience", "epochs", "batch_size", "learning_rate",
                      "warmup_proportion", "use_amp", "processes")
+# What every run had before its key was recorded (predict.py reads a missing key so too).
+OLDER_RUNS_HAD = {"truncate": "head"}
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
             "scikit-learn", "matplotlib")
 
@@ -200,6 +203,7 @@ def model_settings(args, use_amp, runtime):
         "bert_hub": args.bert_hub if is_remote(args.bert_hub)
         else os.path.abspath(args.bert_hub),
         "max_seq_length": args.max_seq_length,
+        "truncate": args.truncate,
         "label_list": config.label_list,
         "label_names": config.LABEL_NAMES,
         "seed": args.seed,
@@ -234,6 +238,7 @@ def check_settings(output_dir, settings):
     previous = read_json(path)
     if previous is None:
         return
+    previous = dict(OLDER_RUNS_HAD, **previous)
     changed = [key for key in EVALUATION_SETTINGS + TRAINING_SETTINGS
                if key in settings and key in previous and previous[key] != settings[key]]
     if changed and not has_checkpoints(output_dir):

@@ -24,6 +24,7 @@ from imdb_bert.fast_features import encode
 from imdb_bert.model import model_fn_builder, serving_input_receiver_fn_builder
 from imdb_bert.output_folder import (EXPORT_INFO, checkpoint_step, export_root,
                                      newest_export, remove_old_exports)
+from imdb_bert.truncation import HEAD
 
 
 class DamagedExport(Exception):
@@ -58,7 +59,8 @@ def sentence_features(sentences, settings, tokenizer):
     examples = features.make_examples(sentences, [settings["label_list"][0]] * len(sentences))
     return features.convert_examples(examples, settings["label_list"],
                                      settings["max_seq_length"], tokenizer,
-                                     desc="Converting sentences")
+                                     desc="Converting sentences",
+                                     truncate=settings.get("truncate", HEAD))
 
 
 def batches(items, size):

@@ -16,7 +16,7 @@ CONTRACT_FLAGS = ["--data-dir", "--data-url", "--data-md5", "--bert-hub", "--out
                   "--warmup-proportion", "--save-checkpoints-steps", "--save-summary-steps",
                   "--seed", "--save-checkpoints-secs", "--eval-only", "--verbose",
                   "--validation-samples", "--eval-every-steps", "--keep-best",
-                  "--early-stopping-patience"]
+                  "--early-stopping-patience", "--truncate"]
 EVAL_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall", "true_positives",
              "true_negatives", "false_positives", "false_negatives", "loss", "global_step"}
 
@@ -42,7 +42,7 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
 
     settings = read_json(os.path.join(output_dir, "model_settings.json"))
     assert settings == {
-        "bert_hub": tiny_module, "max_seq_length": 32, "label_list": [0, 1],
+        "bert_hub": tiny_module, "max_seq_length": 32, "truncate": "head", "label_list": [0, 1],
         "label_names": ["Negative", "Positive"], "do_lower_case": True, "seed": 42,
         "data_dir": imdb_dir, "train_samples": None, "test_samples": None,
         "validation_samples": 0, "eval_every_steps": None, "keep_best": False,
