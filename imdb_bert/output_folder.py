@@ -55,6 +55,9 @@ EVALUATION_SETTINGS = ("bert_hub", "max_seq_length", "label_list", "label_names"
 TRAINING_SETTINGS = ("train_samples", "validation_samples", "eval_every_steps", "keep_best",
                      "early_stopping_patience", "epochs", "batch_size", "learning_rate",
                      "warmup_proportion", "use_amp", "processes")
+# A run on the user's files (--train-file) records these too; a changed file stops a resume.
+EVALUATION_SETTINGS += ("test_file_sha256", "text_column", "label_column", "positive_label")
+TRAINING_SETTINGS += ("train_file_sha256", "validation_file_sha256")
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
             "scikit-learn", "matplotlib")
 
@@ -195,6 +198,8 @@ def model_settings(args, use_amp, runtime):
         "use_amp": use_amp,
         "processes": runtime.processes,
     }
+    from imdb_bert import text_files  # train.py only: predict.py needs no pandas here
+    settings.update(text_files.settings(args))
     if args.eval_only:
         return {key: settings[key] for key in EVALUATION_SETTINGS if key in settings}
     return settings
