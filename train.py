@@ -376,11 +376,11 @@ def add_file_flags(p):
     p.add_argument("--label-column", default=config.LABEL_COLUMN,
                    help="the files' column (JSON key) that holds the label, read as text")
     p.add_argument("--labels", default=None,
-                   help="a,b,c: the labels in this order (default: the training file's, "
-                        "sorted)")
+                   help="a,b,c: the labels in this order; without it, the training "
+                        "file's labels, sorted")
     p.add_argument("--positive-label", default=None,
-                   help="with two labels, the one precision, recall and F1 are about "
-                        "(default: the second)")
+                   help="with two labels, the one precision, recall and F1 are about; "
+                        "without it, the second")
 
 
 class NotebookDefault(int):
