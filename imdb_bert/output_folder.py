@@ -198,8 +198,10 @@ def model_settings(args, use_amp, runtime):
         "use_amp": use_amp,
         "processes": runtime.processes,
     }
-    from imdb_bert import text_files  # train.py only: predict.py needs no pandas here
-    settings.update(text_files.settings(args))
+    if args.train_file:  # the labels come from the files, once read (labels.py)
+        from imdb_bert import text_files  # train.py only: predict.py needs no pandas here
+        del settings["label_list"], settings["label_names"]
+        settings.update(text_files.settings(args))
     if args.eval_only:
         return {key: settings[key] for key in EVALUATION_SETTINGS if key in settings}
     return settings

@@ -215,7 +215,7 @@ def test_binary_string_labels_keep_the_notebooks_metrics(binary):
     assert os.path.exists(os.path.join(output_dir, "roc_curve.png"))
 
 
-def test_a_changed_file_stops_the_resume_before_restoring(binary, tmp_path):
+def test_a_changed_file_or_label_list_stops_before_restoring(binary, tmp_path):
     output_dir, _, files, args = binary
     before = sorted(os.listdir(output_dir))
     changed = str(tmp_path / "train.jsonl")
@@ -225,6 +225,15 @@ def test_a_changed_file_stops_the_resume_before_restoring(binary, tmp_path):
     result = run_train(*[changed if arg == files["train"] else arg for arg in args])
     assert result.returncode == 2, result.stderr[-3000:]
     assert "train_file_sha256" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(os.listdir(output_dir)) == before
+    again = run_train(*args, "--eval-only")  # the same files and labels: evaluates again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Using the cached test features" in again.stdout
+    before = sorted(os.listdir(output_dir))
+    swapped = [arg if arg != "pos,neg" else "neg,pos" for arg in args]  # --labels
+    result = run_train(*swapped, "--eval-only")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "label_list: ['pos', 'neg'] now ['neg', 'pos']" in result.stderr, result.stderr
     assert sorted(os.listdir(output_dir)) == before
 
 
