@@ -219,3 +219,15 @@ def test_positive_label_picks_the_class_of_the_binary_metrics(tmp_path):
     with pytest.raises(UserError, match="--positive-label is for two labels; this run has 3"):
         labels.file_labels(file_args(tmp_path, train_file="t", positive_label="a"),
                            frame(["a", "b", "c"]), {})
+
+
+def test_sample_counts_default_to_all_rows_of_files_and_stay_5000_for_aclimdb(tmp_path):
+    import train
+    imdb = train.parse_args([])
+    assert (imdb.train_samples, imdb.test_samples) == (5000, 5000)
+    assert type(imdb.train_samples) is int  # run_info.json and model_settings.json: 5000
+    train_file = write_table(tmp_path / "train.csv", [("a", "b")])
+    test_file = write_jsonl(tmp_path / "test.jsonl", [{"sentence": "a", "polarity": "b"}])
+    files = train.parse_args(["--train-file", train_file, "--test-file", test_file,
+                              "--test-samples", "10"])
+    assert (files.train_samples, files.test_samples) == (None, 10)
