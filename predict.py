@@ -1,11 +1,13 @@
-"""Say whether sentences are Positive or Negative, with the model train.py trained
-(the notebook's getPrediction, from the command line, without retraining).
+"""Say whether sentences are Positive or Negative (or which of the labels of your own
+data, with a model trained on --train-file), with the model train.py trained (the
+notebook's getPrediction, from the command line, without retraining).
 
     python predict.py "That movie was absolutely awful" "Absolutely fantastic!"
     python predict.py --file reviews.txt --json        # one sentence per line; - is stdin
 
 Output, one line per sentence: label, probability of that label, the log-probabilities of
-[Negative, Positive], the sentence. It uses the export of train.py when it holds the latest
+[Negative, Positive] (or of the run's labels, in the order of model_settings.json's
+label_names), the sentence. It uses the export of train.py when it holds the latest
 checkpoint (or the best one that --keep-best recorded): its ONNX copy through ONNX Runtime,
 without loading TensorFlow, else the SavedModel; without an export it restores that
 checkpoint through the Estimator. stderr says which ran.
@@ -149,6 +151,7 @@ def main(argv=None):
     if log_probs is None:
         log_probs = predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences,
                                             reason)
+    check_label_count(args.output_dir, log_probs, settings["label_names"])
     print_predictions(sentences, log_probs, settings["label_names"], args.json)
     return 0
 
@@ -222,15 +225,26 @@ def restore_and_predict(args, checkpoint, settings, sentences, session_config):
             checkpoint = newer
 
 
+def check_label_count(output_dir, log_probs, label_names):
+    """The model's outputs must be the labels model_settings.json names."""
+    if log_probs.shape[-1] != len(label_names):
+        raise UserError("The model in %s has %d outputs but its model_settings.json names %d "
+                        "labels (%s): the folder mixes two runs. Train again with "
+                        "--do-delete, or pass the --output-dir of the run."
+                        % (output_dir, log_probs.shape[-1], len(label_names),
+                           ", ".join(map(str, label_names))))
+
+
 def print_predictions(sentences, log_probs, label_names, as_json):
     """One line per sentence (label, its probability, log-probabilities, sentence), or a
-    JSON list."""
+    JSON list (probabilities in the order of "label_names")."""
     probabilities = np.exp(log_probs)
     labels = np.argmax(log_probs, axis=-1)
     if as_json:
         print(json.dumps([{"sentence": sentence, "label": label_names[label],
                            "probabilities": [float(p) for p in probs],
-                           "log_probabilities": [float(lp) for lp in lps]}
+                           "log_probabilities": [float(lp) for lp in lps],
+                           "label_names": list(label_names)}
                           for sentence, label, probs, lps
                           in zip(sentences, labels, probabilities, log_probs)],
                          indent=2, ensure_ascii=False))

@@ -3,6 +3,7 @@ Sentiment with BERT on TF Hub", step by step, as a script.
 
     python train.py                       # the notebook's run: BERT-Base, 5000/5000 reviews
     python train.py --bert-hub DIR        # a local Hub module (see imdb_bert/make_hub_module.py)
+    python train.py --train-file train.csv --test-file test.csv   # your own labelled texts
     horovodrun -np 4 python train.py --horovod   # 4 GPUs (make horovod installs Horovod)
 """
 import argparse
@@ -13,10 +14,11 @@ from datetime import datetime
 import config
 from imdb_bert import (data, device, disk_space, errors, feature_cache, features, folder_lock,
                        hub_module, output_folder, report, run_state, runtime, signals,
-                       validation)
+                       text_files, validation)
 from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.errors import UserError, run_script
 from imdb_bert.hooks import EvalPredictionsHook, ProgressHook
+from imdb_bert.labels import file_labels, imdb_labels
 from imdb_bert.model import model_fn_builder
 from imdb_bert.output_folder import checkpoint_step
 from imdb_bert.serving import add_onnx_copy, export_for_prediction
@@ -36,13 +38,10 @@ def main(argv=None):
     settings = output_folder.model_settings(args, use_amp, run)
     output_folder.check_settings(OUTPUT_DIR, settings)  # before the slow steps
 
-    # Step 2: the data, as DataFrames, then a sample "to keep training fast".
-    train, test = run.download(lambda: data.download_and_load_datasets(
-        args.data_dir, args.data_url, args.data_md5, args.seed))
-    train, dev = data.sample_train_and_validation(train, args.train_samples,
-                                                  args.validation_samples, args.seed)
-    test = data.sample(test, args.test_samples, args.seed)
-    print("Train reviews: %d, test reviews: %d" % (len(train), len(test)))
+    # Step 2: the data as DataFrames (aclImdb, or --train-file and --test-file), a sample
+    # "to keep training fast", and the labels (as many as the head has outputs).
+    train, dev, test, labels = load_data(args, run)
+    settings.update(labels.settings())
 
     # Step 3: InputExamples.
     train_InputExamples = features.make_examples(train[config.DATA_COLUMN],
@@ -59,7 +58,7 @@ def main(argv=None):
     # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
     # OUTPUT_DIR that training and evaluation read (and a rerun reuses).
     def convert(split, examples):
-        return feature_cache.load_or_convert(OUTPUT_DIR, split, examples, config.label_list,
+        return feature_cache.load_or_convert(OUTPUT_DIR, split, examples, labels.label_list,
                                              args.max_seq_length, tokenizer, vocab_file,
                                              do_lower_case, args.truncate)
     test_features_file = convert("test", test_InputExamples)
@@ -68,9 +67,10 @@ def main(argv=None):
     # Steps 6-9: the model, the hyper-parameters and the Estimator.
     num_train_steps, num_warmup_steps = plan_steps(len(train), args, run)
     model_fn = model_fn_builder(
-        num_labels=len(config.label_list), learning_rate=args.learning_rate,
+        num_labels=len(labels.label_list), learning_rate=args.learning_rate,
         num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
-        bert_hub=bert_hub, loss_scaling=use_amp, average=run.average)
+        bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
+        positive_index=labels.positive_index)
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
     validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
                                  OUTPUT_DIR)
@@ -94,7 +94,8 @@ def main(argv=None):
     # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
     checkpoint = output_folder.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
     signals.now("evaluation")
-    evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR)
+    evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR,
+             labels)
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
@@ -116,6 +117,7 @@ def make_output_dir(args, run):
     output_folder.check_output_dir(output_dir)  # before anything is written or deleted
     if args.do_delete and output_folder.exists(output_dir):
         output_folder.check_deletable(output_dir, args.data_dir)
+        text_files.check_outside(output_dir, args)
     output_folder.makedirs(output_dir)
     if output_folder.is_remote(output_dir):
         print("%s cannot be locked: make sure no other train.py uses it." % output_dir)
@@ -126,6 +128,27 @@ def make_output_dir(args, run):
     output_folder.remove_leftovers(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
     return output_dir
+
+
+def load_data(args, run):
+    """Step 2: (train, validation sample or None, test, Labels): aclImdb's reviews
+    (downloaded when missing) or the rows of the user's files, sampled with the seed."""
+    if args.train_file:
+        train, test, dev = text_files.load_files(args)
+        labels = file_labels(args, train, {args.test_file: test, args.validation_file: dev})
+    else:
+        train, test = run.download(lambda: data.download_and_load_datasets(
+            args.data_dir, args.data_url, args.data_md5, args.seed))
+        dev, labels = None, imdb_labels()
+    if dev is None:
+        train, dev = data.sample_train_and_validation(train, args.train_samples,
+                                                      args.validation_samples, args.seed)
+    else:  # --validation-file: all its rows, or --validation-samples of them
+        train = data.sample(train, args.train_samples, args.seed)
+        dev = data.sample(dev, args.validation_samples or None, args.seed)
+    test = data.sample(test, args.test_samples, args.seed)
+    print("Train reviews: %d, test reviews: %d" % (len(train), len(test)))
+    return train, dev, test, labels
 
 
 def choose_device(args, run):
@@ -175,8 +198,11 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
     none, as in the notebook (and with --eval-only, which does not train)."""
     if dev is None or args.eval_only:
         return validation.NoValidation()
-    print("Validation reviews: %d, from the training split and not in the training sample"
-          % len(dev))
+    if args.validation_file:
+        print("Validation reviews: %d, from %s" % (len(dev), args.validation_file))
+    else:
+        print("Validation reviews: %d, from the training split and not in the training "
+              "sample" % len(dev))
     input_fn = feature_cache.input_fn_builder(
         convert("validation", features.make_examples(dev[config.DATA_COLUMN],
                                                      dev[config.LABEL_COLUMN])),
@@ -239,10 +265,11 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
     return 128 + signal_number
 
 
-def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir):
-    """Step 11: the notebook's metrics of `checkpoint` on the test sample, printed and
-    written to eval_results.json, with the plots and test_predictions.csv from the same
-    pass."""
+def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir,
+             labels):
+    """Step 11: the notebook's metrics of `checkpoint` on the test sample (for more than
+    two labels: accuracy and loss, and per class in the report), printed and written to
+    eval_results.json, with the plots and test_predictions.csv from the same pass."""
     test_input_fn = feature_cache.input_fn_builder(
         test_features_file, max_seq_length, is_training=False, drop_remainder=False)
     predictions = EvalPredictionsHook()
@@ -250,8 +277,9 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
                                 checkpoint_path=checkpoint)
     print(result)
     results = output_folder.plain_metrics(result)
-    results.update(report.write_report(output_dir, test, predictions.batches,
-                                       config.LABEL_NAMES))
+    results.update(report.write_report(output_dir, test, predictions.batches, labels))
+    if "per_class" in results:
+        print(report.per_class_text(results))
     output_folder.write_json(os.path.join(output_dir, output_folder.EVAL_RESULTS), results)
     print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
 
@@ -307,6 +335,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_flags(p)
+    add_file_flags(p)
     add_training_flags(p)
     add_validation_flags(p)
     add_speed_flags(p)
@@ -322,8 +351,9 @@ def parse_args(argv=None):
     needs_validation = [flag for flag, value in (
         ("--eval-every-steps", args.eval_every_steps), ("--keep-best", args.keep_best),
         ("--early-stopping-patience", args.early_stopping_patience)) if value]
-    if needs_validation and not args.validation_samples:
+    if needs_validation and not args.validation_samples and not args.validation_file:
         p.error("%s needs --validation-samples N" % ", ".join(needs_validation))
+    check_file_flags(p, args)
     return args
 
 
@@ -342,9 +372,11 @@ def add_data_flags(p):
                         "project's output)")
     p.add_argument("--bucket", default=config.BUCKET if config.USE_BUCKET else None,
                    help="GCS bucket: output goes to gs://BUCKET/OUTPUT_DIR")
-    p.add_argument("--train-samples", type=sample_count, default=config.TRAIN_SAMPLES,
+    p.add_argument("--train-samples", type=sample_count,
+                   default=NotebookDefault(config.TRAIN_SAMPLES),
                    help="training reviews to sample, or 'all' (25,000)")
-    p.add_argument("--test-samples", type=sample_count, default=config.TEST_SAMPLES,
+    p.add_argument("--test-samples", type=sample_count,
+                   default=NotebookDefault(config.TEST_SAMPLES),
                    help="test reviews to sample, or 'all' (25,000)")
     p.add_argument("--max-seq-length", type=sequence_length, default=config.MAX_SEQ_LENGTH,
                    help="word pieces per review, [CLS] and [SEP] included")
@@ -352,6 +384,51 @@ def add_data_flags(p):
                    help="which max-seq-length - 2 word pieces a longer review keeps: its "
                         "first ones (the notebook's), its last ones, or the first quarter "
                         "and the last three quarters of them (head+tail)")
+
+
+def add_file_flags(p):
+    p.add_argument("--train-file", default=None,
+                   help="train on your own labelled texts: a .csv, .tsv (header row) or "
+                        ".jsonl file, UTF-8 (needs --test-file; --train-samples and "
+                        "--test-samples then default to all)")
+    p.add_argument("--test-file", default=None, help="the test texts (with --train-file)")
+    p.add_argument("--validation-file", default=None,
+                   help="evaluate these texts during training (all of them, or "
+                        "--validation-samples N)")
+    p.add_argument("--text-column", default=config.DATA_COLUMN,
+                   help="the files' column (JSON key) that holds the text")
+    p.add_argument("--label-column", default=config.LABEL_COLUMN,
+                   help="the files' column (JSON key) that holds the label, read as text")
+    p.add_argument("--labels", default=None,
+                   help="a,b,c: the labels in this order; without it, the training "
+                        "file's labels, sorted")
+    p.add_argument("--positive-label", default=None,
+                   help="with two labels, the one precision, recall and F1 are about; "
+                        "without it, the second")
+
+
+class NotebookDefault(int):
+    """The default of --train-samples and --test-samples (the notebook's 5000 of aclImdb):
+    with --train-file, all of the file's rows."""
+
+
+def check_file_flags(p, args):
+    """--train-file and --test-file come together; the other file flags need them."""
+    if bool(args.train_file) != bool(args.test_file):
+        p.error("--train-file and --test-file go together: give both (or neither, for "
+                "aclImdb)")
+    if not args.train_file:
+        given = [flag for flag, value in (
+            ("--validation-file", args.validation_file), ("--labels", args.labels),
+            ("--positive-label", args.positive_label),
+            ("--text-column", args.text_column != config.DATA_COLUMN),
+            ("--label-column", args.label_column != config.LABEL_COLUMN)) if value]
+        if given:
+            p.error("%s need --train-file and --test-file" % ", ".join(given))
+    for name in ("train_samples", "test_samples"):
+        if type(getattr(args, name)) is NotebookDefault:
+            setattr(args, name, None if args.train_file else int(getattr(args, name)))
+    text_files.check_paths(args)
 
 
 def add_training_flags(p):

@@ -48,9 +48,15 @@ def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids,
         return loss, predicted_labels, log_probs
 
 
-def metric_fn(label_ids, predicted_labels):
+def metric_fn(label_ids, predicted_labels, num_labels=2, positive_index=1):
     """The notebook's eval metrics, with its keys. F1 is tf.contrib's (the best F1 over
-    thresholds, here on hard labels); auc is tf.metrics.auc on the hard labels."""
+    thresholds, here on hard labels); auc is tf.metrics.auc on the hard labels. They are
+    about the label at `positive_index`. More than two labels: the accuracy only (report.py
+    adds the per-class metrics)."""
+    if num_labels > 2:
+        return {"eval_accuracy": tf.metrics.accuracy(label_ids, predicted_labels)}
+    if positive_index == 0:  # --positive-label names the first label: count it as 1
+        label_ids, predicted_labels = 1 - label_ids, 1 - predicted_labels
     return {
         "eval_accuracy": tf.metrics.accuracy(label_ids, predicted_labels),
         "f1_score": f1_score(label_ids, predicted_labels),
@@ -65,11 +71,12 @@ def metric_fn(label_ids, predicted_labels):
 
 
 def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
-                     loss_scaling=False, average=None):
+                     loss_scaling=False, average=None, positive_index=1):
     """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
     `loss_scaling` for float16 mixed precision (--use-amp); `average`, a function mapping a
     list of tensors to their averages over several processes (--horovod), each of which
-    trains on params["batch_size"] reviews."""
+    trains on params["batch_size"] reviews; `positive_index`, the label the two-label
+    metrics are about."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -98,7 +105,8 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op)
         tf.identity(label_ids, name=EVAL_LABEL_IDS)
         return tf.estimator.EstimatorSpec(
-            mode=mode, loss=loss, eval_metric_ops=metric_fn(label_ids, predicted_labels))
+            mode=mode, loss=loss,
+            eval_metric_ops=metric_fn(label_ids, predicted_labels, num_labels, positive_index))
 
     return model_fn
 

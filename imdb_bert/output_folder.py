@@ -52,10 +52,13 @@ PROJECT_OUTPUT_PREFIXES = (CHECKPOINT_PREFIX, EVENTS_PREFIX, FEATURES_PREFIX)
 # says what its run had); predict.py rebuilds the model from them. --eval-only checks (and
 # records) only what evaluation depends on.
 EVALUATION_SETTINGS = ("bert_hub", "max_seq_length", "label_list", "label_names",
-                       "do_lower_case", "seed", "data_dir", "test_samples", "truncate")
+                       "do_lower_case", "seed", "data_dir", "test_samples", "truncate",
+                       # a run on the user's files (--train-file) records these too
+                       "test_file_sha256", "text_column", "label_column", "positive_label")
 TRAINING_SETTINGS = ("train_samples", "validation_samples", "eval_every_steps", "keep_best",
                      "early_stopping_patience", "epochs", "batch_size", "learning_rate",
-                     "warmup_proportion", "use_amp", "processes")
+                     "warmup_proportion", "use_amp", "processes",
+                     "train_file_sha256", "validation_file_sha256")
 # What every run had before its key was recorded (predict.py reads a missing key so too).
 OLDER_RUNS_HAD = {"truncate": "head"}
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
@@ -221,6 +224,10 @@ def model_settings(args, use_amp, runtime):
         "use_amp": use_amp,
         "processes": runtime.processes,
     }
+    if args.train_file:  # the labels come from the files, once read (labels.py)
+        from imdb_bert import text_files  # train.py only: predict.py needs no pandas here
+        del settings["label_list"], settings["label_names"]
+        settings.update(text_files.settings(args))
     if args.eval_only:
         return {key: settings[key] for key in EVALUATION_SETTINGS if key in settings}
     return settings

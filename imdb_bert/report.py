@@ -1,6 +1,7 @@
 """What an evaluation leaves to look at, from the real probabilities of the test reviews:
-confusion_matrix.png, roc_curve.png, test_predictions.csv, and the probability-based
-metrics that eval_results.json adds next to the notebook's."""
+confusion_matrix.png, roc_curve.png (two labels), test_predictions.csv, and the metrics
+that eval_results.json adds next to the notebook's (for more than two labels: macro and
+weighted F1 and each class's precision, recall and F1)."""
 import io
 import os
 
@@ -17,37 +18,83 @@ from imdb_bert.output_folder import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
                                      TEST_PREDICTIONS, write_file)
 
 
-def write_report(output_dir, test, eval_batches, label_names):
+def write_report(output_dir, test, eval_batches, labels):
     """Write the plots and the CSV for `test` (the DataFrame evaluated, in order) from the
-    batches an EvalPredictionsHook collected; returns the keys to add to eval_results."""
+    batches an EvalPredictionsHook collected; returns the keys to add to eval_results.
+    `labels`: the run's Labels (labels.py)."""
     label_ids = np.concatenate([batch["label_ids"] for batch in eval_batches])
     log_probs = np.concatenate([batch["log_probs"] for batch in eval_batches])
-    if not np.array_equal(label_ids, test[config.LABEL_COLUMN].to_numpy()):
+    index = {label: i for i, label in enumerate(labels.label_list)}
+    if not np.array_equal(label_ids, test[config.LABEL_COLUMN].map(index).to_numpy()):
         raise RuntimeError("evaluated examples are not the test sample, in order")
     probabilities = np.exp(log_probs)
     predicted = probabilities.argmax(axis=1)
-    positive = probabilities[:, 1]
-
-    predictions_table = pd.DataFrame({
-        "sentence": test[config.DATA_COLUMN],
-        "polarity": label_ids,
-        "predicted_label": predicted,
-        "probability_positive": positive,
-    })
-    write_file(os.path.join(output_dir, TEST_PREDICTIONS),
-               predictions_table.to_csv(index=False))
-
-    both_classes = len(np.unique(label_ids)) == 2
+    label_names = labels.names
+    write_file(os.path.join(output_dir, TEST_PREDICTIONS), predictions_csv(
+        test, label_ids, predicted, probabilities, labels))
     write_file(os.path.join(output_dir, CONFUSION_MATRIX),
                confusion_matrix_png(label_ids, predicted, label_names))
+    report = metrics.classification_report(
+        label_ids, predicted, labels=list(range(len(label_names))),
+        target_names=label_names, output_dict=True, zero_division=0)
+    if len(label_names) > 2:
+        return dict(per_class_metrics(report, label_names), classification_report=report)
+    # Two labels: the positive one's (the second, or --positive-label) probability.
+    is_positive = (label_ids == labels.positive_index).astype(label_ids.dtype)
+    positive = probabilities[:, labels.positive_index]
+    both_classes = len(np.unique(label_ids)) == 2
     if both_classes:
-        write_file(os.path.join(output_dir, ROC_CURVE), roc_curve_png(label_ids, positive))
+        write_file(os.path.join(output_dir, ROC_CURVE), roc_curve_png(
+            is_positive, positive, label_names[labels.positive_index]))
     return {
-        "roc_auc": float(metrics.roc_auc_score(label_ids, positive)) if both_classes else None,
-        "classification_report": metrics.classification_report(
-            label_ids, predicted, labels=list(range(len(label_names))),
-            target_names=label_names, output_dict=True, zero_division=0),
+        "roc_auc": float(metrics.roc_auc_score(is_positive, positive)) if both_classes
+        else None,
+        "classification_report": report,
     }
+
+
+def predictions_csv(test, label_ids, predicted, probabilities, labels):
+    """test_predictions.csv: each test text, its label, the predicted one, and the positive
+    label's probability (two labels) or every label's (probability_<label>)."""
+    label_values = np.array(labels.label_list, dtype=object)
+    text_column, label_column = labels.columns
+    table = pd.DataFrame({
+        text_column: test[config.DATA_COLUMN],
+        label_column: label_values[label_ids],
+        "predicted_label": label_values[predicted],
+    })
+    if len(labels.label_list) == 2:
+        table["probability_positive"] = probabilities[:, labels.positive_index]
+    else:
+        for i, name in enumerate(labels.names):
+            table["probability_%s" % name] = probabilities[:, i]
+    return table.to_csv(index=False)
+
+
+def per_class_metrics(report, label_names):
+    """Macro and weighted F1 and each label's precision, recall, F1 and support, from
+    sklearn's classification report."""
+    return {
+        "macro_f1": report["macro avg"]["f1-score"],
+        "weighted_f1": report["weighted avg"]["f1-score"],
+        "per_class": {name: {"precision": report[name]["precision"],
+                             "recall": report[name]["recall"],
+                             "f1": report[name]["f1-score"],
+                             "support": int(report[name]["support"])}
+                      for name in label_names},
+    }
+
+
+def per_class_text(results):
+    """The per-class metrics of eval_results (more than two labels), as lines to print."""
+    lines = ["%-20s %9s %9s %9s %9s" % ("label", "precision", "recall", "f1", "support")]
+    lines += ["%-20s %9.4f %9.4f %9.4f %9d" % (name[:20], row["precision"], row["recall"],
+                                              row["f1"], row["support"])
+              for name, row in results["per_class"].items()]
+    lines.append("accuracy %.4f, macro F1 %.4f, weighted F1 %.4f, loss %.4f" % (
+        results["eval_accuracy"], results["macro_f1"], results["weighted_f1"],
+        results["loss"]))
+    return "\n".join(lines)
 
 
 def png_bytes(figure):
@@ -59,12 +106,14 @@ def png_bytes(figure):
 
 def confusion_matrix_png(label_ids, predicted, label_names):
     counts = metrics.confusion_matrix(label_ids, predicted, labels=range(len(label_names)))
-    figure, axes = plt.subplots(figsize=(4.5, 4))
+    size = max(4.5, 0.6 * len(label_names) + 2)  # room for many labels
+    figure, axes = plt.subplots(figsize=(size, size - 0.5))
     axes.imshow(counts, cmap="Blues")
     for (row, column), count in np.ndenumerate(counts):
         axes.text(column, row, str(count), ha="center", va="center",
                   color="white" if count > counts.max() / 2 else "black", fontsize=13)
-    axes.set_xticks(range(len(label_names)), label_names)
+    axes.set_xticks(range(len(label_names)), label_names,
+                    rotation=90 if len(label_names) > 6 else 0)
     axes.set_yticks(range(len(label_names)), label_names)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
@@ -72,7 +121,7 @@ def confusion_matrix_png(label_ids, predicted, label_names):
     return png_bytes(figure)
 
 
-def roc_curve_png(label_ids, positive):
+def roc_curve_png(label_ids, positive, positive_name="Positive"):
     false_positive_rate, true_positive_rate, _ = metrics.roc_curve(label_ids, positive)
     figure, axes = plt.subplots(figsize=(4.5, 4))
     axes.plot(false_positive_rate, true_positive_rate,
@@ -80,7 +129,7 @@ def roc_curve_png(label_ids, positive):
     axes.plot([0, 1], [0, 1], linestyle="--", color="grey", label="chance")
     axes.set_xlabel("false positive rate")
     axes.set_ylabel("true positive rate")
-    axes.set_title("ROC curve, P(Positive) on the test reviews")
+    axes.set_title("ROC curve, P(%s) on the test reviews" % positive_name)
     axes.legend(loc="lower right")
     return png_bytes(figure)
 

@@ -68,7 +68,9 @@ def test_json_schema_and_planted_classes(trained):
     assert [item["sentence"] for item in output] == sentences
     assert [item["label"] for item in output] == ["Positive", "Negative", "Positive", "Negative"]
     for item in output:
-        assert set(item) == {"sentence", "label", "probabilities", "log_probabilities"}
+        assert set(item) == {"sentence", "label", "probabilities", "log_probabilities",
+                             "label_names"}
+        assert item["label_names"] == ["Negative", "Positive"]
         assert len(item["probabilities"]) == len(item["log_probabilities"]) == 2
         assert sum(item["probabilities"]) == pytest.approx(1.0, abs=1e-5)
         np.testing.assert_allclose(np.exp(item["log_probabilities"]), item["probabilities"],
