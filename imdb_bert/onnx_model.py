@@ -96,9 +96,10 @@ def session(path):
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def log_probabilities(model, input_ids, input_mask, batch_size, progress=None):
+def log_probabilities(model, input_ids, input_mask, batch_size, progress=None, on_batch=None):
     """Log-probabilities [n, 2] of the encoded sentences (segment ids all 0, as for single
-    sentences) from an ONNX Runtime session, `batch_size` at a time."""
+    sentences) from an ONNX Runtime session, `batch_size` at a time; each batch's are also
+    passed to `on_batch` as soon as they are computed."""
     input_ids = np.asarray(input_ids, dtype=np.int32)
     input_mask = np.asarray(input_mask, dtype=np.int32)
     outputs = []
@@ -107,6 +108,8 @@ def log_probabilities(model, input_ids, input_mask, batch_size, progress=None):
         feed = dict(zip(INPUTS, (ids, input_mask[start:start + batch_size],
                                  np.zeros_like(ids))))
         outputs.append(model.run(["log_probabilities"], feed)[0])
+        if on_batch:
+            on_batch(outputs[-1])
         if progress:
             progress(1)
     return np.concatenate(outputs)
@@ -116,7 +119,7 @@ class DamagedModel(Exception):
     """model.onnx or the export's vocab cannot be loaded."""
 
 
-def predict(export_dir, settings, sentences, batch_size, progress=None):
+def predict(export_dir, settings, sentences, batch_size, progress=None, on_batch=None):
     """Log-probabilities [n, 2] of `sentences` from the export's model.onnx, tokenized with
     its vocab as train.py's features were; DamagedModel if either cannot be loaded."""
     try:
@@ -127,7 +130,7 @@ def predict(export_dir, settings, sentences, batch_size, progress=None):
         raise DamagedModel("%s: %s" % (type(e).__name__, str(e).splitlines()[0])) from e
     encoded = encode(sentences, settings["max_seq_length"], tokenizer)
     return log_probabilities(model, [ids for ids, _ in encoded],
-                             [mask for _, mask in encoded], batch_size, progress)
+                             [mask for _, mask in encoded], batch_size, progress, on_batch)
 
 
 def nvidia_driver_present():
