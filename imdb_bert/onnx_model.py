@@ -38,10 +38,12 @@ def convert(export_dir):
     """The export's serving_default signature converted by tf2onnx into a temporary file
     beside the exports (a killed run's leftover is removed at the next start); returns its
     path. tf2onnx runs in a child process: it needs TensorFlow 2's behaviour, which the
-    training process switched off, and no GPU."""
+    training process switched off, and no GPU. The child ends with this process, even one
+    killed by SIGKILL (DIE_WITH_PARENT)."""
     temporary = os.path.join(os.path.dirname(export_dir),
                              "%s.tmp-%d" % (MODEL_FILE, os.getpid()))
-    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", export_dir,
+    command = [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), "tf2onnx.convert",
+               "--saved-model", export_dir,
                "--signature_def", "serving_default", "--tag", "serve",
                "--opset", str(OPSET), "--output", temporary]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
@@ -54,6 +56,25 @@ def convert(export_dir):
         errors = [line for line in lines if "Error" in line or "error" in line]
         raise ConversionFailed((errors or lines or ["exit code %d" % result.returncode])[-1])
     return temporary
+
+
+# Run as `python -c DIE_WITH_PARENT PARENT_PID MODULE ARGS...`: MODULE as `python -m` runs
+# it, in a process that the kernel kills when its parent dies (prctl PR_SET_PDEATHSIG, man
+# prctl(2); Linux only), so a killed train.py leaves no tf2onnx holding gigabytes. The signal
+# comes when the parent *thread* ends: convert() runs in train.py's main thread, which lives
+# as long as the process. A parent that died before prctl took effect is seen by getppid.
+# Done in the child rather than in a preexec_fn, which is unsafe in a process with threads.
+DIE_WITH_PARENT = """
+import ctypes, os, runpy, signal, sys
+parent, module = int(sys.argv[1]), sys.argv[2]
+if sys.platform.startswith("linux"):
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit("the parent process %d has ended" % parent)
+sys.argv = [module] + sys.argv[3:]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
 
 
 def memory_shortfall(export_dir, available=None):
