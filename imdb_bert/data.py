@@ -86,10 +86,10 @@ def bad_reviews_error(directory, bad):
     if len(bad) > MAX_NAMES_SAID:
         lines.append("  and %d more" % (len(bad) - MAX_NAMES_SAID))
     one = len(bad) == 1
-    return UserError("%d file%s of %s %s not a review; fix %s or move %s out of that folder:"
-                     "\n%s" % (len(bad), "" if one else "s", directory, "is" if one else "are",
-                               "it" if one else "them", "it" if one else "them",
-                               "\n".join(lines)))
+    return UserError("%d file%s of %s %s; fix %s or move %s out of that folder:\n%s"
+                     % (len(bad), "" if one else "s", directory,
+                        "is not a review" if one else "are not reviews",
+                        "it" if one else "them", "it" if one else "them", "\n".join(lines)))
 
 
 def load_dataset(directory, seed):
