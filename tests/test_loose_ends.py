@@ -152,6 +152,11 @@ def test_a_kill_while_keeping_the_best_checkpoint_leaves_a_whole_one_recorded(tm
             assert (folder / "best" / ("model.ckpt-%d%s" % (record["global_step"], suffix))
                     ).read_bytes() == (source / ("model.ckpt-%d%s" % (
                         record["global_step"], suffix))).read_bytes(), point
+        # The next start (under the folder's lock) removes the rest: temporary copies, an
+        # earlier best's files.
+        output_folder.remove_leftovers(str(folder))
+        assert sorted(os.listdir(folder / "best")) == sorted(
+            "model.ckpt-%d%s" % (record["global_step"], suffix) for suffix in CHECKPOINT_FILES)
     assert recorded_steps == {10, 20}  # killed before and after the record's replacement
 
 
