@@ -7,7 +7,7 @@ alone, and the throughput of `predict.py --file` on each path. Run by hand, neve
                                                                  # (6 layers, hidden 384) first
     python bench/predict_startup.py --demo --layers 12 --hidden 768   # BERT-Base's shape
     python bench/predict_startup.py --demo --file-sentences 3000 --real-length \
-        --file-paths onnx,savedmodel    # --file throughput on reviews of IMDB's mean length
+        --paths onnx,savedmodel         # --file throughput on reviews of IMDB's mean length
 """
 import argparse
 import os
@@ -79,8 +79,8 @@ def main():
     p.add_argument("--real-length", action="store_true",
                    help="--file reviews of IMDB's length (mean about 1,300 characters) "
                         "instead of one generated sentence each")
-    p.add_argument("--file-paths", default="onnx,savedmodel,checkpoint",
-                   help="the paths of the --file run (default %(default)s)")
+    p.add_argument("--paths", default="onnx,savedmodel,checkpoint",
+                   help="the paths of predict.py to measure (default %(default)s)")
     args = p.parse_args()
     if not args.output_dir and not args.demo:
         p.error("pass --output-dir or --demo")
@@ -90,6 +90,8 @@ def main():
         predict = [sys.executable, "predict.py", "--output-dir", output_dir]
         paths = {"ONNX copy": [], "SavedModel": ["--no-onnx"],
                  "checkpoint": ["--from-checkpoint"]}
+        names = dict(zip(("onnx", "savedmodel", "checkpoint"), paths))
+        paths = {names[key]: paths[names[key]] for key in args.paths.split(",")}
         print("One sentence, whole process, median of %d runs (%s, %d cores):"
               % (args.repeat, output_dir, os.cpu_count()))
         commands = {"import tensorflow": [sys.executable, "-c", "import tensorflow"]}
@@ -100,10 +102,7 @@ def main():
             print("  %-28s %6.2f s  peak %5.0f MiB" % (
                 name, statistics.median(s for s, _ in runs), max(m for _, m in runs)))
         if args.file_sentences:
-            names = dict(zip(("onnx", "savedmodel", "checkpoint"), paths))
-            file_throughput(predict, {names[key]: paths[names[key]]
-                                      for key in args.file_paths.split(",")},
-                            args.file_sentences, tmp, args.real_length)
+            file_throughput(predict, paths, args.file_sentences, tmp, args.real_length)
 
 
 def file_throughput(predict, paths, count, folder, real_length=False):
