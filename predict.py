@@ -4,17 +4,24 @@ notebook's getPrediction, from the command line, without retraining).
 
     python predict.py "That movie was absolutely awful" "Absolutely fantastic!"
     python predict.py --file reviews.txt --json        # one sentence per line; - is stdin
+    python predict.py --file reviews.txt --jsonl       # one JSON object per line, streamed
 
 Output, one line per sentence: label, probability of that label, the log-probabilities of
 [Negative, Positive] (or of the run's labels, in the order of model_settings.json's
-label_names), the sentence. It uses the export of train.py when it holds the latest
-checkpoint (or the best one that --keep-best recorded): its ONNX copy through ONNX Runtime,
-without loading TensorFlow, else the SavedModel; without an export it restores that
-checkpoint through the Estimator. stderr says which ran.
+label_names), the sentence; written batch by batch as each is classified (so is --jsonl),
+while --json prints its list at the end. Ctrl-C or SIGTERM keeps the lines written, says
+how many of how many, and exits with 130 or 143.
+
+It uses the export of train.py when it holds the latest checkpoint (or the best one that
+--keep-best recorded): its ONNX copy through ONNX Runtime, without loading TensorFlow, else
+the SavedModel; without an export it restores that checkpoint through the Estimator.
+stderr says which ran.
 """
 import argparse
 import json
 import os
+import shlex
+import signal
 import sys
 
 import numpy as np
@@ -32,6 +39,9 @@ def parse_args(argv=None):
     p.add_argument("sentences", nargs="*", help="sentences to classify")
     p.add_argument("--file", help="read sentences from this file, one per line (- for stdin)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    p.add_argument("--jsonl", action="store_true",
+                   help="print one JSON object per line (the elements of --json's list), "
+                        "written as each batch is classified")
     p.add_argument("--output-dir", default=config.OUTPUT_DIR,
                    help="the folder train.py wrote (default %(default)s)")
     p.add_argument("--bert-hub", default=None,
@@ -69,6 +79,10 @@ def read_sentences(args):
         except (OSError, UnicodeDecodeError) as e:
             raise UserError("Cannot read sentences from %s: %s" % (args.file, e))
         kept = [line for line in lines if line.strip()]
+        if not kept and not sentences:
+            raise UserError("%s holds no sentences%s: give one per line."
+                            % ("stdin" if args.file == "-" else args.file,
+                               " (only blank lines)" if lines else ""))
         if len(kept) < len(lines):
             print("Skipped %d blank lines of %s" % (len(lines) - len(kept), args.file),
                   file=sys.stderr)
@@ -88,9 +102,14 @@ def split_lines(text):
 
 
 # Characters at which a reader of the plain output (str.splitlines and the like) would
-# break a line: written escaped, so the output stays one line per sentence.
+# break a line, and the other C0 controls but tab, and DEL (a terminal would act on them):
+# written escaped, so the output stays one visible line per sentence.
 LINE_BREAKS = {ord(c): "\\u%04x" % ord(c)
-               for c in "\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+               for c in "\x85\u2028\u2029\x7f" + "".join(map(chr, range(32))) if c != "\t"}
+
+# In a --jsonl line: characters that JSON leaves as they are, at which str.splitlines()
+# would split the line; escaped, they read back the same.
+LINE_SEPARATORS = {ord(c): "\\u%04x" % ord(c) for c in "\x85\u2028\u2029"}
 
 
 def model_settings(args):
@@ -121,6 +140,9 @@ def main(argv=None):
     args = parse_args(argv)
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive, not %d." % args.batch_size)
+    if args.json and args.jsonl:
+        raise UserError("--json prints one list at the end, --jsonl one line per sentence "
+                        "as it goes: pass one of them.")
     sentences = read_sentences(args)
 
     # With --keep-best, train.py recorded the checkpoint of the best validation accuracy.
@@ -139,21 +161,33 @@ def main(argv=None):
         export_dir, reason = None, "no export of step %d" % checkpoint_step(checkpoint)
     else:
         reason = onnx_unusable(args, export_dir, len(sentences))
+        if reason == "no %s in it" % onnx_model.MODEL_FILE:
+            say_how_to_write_the_onnx_copy(args)
 
+    output = Output(sentences, settings["label_names"], args)
     log_probs = None
     if export_dir and not reason:
         print("Predicting with ONNX Runtime on the CPU: %s"
               % onnx_model.model_path(export_dir), file=sys.stderr)
         try:
-            log_probs = predict_with_onnx(export_dir, settings, sentences, args.batch_size)
+            log_probs = predict_with_onnx(export_dir, settings, sentences, args.batch_size,
+                                          output.write)
         except onnx_model.DamagedModel as damage:
             reason = "its ONNX copy cannot be loaded: %s" % damage
     if log_probs is None:
-        log_probs = predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences,
-                                            reason)
-    check_label_count(args.output_dir, log_probs, settings["label_names"])
-    print_predictions(sentences, log_probs, settings["label_names"], args.json)
+        predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason,
+                                output.write)
+    output.finish()
     return 0
+
+
+def say_how_to_write_the_onnx_copy(args):
+    """A line for an export without its ONNX copy (removed by hand, or a run with
+    --no-onnx): the command that writes it, where tf2onnx is installed."""
+    if not onnx_model.missing("tf2onnx", "onnx", "onnxruntime"):
+        print("The export has no ONNX copy (%s), which answers without loading TensorFlow: "
+              "python -m imdb_bert.serving %s writes it."
+              % (onnx_model.MODEL_FILE, shlex.quote(args.output_dir)), file=sys.stderr)
 
 
 def onnx_unusable(args, export_dir, sentence_count):
@@ -172,14 +206,16 @@ def onnx_unusable(args, export_dir, sentence_count):
     return None
 
 
-def predict_with_onnx(export_dir, settings, sentences, batch_size):
+def predict_with_onnx(export_dir, settings, sentences, batch_size, on_batch):
     batch_count = -(-len(sentences) // batch_size)
     with tqdm(total=batch_count, desc="Predicting", unit=" batches",
               disable=len(sentences) <= batch_size, file=sys.stderr) as progress:
-        return onnx_model.predict(export_dir, settings, sentences, batch_size, progress.update)
+        return onnx_model.predict(export_dir, settings, sentences, batch_size, progress.update,
+                                  on_batch)
 
 
-def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason):
+def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason,
+                            on_batch):
     """Log-probabilities from the SavedModel in `export_dir`, else (none, or damaged) from
     the checkpoint through the Estimator. TensorFlow is imported here only: the ONNX path
     answers in less time than its import takes."""
@@ -199,21 +235,21 @@ def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, r
               file=sys.stderr)
         try:
             return predict_from_export(export_dir, settings, sentences, args.batch_size,
-                                       session_config)
+                                       session_config, on_batch)
         except DamagedExport as damage:
             reason = "the export %s is damaged: %s" % (export_dir, damage)
     print("Restoring %s through the Estimator (%s)." % (checkpoint, reason), file=sys.stderr)
-    return restore_and_predict(args, checkpoint, settings, sentences, session_config)
+    return restore_and_predict(args, checkpoint, settings, sentences, session_config, on_batch)
 
 
-def restore_and_predict(args, checkpoint, settings, sentences, session_config):
+def restore_and_predict(args, checkpoint, settings, sentences, session_config, on_batch):
     """Log-probabilities from `checkpoint` through the Estimator; from the newest one if a
     training run that writes the folder deletes it first."""
     from imdb_bert.serving import CheckpointGone, predict_from_checkpoint
     while True:
         try:
             return predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
-                                           args.batch_size, session_config)
+                                           args.batch_size, session_config, on_batch)
         except CheckpointGone:
             newer = output_folder.latest_checkpoint(args.output_dir)
             if newer in (None, checkpoint):
@@ -227,33 +263,118 @@ def restore_and_predict(args, checkpoint, settings, sentences, session_config):
 
 def check_label_count(output_dir, log_probs, label_names):
     """The model's outputs must be the labels model_settings.json names."""
-    if log_probs.shape[-1] != len(label_names):
+    if np.shape(log_probs)[-1] != len(label_names):
         raise UserError("The model in %s has %d outputs but its model_settings.json names %d "
                         "labels (%s): the folder mixes two runs. Train again with "
                         "--do-delete, or pass the --output-dir of the run."
-                        % (output_dir, log_probs.shape[-1], len(label_names),
+                        % (output_dir, np.shape(log_probs)[-1], len(label_names),
                            ", ".join(map(str, label_names))))
 
 
-def print_predictions(sentences, log_probs, label_names, as_json):
-    """One line per sentence (label, its probability, log-probabilities, sentence), or a
-    JSON list (probabilities in the order of "label_names")."""
-    probabilities = np.exp(log_probs)
-    labels = np.argmax(log_probs, axis=-1)
-    if as_json:
-        print(json.dumps([{"sentence": sentence, "label": label_names[label],
-                           "probabilities": [float(p) for p in probs],
-                           "log_probabilities": [float(lp) for lp in lps],
-                           "label_names": list(label_names)}
-                          for sentence, label, probs, lps
-                          in zip(sentences, labels, probabilities, log_probs)],
-                         indent=2, ensure_ascii=False))
-        return
-    for sentence, label, probs, lps in zip(sentences, labels, probabilities, log_probs):
-        print("%s\t%.4f\t[%s]\t%s" % (label_names[label], probs[label],
-                                      ", ".join("%.4f" % lp for lp in lps),
-                                      sentence.translate(LINE_BREAKS)))
+class Output:
+    """The predictions on stdout as each batch is classified: plain lines (label, its
+    probability, log-probabilities, sentence) or --jsonl lines, flushed batch by batch; or
+    with --json one list at the end. A signal that comes while a batch is being written
+    takes effect once it is written, so every line on stdout is whole."""
+    current = None  # for the signal handler: what has been done
+
+    def __init__(self, sentences, label_names, args):
+        self.sentences = sentences
+        self.label_names = label_names
+        self.args = args
+        self.done = 0
+        self.items = []  # --json's list
+        self.writing = False
+        self.pending_signal = None
+        Output.current = self
+
+    def write(self, log_probs):
+        """Write the predictions of the next len(log_probs) sentences."""
+        check_label_count(self.args.output_dir, log_probs, self.label_names)
+        self.writing = True
+        sentences = self.sentences[self.done:self.done + len(log_probs)]
+        items = [prediction(sentence, lps, self.label_names)
+                 for sentence, lps in zip(sentences, log_probs)]
+        if self.args.json:
+            self.items += items
+        elif self.args.jsonl:
+            sys.stdout.write("".join(json.dumps(item, ensure_ascii=False).translate(
+                LINE_SEPARATORS) + "\n" for item in items))
+        else:
+            sys.stdout.write("".join(plain_line(item) + "\n" for item in items))
+        sys.stdout.flush()
+        self.done += len(items)
+        self.writing = False
+        if self.pending_signal:
+            raise Interrupted(self.pending_signal)
+
+    def finish(self):
+        if self.args.json:
+            print(json.dumps(self.items, indent=2, ensure_ascii=False))
+
+
+def prediction(sentence, log_probs, label_names):
+    """One element of --json's list (a line of --jsonl)."""
+    return {"sentence": sentence, "label": label_names[int(np.argmax(log_probs))],
+            "probabilities": [float(p) for p in np.exp(log_probs)],
+            "log_probabilities": [float(lp) for lp in log_probs],
+            "label_names": list(label_names)}
+
+
+def plain_line(item):
+    probabilities = item["probabilities"]
+    return "%s\t%.4f\t[%s]\t%s" % (item["label"], max(probabilities),
+                                   ", ".join("%.4f" % lp for lp in item["log_probabilities"]),
+                                   item["sentence"].translate(LINE_BREAKS))
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM. A BaseException, as KeyboardInterrupt: the `except Exception`
+    clauses on its way (loading a model) must not take it for a damaged file."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def stop_on_signals(main):
+    """`main` that ends on SIGINT (Ctrl-C) or SIGTERM with one line on stderr (how many
+    sentences of how many were written) and exit code 128 + the signal, no traceback."""
+    def stop(signum, frame):
+        for each in (signal.SIGINT, signal.SIGTERM):  # a second signal kills at once
+            signal.signal(each, signal.SIG_DFL)
+        output = Output.current
+        if output is not None and output.writing:
+            output.pending_signal = signum
+        else:
+            raise Interrupted(signum)
+
+    def interruptible_main(argv=None):
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, stop)
+        try:
+            return main(argv)
+        except Interrupted as e:
+            print("%s: stopped. %s" % (signal.Signals(e.signum).name,
+                                       interrupted_progress(Output.current)), file=sys.stderr)
+            return 128 + e.signum
+        except BrokenPipeError:  # the reader of stdout ended, as `| head` does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the exit
+            print("stdout was closed: stopped. %s" % interrupted_progress(Output.current),
+                  file=sys.stderr)
+            return 128 + signal.SIGPIPE
+    return interruptible_main
+
+
+def interrupted_progress(output):
+    if output is None:
+        return "No sentence was classified."
+    done, total = output.done, len(output.sentences)
+    if output.args.json:
+        return ("%d of %d sentences were classified; --json prints its list at the end only, "
+                "so nothing was printed (--jsonl writes each line as it goes)." % (done, total))
+    return "%d of %d sentences were classified and written." % (done, total)
 
 
 if __name__ == "__main__":
-    run_script(main)
+    run_script(stop_on_signals(main))

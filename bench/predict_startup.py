@@ -6,6 +6,8 @@ alone, and the throughput of `predict.py --file` on each path. Run by hand, neve
     python bench/predict_startup.py --demo                       # trains a random BERT
                                                                  # (6 layers, hidden 384) first
     python bench/predict_startup.py --demo --layers 12 --hidden 768   # BERT-Base's shape
+    python bench/predict_startup.py --demo --file-sentences 3000 --real-length \
+        --paths onnx,savedmodel         # --file throughput on reviews of IMDB's mean length
 """
 import argparse
 import os
@@ -35,6 +37,19 @@ def run(command, stdin=None):
     return seconds, usage.ru_maxrss / 1024
 
 
+def machine():
+    """The machine's cores, CPU model and load: figures are only comparable with those."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return ("Machine: %d cores (os.cpu_count), %s; load average %.1f when started"
+            % (os.cpu_count(), model, os.getloadavg()[0]))
+
+
 def make_demo_model(folder, layers, hidden):
     """A random BERT trained for a few steps on generated reviews, as train.py writes it;
     prints the time of its ONNX copy."""
@@ -61,14 +76,22 @@ def main():
     p.add_argument("--repeat", type=int, default=3, help="runs per figure; the median counts")
     p.add_argument("--file-sentences", type=int, default=512,
                    help="reviews in the --file throughput run (0: skip it)")
+    p.add_argument("--real-length", action="store_true",
+                   help="--file reviews of IMDB's length (mean about 1,300 characters) "
+                        "instead of one generated sentence each")
+    p.add_argument("--paths", default="onnx,savedmodel,checkpoint",
+                   help="the paths of predict.py to measure (default %(default)s)")
     args = p.parse_args()
     if not args.output_dir and not args.demo:
         p.error("pass --output-dir or --demo")
+    print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         output_dir = args.output_dir or make_demo_model(tmp, args.layers, args.hidden)
         predict = [sys.executable, "predict.py", "--output-dir", output_dir]
         paths = {"ONNX copy": [], "SavedModel": ["--no-onnx"],
                  "checkpoint": ["--from-checkpoint"]}
+        names = dict(zip(("onnx", "savedmodel", "checkpoint"), paths))
+        paths = {names[key]: paths[names[key]] for key in args.paths.split(",")}
         print("One sentence, whole process, median of %d runs (%s, %d cores):"
               % (args.repeat, output_dir, os.cpu_count()))
         commands = {"import tensorflow": [sys.executable, "-c", "import tensorflow"]}
@@ -79,26 +102,63 @@ def main():
             print("  %-28s %6.2f s  peak %5.0f MiB" % (
                 name, statistics.median(s for s, _ in runs), max(m for _, m in runs)))
         if args.file_sentences:
-            file_throughput(predict, paths, args.file_sentences, tmp)
+            file_throughput(predict, paths, args.file_sentences, tmp, args.real_length)
 
 
-def file_throughput(predict, paths, count, folder):
+def file_throughput(predict, paths, count, folder, real_length=False):
     """Sentences per second of predict.py --file with `count` generated reviews, whole
-    process and without the one-sentence run's time (start-up)."""
+    process and without the one-sentence run's time (start-up); and when its first line
+    came (predict.py writes batch by batch)."""
     sys.path.insert(0, os.path.join(ROOT, "tests"))
     import random
     from conftest import synthetic_review
     rng = random.Random(0)
     reviews = os.path.join(folder, "reviews.txt")
     with open(reviews, "w", encoding="utf-8") as f:
-        f.writelines(synthetic_review(rng, i % 2).replace("\n", " ") + "\n"
+        f.writelines((real_length_review(rng, i % 2) if real_length
+                      else synthetic_review(rng, i % 2)).replace("\n", " ") + "\n"
                      for i in range(count))
-    print("predict.py --file with %d generated reviews (sequence 128, batch 32):" % count)
+    with open(reviews, encoding="utf-8") as f:
+        mean = statistics.mean(len(line) - 1 for line in f)
+    print("predict.py --file with %d generated reviews of %.0f characters on average "
+          "(sequence 128, batch 32):" % (count, mean))
     for name, flags in paths.items():
-        whole, peak = run(predict + flags + ["--file", reviews])
+        whole, first_line, cpu, peak = run_streaming(predict + flags + ["--file", reviews])
         one, _ = run(predict + flags + [SENTENCE])
-        print("  %-28s %6.1f sentences/s whole process, %6.1f after start-up, peak %5.0f MiB"
-              % ("predict.py, " + name, count / whole, count / max(whole - one, 1e-9), peak))
+        print("  %-28s %6.1f sentences/s whole process, %6.1f after start-up, first line "
+              "after %.1f s, %.0f CPU seconds, peak %5.0f MiB"
+              % ("predict.py, " + name, count / whole, count / max(whole - one, 1e-9),
+                 first_line, cpu, peak))
+
+
+def real_length_review(rng, polarity):
+    """A review of about IMDB's length (1,300 characters on average, from 250 to 2,350):
+    generated sentences joined, the tests' generator (tests/conftest.py) as for the rest."""
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    from conftest import synthetic_review
+    target = rng.randint(250, 2350)
+    parts = []
+    while sum(len(part) + 1 for part in parts) < target:
+        parts.append(synthetic_review(rng, polarity))
+    return " ".join(parts)
+
+
+def run_streaming(command):
+    """(seconds, seconds to the first line on stdout, CPU seconds, peak resident MiB) of
+    `command`. CPU seconds say more than seconds on a machine that other work shares."""
+    with tempfile.TemporaryFile() as stderr:  # progress bars: a pipe could fill
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=stderr)
+        process.stdout.readline()
+        first_line = time.perf_counter() - start
+        for _ in process.stdout:
+            pass
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            stderr.seek(0)
+            sys.exit("failed: %s\n%s" % (" ".join(command), stderr.read().decode()[-2000:]))
+    return seconds, first_line, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 if __name__ == "__main__":

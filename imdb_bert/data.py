@@ -27,34 +27,69 @@ EXTRACTING_PREFIX = ".aclImdb-extracting-"
 
 def load_directory_data(directory):
     """All reviews of one class folder: the file's text as `sentence`, the rating from
-    the file name (a string, as in the notebook) as `sentiment`."""
+    the file name (a string, as in the notebook) as `sentiment`. Names starting with "."
+    (.DS_Store and the like) are skipped and counted in one line."""
     if not tf.io.gfile.isdir(directory):
         raise UserError("%s is missing: the dataset folder must hold "
                         "{train,test}/{pos,neg}/<id>_<rating>.txt." % directory)
     data = {"sentence": [], "sentiment": []}
     names = sorted(tf.io.gfile.listdir(directory))
+    hidden = [name for name in names if name.startswith(".")]
+    if hidden:
+        print("Skipped %d name%s starting with \".\" in %s: %s" % (
+            len(hidden), "" if len(hidden) == 1 else "s", directory,
+            ", ".join(hidden[:MAX_NAMES_SAID]) + (", ..." if len(hidden) > MAX_NAMES_SAID
+                                                  else "")))
+        names = [name for name in names if not name.startswith(".")]
     if not names:
         raise UserError("%s is empty: the dataset folder must hold "
                         "{train,test}/{pos,neg}/<id>_<rating>.txt." % directory)
+    bad = []  # (path, what is wrong): all of them are said at the end
     for file_name in tqdm(names, desc="Loading %s" % directory, unit=" reviews",
                           leave=False, mininterval=1.0):
         path = os.path.join(directory, file_name)
         match = FILE_NAME.fullmatch(file_name)
-        if not match:
-            raise UserError("%s is not named <id>_<rating>.txt like the reviews of the "
-                            "dataset; move it out of that folder." % path)
-        # A damaged review stops the run: skipping it would silently change the sample.
-        with tf.io.gfile.GFile(path, "rb") as f:
-            raw = f.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise UserError("%s is not valid UTF-8 (%s); fix or remove the file." % (path, e))
-        if not text.strip():
-            raise UserError("%s is an empty review; fix or remove the file." % path)
+        text, problem = read_review(path) if match else (None, "not named "
+                                                         "<id>_<rating>.txt like the reviews "
+                                                         "of the dataset")
+        if problem:
+            bad.append((path, problem))
+            continue
         data["sentence"].append(text)
         data["sentiment"].append(match.group(1))
+    if bad:
+        raise bad_reviews_error(directory, bad)
     return pd.DataFrame.from_dict(data)
+
+
+MAX_NAMES_SAID = 10  # bad or skipped files named in a message; the rest are counted
+
+
+def read_review(path):
+    """(text, None) of a review file, or (None, what is wrong with it)."""
+    with tf.io.gfile.GFile(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        return None, "not valid UTF-8 (%s)" % e
+    if not text.strip():
+        return None, "an empty review"
+    return text, None
+
+
+def bad_reviews_error(directory, bad):
+    """The UserError for the files of `directory` that are not reviews: the first
+    MAX_NAMES_SAID named with what is wrong, and a count. A damaged review stops the run:
+    skipping it would silently change the sample."""
+    lines = ["  %s is %s" % (path, problem) for path, problem in bad[:MAX_NAMES_SAID]]
+    if len(bad) > MAX_NAMES_SAID:
+        lines.append("  and %d more" % (len(bad) - MAX_NAMES_SAID))
+    one = len(bad) == 1
+    return UserError("%d file%s of %s %s; fix %s or move %s out of that folder:\n%s"
+                     % (len(bad), "" if one else "s", directory,
+                        "is not a review" if one else "are not reviews",
+                        "it" if one else "them", "it" if one else "them", "\n".join(lines)))
 
 
 def load_dataset(directory, seed):

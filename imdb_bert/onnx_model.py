@@ -39,10 +39,12 @@ def convert(export_dir):
     """The export's serving_default signature converted by tf2onnx into a temporary file
     beside the exports (a killed run's leftover is removed at the next start); returns its
     path. tf2onnx runs in a child process: it needs TensorFlow 2's behaviour, which the
-    training process switched off, and no GPU."""
+    training process switched off, and no GPU. The child ends with this process, even one
+    killed by SIGKILL (DIE_WITH_PARENT)."""
     temporary = os.path.join(os.path.dirname(export_dir),
                              "%s.tmp-%d" % (MODEL_FILE, os.getpid()))
-    command = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", export_dir,
+    command = [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), "tf2onnx.convert",
+               "--saved-model", export_dir,
                "--signature_def", "serving_default", "--tag", "serve",
                "--opset", str(OPSET), "--output", temporary]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
@@ -55,6 +57,25 @@ def convert(export_dir):
         errors = [line for line in lines if "Error" in line or "error" in line]
         raise ConversionFailed((errors or lines or ["exit code %d" % result.returncode])[-1])
     return temporary
+
+
+# Run as `python -c DIE_WITH_PARENT PARENT_PID MODULE ARGS...`: MODULE as `python -m` runs
+# it, in a process that the kernel kills when its parent dies (prctl PR_SET_PDEATHSIG, man
+# prctl(2); Linux only), so a killed train.py leaves no tf2onnx holding gigabytes. The signal
+# comes when the parent *thread* ends: convert() runs in train.py's main thread, which lives
+# as long as the process. A parent that died before prctl took effect is seen by getppid.
+# Done in the child rather than in a preexec_fn, which is unsafe in a process with threads.
+DIE_WITH_PARENT = """
+import ctypes, os, runpy, signal, sys
+parent, module = int(sys.argv[1]), sys.argv[2]
+if sys.platform.startswith("linux"):
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        sys.exit("the parent process %d has ended" % parent)
+sys.argv = [module] + sys.argv[3:]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
 
 
 def memory_shortfall(export_dir, available=None):
@@ -97,9 +118,10 @@ def session(path):
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def log_probabilities(model, input_ids, input_mask, batch_size, progress=None):
+def log_probabilities(model, input_ids, input_mask, batch_size, progress=None, on_batch=None):
     """Log-probabilities [n, 2] of the encoded sentences (segment ids all 0, as for single
-    sentences) from an ONNX Runtime session, `batch_size` at a time."""
+    sentences) from an ONNX Runtime session, `batch_size` at a time; each batch's are also
+    passed to `on_batch` as soon as they are computed."""
     input_ids = np.asarray(input_ids, dtype=np.int32)
     input_mask = np.asarray(input_mask, dtype=np.int32)
     outputs = []
@@ -108,6 +130,8 @@ def log_probabilities(model, input_ids, input_mask, batch_size, progress=None):
         feed = dict(zip(INPUTS, (ids, input_mask[start:start + batch_size],
                                  np.zeros_like(ids))))
         outputs.append(model.run(["log_probabilities"], feed)[0])
+        if on_batch:
+            on_batch(outputs[-1])
         if progress:
             progress(1)
     return np.concatenate(outputs)
@@ -117,7 +141,7 @@ class DamagedModel(Exception):
     """model.onnx or the export's vocab cannot be loaded."""
 
 
-def predict(export_dir, settings, sentences, batch_size, progress=None):
+def predict(export_dir, settings, sentences, batch_size, progress=None, on_batch=None):
     """Log-probabilities [n, 2] of `sentences` from the export's model.onnx, tokenized with
     its vocab as train.py's features were; DamagedModel if either cannot be loaded."""
     try:
@@ -129,7 +153,7 @@ def predict(export_dir, settings, sentences, batch_size, progress=None):
     encoded = encode(sentences, settings["max_seq_length"], tokenizer,
                      settings.get("truncate", HEAD))
     return log_probabilities(model, [ids for ids, _ in encoded],
-                             [mask for _, mask in encoded], batch_size, progress)
+                             [mask for _, mask in encoded], batch_size, progress, on_batch)
 
 
 def nvidia_driver_present():

@@ -365,11 +365,24 @@ def remove_leftovers(output_dir):
         found += [os.path.join(folder, name) for name in listdir(folder)
                   if ".tmp-" in name or name.endswith("_temp")
                   or (folder != output_dir and name.startswith("temp-"))]
+    found += [path for path in unrecorded_best_files(output_dir) if path not in found]
     for path in found:
         remove(path)
     if found:
         print("Removed what an interrupted run left in %s: %s"
               % (output_dir, ", ".join(os.path.relpath(p, output_dir) for p in found)))
+
+
+def unrecorded_best_files(output_dir):
+    """The files of best/ that best_checkpoint.json does not name: an earlier best's, when
+    a run was killed after keep_checkpoint recorded a new one and before it removed them."""
+    recorded = best_checkpoint(output_dir)
+    folder = os.path.join(output_dir, BEST_CHECKPOINT_DIR)
+    if recorded is None or not isdir(folder):
+        return []
+    prefix = os.path.basename(recorded) + "."
+    return [os.path.join(folder, name) for name in listdir(folder)
+            if not name.startswith(prefix)]
 
 
 def export_root(output_dir):

@@ -72,9 +72,10 @@ def batches(items, size):
 LOAD_ERRORS = (tf.errors.OpError, OSError, ValueError, KeyError, DecodeError)
 
 
-def predict_from_export(export_dir, settings, sentences, batch_size, session_config):
-    """Log-probabilities [n, 2] from the exported SavedModel; DamagedExport if it cannot be
-    loaded."""
+def predict_from_export(export_dir, settings, sentences, batch_size, session_config,
+                        on_batch=None):
+    """Log-probabilities [n, 2] from the exported SavedModel, each batch's also passed to
+    `on_batch` as soon as they are computed; DamagedExport if it cannot be loaded."""
     try:
         tokenizer = features.create_tokenizer(
             os.path.join(export_dir, "assets", "vocab.txt"), settings["do_lower_case"],
@@ -87,11 +88,11 @@ def predict_from_export(export_dir, settings, sentences, batch_size, session_con
     with progress:
         return saved_model_log_probs(export_dir, [f.input_ids for f in feats],
                                      [f.input_mask for f in feats], batch_size, session_config,
-                                     progress.update)
+                                     progress.update, on_batch)
 
 
 def saved_model_log_probs(export_dir, input_ids, input_mask, batch_size, session_config,
-                          progress=None):
+                          progress=None, on_batch=None):
     """Log-probabilities [n, 2] of encoded single sentences (segment ids all 0) from the
     SavedModel in `export_dir`."""
     with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
@@ -109,6 +110,8 @@ def saved_model_log_probs(export_dir, input_ids, input_mask, batch_size, session
                     signature.inputs["input_mask"].name: input_mask[start:start + batch_size],
                     signature.inputs["segment_ids"].name: np.zeros_like(ids)}
             log_probs.append(sess.run(output, feed))
+            if on_batch:
+                on_batch(log_probs[-1])
             if progress:
                 progress(1)
     return np.concatenate(log_probs)
@@ -176,8 +179,9 @@ def onnx_difference(export_dir, onnx_file, settings):
 
 
 def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size,
-                            session_config):
-    """Log-probabilities [n, 2] from `checkpoint`, through the Estimator and model_fn."""
+                            session_config, on_batch=None):
+    """Log-probabilities [n, 2] from `checkpoint`, through the Estimator and model_fn; those
+    of each `batch_size` sentences also passed to `on_batch` as soon as they are computed."""
     bert_hub = hub_module.resolve(settings["bert_hub"])
     tokenizer = features.create_tokenizer_from_hub_module(bert_hub, fast=True)
     feats = sentence_features(sentences, settings, tokenizer)
@@ -189,10 +193,16 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
     input_fn = run_classifier.input_fn_builder(
         features=feats, seq_length=settings["max_seq_length"], is_training=False,
         drop_remainder=False)
+    predictions = []
     try:
-        predictions = list(tqdm(estimator.predict(input_fn, checkpoint_path=checkpoint),
-                                total=len(feats), desc="Predicting", unit=" sentences",
-                                disable=len(feats) <= batch_size, file=sys.stderr))
+        for prediction in tqdm(estimator.predict(input_fn, checkpoint_path=checkpoint),
+                               total=len(feats), desc="Predicting", unit=" sentences",
+                               disable=len(feats) <= batch_size, file=sys.stderr):
+            predictions.append(prediction["probabilities"])
+            if on_batch and (len(predictions) % batch_size == 0
+                             or len(predictions) == len(feats)):
+                on_batch(np.stack(predictions[(len(predictions) - 1) // batch_size
+                                              * batch_size:]))
     except (ValueError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         if not output_folder.exists(checkpoint + ".index"):
             raise CheckpointGone(checkpoint) from e
@@ -202,7 +212,7 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
                         "max_seq_length %d: %s. Pass the --bert-hub it was trained with."
                         % (checkpoint, settings["bert_hub"], settings["max_seq_length"],
                            e.message.splitlines()[0]))
-    return np.stack([p["probabilities"] for p in predictions])
+    return np.stack(predictions)
 
 
 def main(argv=None):

@@ -120,21 +120,24 @@ def evaluation_steps(num_train_steps, every_steps):
 
 def keep_checkpoint(output_dir, checkpoint, step):
     """Copy `checkpoint` (of `step`) to best/, out of reach of the saver's rotation of old
-    checkpoints, and record it in best_checkpoint.json."""
+    checkpoints, and record it in best_checkpoint.json. In this order a kill at any moment
+    leaves best_checkpoint.json naming a whole checkpoint, the old best or the new: each file
+    is copied under a temporary name (removed at the next start) and renamed, the record is
+    replaced (write_json: atomic), and only then the old best's files are removed."""
     gfile = tf.io.gfile
     target = os.path.join(output_dir, BEST_CHECKPOINT_DIR)
-    tmp = "%s.tmp-%d" % (target, os.getpid())
-    if gfile.exists(tmp):
-        gfile.rmtree(tmp)
-    gfile.makedirs(tmp)
+    gfile.makedirs(target)
     for path in gfile.glob(checkpoint + ".*"):
-        gfile.copy(path, os.path.join(tmp, os.path.basename(path)))
-    if gfile.exists(target):
-        gfile.rmtree(target)
-    gfile.rename(tmp, target)
+        copy = os.path.join(target, os.path.basename(path))
+        tmp = "%s.tmp-%d" % (copy, os.getpid())
+        gfile.copy(path, tmp, overwrite=True)
+        gfile.rename(tmp, copy, overwrite=True)
     write_json(os.path.join(output_dir, BEST_CHECKPOINT),
                {"global_step": step, "checkpoint": os.path.join(
                    BEST_CHECKPOINT_DIR, os.path.basename(checkpoint))})
+    for path in gfile.glob(os.path.join(target, "*")):
+        if not os.path.basename(path).startswith(os.path.basename(checkpoint) + "."):
+            gfile.remove(path)
 
 
 def training_losses(output_dir):

@@ -1,0 +1,127 @@
+"""predict.py on large files: output written batch by batch, --jsonl, a real SIGINT or
+SIGTERM mid-file on each path, empty input, control characters (issue 23, section 3)."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from test_predict import PLAIN_LINE, run_predict
+
+SENTENCES = 5000
+# What every line of the big file holds beside its words: non-ASCII, U+0085, an emoji.
+MESSY_TAIL = " caf\u00e9\x85 \U0001F600"
+
+
+@pytest.fixture(scope="module")
+def big_file(tmp_path_factory):
+    """SENTENCES lines of the planted words: far more output than a pipe holds (64 KiB)."""
+    rng = random.Random(0)
+    words = ["great", "awful", "film", "plot", "the", "movie", "was", "boring", "superb"]
+    path = tmp_path_factory.mktemp("big") / "reviews.txt"
+    path.write_text("".join(" ".join(rng.choice(words) for _ in range(20)) + MESSY_TAIL + "\n"
+                            for _ in range(SENTENCES)), encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, signum, jsonl", [
+    ([], signal.SIGINT, False), ([], signal.SIGTERM, True),
+    (["--no-onnx"], signal.SIGINT, True), (["--from-checkpoint"], signal.SIGINT, False)],
+    ids=["onnx-sigint", "onnx-sigterm-jsonl", "savedmodel-sigint-jsonl",
+         "checkpoint-sigint"])
+def test_a_signal_mid_file_keeps_the_written_lines(trained, big_file, flags, signum, jsonl):
+    """Lines come while the file is being classified; a real signal mid-file: every line
+    written is whole and kept, stderr says how many of how many, exit 128 + the signal."""
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "predict.py"), "--output-dir", trained[0],
+         "--file", big_file, "--batch-size", "8", *flags, *(["--jsonl"] if jsonl else [])],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+        cwd=ROOT)
+    try:
+        first = [process.stdout.readline() for _ in range(16)]  # streamed: before the end
+        # Unread, the pipe is full long before the last sentence: predict.py is mid-file.
+        assert process.poll() is None
+        process.send_signal(signum)
+        rest, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    lines = first + rest.splitlines(keepends=True)
+    assert process.returncode == 128 + signum, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert ("%s: stopped. %d of %d sentences were classified and written.\n"
+            % (signal.Signals(signum).name, len(lines), SENTENCES)) in stderr
+    assert 16 <= len(lines) < SENTENCES
+    for line in lines:
+        assert line.endswith("\n")
+        if jsonl:
+            item = json.loads(line)
+            assert item["sentence"].endswith(MESSY_TAIL)
+            assert item["label"] in ("Positive", "Negative")
+        else:
+            assert PLAIN_LINE.match(line[:-1]).group(5).endswith(" caf\u00e9\\u0085 \U0001F600")
+
+
+def test_jsonl_lines_are_the_json_list(trained, tmp_path):
+    """--jsonl: one line per element of --json's list, the same keys and numbers, non-ASCII
+    as it is and the line separators escaped; --json with --jsonl: exit 2."""
+    sentences = ["great film", "awful caf\u00e9 \U0001F600", "loved it\u2028really\x85",
+                 "boring\x07 plot\ttab"]
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    common = ["--output-dir", trained[0], "--file", str(reviews), "--batch-size", "3"]
+    listed = run_predict("--json", *common)
+    streamed = run_predict("--jsonl", *common)
+    assert listed.returncode == streamed.returncode == 0, streamed.stderr[-3000:]
+    lines = streamed.stdout.split("\n")
+    assert lines[-1] == "" and len(lines) - 1 == len(sentences)
+    assert [json.loads(line) for line in lines[:-1]] == json.loads(listed.stdout)
+    assert "caf\u00e9 \U0001F600" in lines[1] and "\\u2028" in lines[2]
+    assert len(streamed.stdout.splitlines()) == len(sentences)
+    both = run_predict("--json", "--jsonl", *common)
+    assert both.returncode == 2 and "pass one of them" in both.stderr
+    assert "Traceback" not in both.stderr and both.stdout == ""
+
+
+def test_plain_output_escapes_control_characters(trained, tmp_path):
+    """Every C0 control but tab, and DEL, as \\u00XX: one visible line per sentence."""
+    controls = "".join(chr(c) for c in range(32) if chr(c) not in "\t\n") + "\x7f"
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_bytes(("great\t%s film\n" % controls).encode("utf-8"))
+    result = run_predict("--output-dir", trained[0], "--file", str(reviews))
+    assert result.returncode == 0, result.stderr[-3000:]
+    [line] = result.stdout.split("\n")[:-1]
+    escaped = "".join("\\u%04x" % ord(c) for c in controls)
+    assert PLAIN_LINE.match(line).group(5) == "great\t%s film" % escaped
+    argument = run_predict("--output-dir", trained[0], "two\nlines\x1b[31m")
+    assert argument.stdout.split("\t")[-1] == "two\\u000alines\\u001b[31m\n"
+
+
+def test_an_empty_input_names_its_source(trained, tmp_path):
+    blank = tmp_path / "reviews.txt"
+    blank.write_text("\n  \n\n", encoding="utf-8")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    for args, stdin, said in [
+            (["--file", str(blank)], None, "%s holds no sentences (only blank lines)" % blank),
+            (["--file", str(empty)], None, "%s holds no sentences: give one" % empty),
+            (["--file", "-"], "", "stdin holds no sentences")]:
+        result = run_predict("--output-dir", trained[0], *args, stdin=stdin)
+        assert result.returncode == 2, result.stderr
+        assert said in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_stdout_stops_without_a_traceback(trained, big_file):
+    """The reader of stdout ends, as `predict.py --file big | head -1` does."""
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "predict.py"),
+                                "--output-dir", trained[0], "--file", big_file],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT)
+    assert PLAIN_LINE.match(process.stdout.readline()[:-1])
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE, stderr[-3000:]
+    assert "stdout was closed: stopped." in stderr and "Traceback" not in stderr
