@@ -260,14 +260,28 @@ def test_only_the_three_factory_lines_are_hidden_at_import():
                                     "Could not load dynamic library 'libcudnn.so.8'")
 
 
-def test_the_test_process_hides_its_gpus_from_its_own_sessions(monkeypatch):
+def test_the_test_process_leaves_gpu_memory_to_the_runs_it_starts(monkeypatch):
+    """Sessions with a config ignore the hidden GPU list, so the allocator's own switch,
+    which TensorFlow reads with getenv, must be on in this process; a user's value wins."""
+    import ctypes
+
     import conftest
+    getenv = ctypes.CDLL(None).getenv  # libc's, which TensorFlow's allocator calls
+    getenv.restype = ctypes.c_char_p
+    name = "TF_FORCE_GPU_ALLOW_GROWTH"
+    # Set at conftest's import ("true", unless the user had set it).
+    assert getenv(name.encode()) == os.environ[name].encode()
+    assert device.tf2.config.get_visible_devices("GPU") == []  # config-less sessions
     calls = []
     monkeypatch.setattr(device.tf2.config, "set_visible_devices",
                         lambda devices, kind: calls.append((devices, kind)))
-    conftest.hide_gpus_from_this_process()
-    assert calls == [([], "GPU")]
-    assert device.tf2.config.get_visible_devices("GPU") == []  # done at conftest's import
+    monkeypatch.setenv(name, "false")
+    conftest.leave_gpu_memory_to_the_runs_the_tests_start()
+    assert getenv(name.encode()) == b"false"  # the user's value wins
+    monkeypatch.delenv(name)
+    conftest.leave_gpu_memory_to_the_runs_the_tests_start()
+    assert getenv(name.encode()) == b"true"
+    assert calls == [([], "GPU")] * 2
 
 
 def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
