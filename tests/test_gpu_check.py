@@ -1,5 +1,7 @@
 """make gpu-check: each check's verdict on made-up outputs, passing and failing (this
 machine has no GPU to run them on), and what it does without a GPU."""
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -123,6 +125,42 @@ def test_the_horovod_check_asks_nccl_for_its_log(monkeypatch):
     assert script == "train.py" and "--horovod" in args and kwargs == {"horovod_processes": 2}
     assert env == {"NCCL_DEBUG": "INFO"}
     assert not passed and "Horovod built with NCCL 2.18.1" in detail
+
+
+def test_without_horovod_its_check_is_a_skip_line_and_not_a_failure(monkeypatch, tmp_path,
+                                                                    capsys):
+    """make gpu-check no longer builds Horovod first: where horovod.tensorflow does not
+    import, the Horovod line says SKIP without starting horovodrun, and the exit code
+    is that of the other checks."""
+    monkeypatch.setitem(sys.modules, "horovod.tensorflow", None)  # import fails
+    assert gpu_check.horovod_nccl_built() is None
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda *args, **kwargs: runs.append(args))
+    found = dict(gpu_check.checks(("module", "data"), "/tmp/x", 2))
+    assert found["Horovod, 2 GPUs"]() == (None, "not installed (make horovod)") and not runs
+
+    monkeypatch.setattr(gpu_check, "describe_installation", lambda: ["GPU 0", "GPU 1"])
+    monkeypatch.setattr(gpu_check, "make_material", lambda folder: None)
+    for other, code in ((True, 0), (False, 1)):
+        monkeypatch.setattr(gpu_check, "checks", lambda material, tmp, count: [
+            ("training on GPU:0", lambda: (other, "query projection on GPU:0")),
+            ("Horovod, 2 GPUs", found["Horovod, 2 GPUs"])])
+        assert gpu_check.main(["--keep", str(tmp_path)]) == code
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[-1].startswith("SKIP  Horovod, 2 GPUs ")
+        assert lines[-1].endswith("  not installed (make horovod)")
+
+
+def test_make_gpu_check_does_not_build_horovod(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed-cpu").touch()  # newer than the requirements files
+    result = subprocess.run(
+        [shutil.which("make"), "-n", "gpu-check", "VENV=%s" % venv,
+         "NVIDIA_DRIVER_FILES=%s" % (tmp_path / "none")],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PATH="/nonexistent"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "%s/bin/python -m imdb_bert.gpu_check \n" % venv
 
 
 def test_out_of_memory_needs_the_clear_message():
