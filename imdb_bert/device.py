@@ -231,6 +231,32 @@ def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# TensorFlow 2.15's float16 rewrite (Grappler's auto_mixed_precision pass,
+# tensorflow/core/grappler/optimizers/auto_mixed_precision.cc: kMinGPUArch = {7, 0},
+# GetNumGPUs, HasFastFP16Support) skips a session whose GPUs all have a compute
+# capability below 7.0 ("No (suitable) GPUs detected, skipping auto_mixed_precision graph
+# optimizer"), unless this variable makes it ignore performance.
+FLOAT16_MIN_CAPABILITY = (7, 0)
+FLOAT16_ANY_GPU = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_IGNORE_PERFORMANCE"
+
+
+def float16_rewrite_skipped():
+    """Why TensorFlow would skip the float16 rewrite on the GPUs this process's sessions
+    see (with Horovod, its pinned GPU), or None when it runs or the capability is unknown."""
+    gpus = visible_gpus()
+    if "index" in PINNED:
+        gpus = gpus[PINNED["index"]:PINNED["index"] + 1]
+    details = [tf2.config.experimental.get_device_details(gpu) for gpu in gpus]
+    capabilities = [detail.get("compute_capability") for detail in details]
+    if (not gpus or None in capabilities or max(capabilities) >= FLOAT16_MIN_CAPABILITY
+            or os.environ.get(FLOAT16_ANY_GPU, "").lower() in ("1", "true")):
+        return None
+    return ("TensorFlow's float16 rewrite needs a GPU of compute capability 7.0 or newer "
+            "and skips %s" % ", ".join("%s (compute capability %d.%d)" % (
+                detail.get("device_name", gpu.name), *capability)
+                for gpu, detail, capability in zip(gpus, details, capabilities)))
+
+
 def session_config(bf16=False, use_xla=False, use_amp=False):
     """(session config, messages, whether AMP is on) for the speed switches, all
     off by default so results match the notebook's float32 run:
@@ -263,6 +289,10 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
             messages.append("%s is ignored: it is for GPUs and this run is on the CPU%s."
                             % (flag, " (see --bf16)" if flag == "--use-amp" else ""))
     use_xla, use_amp = use_xla and on_gpu, use_amp and on_gpu
+    skipped = use_amp and float16_rewrite_skipped()
+    if skipped:
+        messages.append("--use-amp is ignored: %s; running in float32." % skipped)
+        use_amp = False
     if use_xla:
         config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
         messages.append("--use-xla: XLA JIT compilation on.")

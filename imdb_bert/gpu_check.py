@@ -201,6 +201,10 @@ def checks(material, tmp, gpu_count):
         return judge_placement(stdout + stderr) if code == 0 else (False, stderr[-300:])
 
     def amp():
+        from imdb_bert import device
+        skipped = device.float16_rewrite_skipped()  # as train.py would say it ignores --use-amp
+        if skipped:
+            return None, skipped
         code, stdout, stderr = run("train.py", train_args(material, out("amp"), "--use-amp"),
                                    {"GPU_CHECK_LOSS_SCALE": str(SCALE_START)})
         return judge_amp(stdout, SCALE_START, loss_scale(out("amp"))) if code == 0 else (

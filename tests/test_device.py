@@ -43,10 +43,14 @@ class FakeGPU:
         self.device_type = "GPU"
 
 
-def fake_gpus(monkeypatch, count, calls):
-    """TensorFlow's device functions, answering as if `count` GPUs were present and
-    recording the calls in `calls`."""
+def fake_gpus(monkeypatch, count, calls, capabilities=None):
+    """TensorFlow's device functions, answering as if `count` GPUs were present (of
+    compute `capabilities`, default 8.0 each) and recording the calls in `calls`."""
     gpus = [FakeGPU(i) for i in range(count)]
+    capabilities = capabilities or [(8, 0)] * count
+    monkeypatch.setattr(device.tf2.config.experimental, "get_device_details", lambda gpu: {
+        "device_name": "NVIDIA GPU " + gpu.name[-1],
+        "compute_capability": capabilities[int(gpu.name[-1])]})
 
     def list_physical_devices(kind):
         calls.append("list %s" % kind)
@@ -216,6 +220,37 @@ def test_a_cpu_only_tensorflow_is_named_as_the_cause(monkeypatch, tmp_path):
     fake_nvidia_smi(monkeypatch, tmp_path, "NVIDIA A100-SXM4-40GB, 550.54.15")
     monkeypatch.setattr(device.tf.test, "is_built_with_cuda", lambda: False)
     assert "this TensorFlow is a CPU-only build" in device.describe()
+
+
+AMP_ON = "--use-amp: float16 mixed precision with dynamic loss scaling on."
+
+
+@pytest.mark.parametrize("capabilities, pinned, ignore_performance, skipped", [
+    # Pascal: TensorFlow skips the rewrite
+    ([(6, 0), (6, 1)], None, None, "NVIDIA GPU 0 (compute capability 6.0), "
+                                   "NVIDIA GPU 1 (compute capability 6.1)"),
+    ([(6, 1), (7, 0)], None, None, None),  # the session has one GPU that can
+    ([(7, 0), (6, 1)], 1, None, "NVIDIA GPU 1 (compute capability 6.1)"),  # Horovod: its own
+    ([(7, 5), (6, 1)], 0, None, None),
+    ([(6, 0)], None, "1", None),  # the user asked TensorFlow to rewrite anyway
+    ([None], None, None, None),  # capability unknown: left to TensorFlow
+])
+def test_use_amp_is_ignored_where_tensorflow_skips_the_float16_rewrite(
+        monkeypatch, capabilities, pinned, ignore_performance, skipped):
+    fake_gpus(monkeypatch, len(capabilities), [], capabilities)
+    if pinned is not None:
+        monkeypatch.setitem(device.PINNED, "index", pinned)
+    monkeypatch.setenv(device.FLOAT16_ANY_GPU, ignore_performance or "")
+    config, messages, use_amp = device.session_config(use_amp=True)
+    rewrite = config.graph_options.rewrite_options.auto_mixed_precision
+    assert use_amp is (skipped is None)
+    assert (rewrite == device.rewriter_config_pb2.RewriterConfig.ON) is (skipped is None)
+    if skipped is None:
+        assert messages == [AMP_ON] and device.float16_rewrite_skipped() is None
+    else:
+        assert messages == ["--use-amp is ignored: TensorFlow's float16 rewrite needs a GPU "
+                            "of compute capability 7.0 or newer and skips %s; running in "
+                            "float32." % skipped]
 
 
 def test_xla_is_pointed_at_pips_libdevice_unless_xla_flags_says_otherwise(monkeypatch,

@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 from conftest import ROOT, on_gpu
@@ -149,6 +150,34 @@ def test_without_horovod_its_check_is_a_skip_line_and_not_a_failure(monkeypatch,
         lines = capsys.readouterr().out.splitlines()
         assert lines[-1].startswith("SKIP  Horovod, 2 GPUs ")
         assert lines[-1].endswith("  not installed (make horovod)")
+
+
+def test_the_amp_check_is_a_skip_naming_the_capability_where_float16_is_skipped(
+        monkeypatch):
+    """GPUs below compute capability 7.0: TensorFlow skips the float16 rewrite, train.py
+    says it ignores --use-amp, and the check says SKIP with the reason instead of running
+    train.py and failing on a loss scale that never moved."""
+    from imdb_bert import device
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda *args, **kwargs: runs.append(args) or (
+        0, "", ""))
+    gpu = types.SimpleNamespace(name="/physical_device:GPU:0")
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices", lambda kind: [gpu])
+    monkeypatch.setattr(device, "PINNED", {})
+    monkeypatch.delenv(device.FLOAT16_ANY_GPU, raising=False)
+    for capability in ((6, 0), (7, 0)):
+        monkeypatch.setattr(device.tf2.config.experimental, "get_device_details",
+                            lambda gpu: {"device_name": "Tesla P100-PCIE-16GB",
+                                         "compute_capability": capability})
+        passed, detail = dict(gpu_check.checks(("module", "data"), "/tmp/x", 1))["--use-amp"]()
+        if capability == (6, 0):
+            assert passed is None and not runs
+            assert detail == ("TensorFlow's float16 rewrite needs a GPU of compute capability "
+                              "7.0 or newer and skips Tesla P100-PCIE-16GB (compute "
+                              "capability 6.0)")
+        else:
+            assert passed is False and len(runs) == 1  # ran train.py --use-amp and judged it
+            assert "--use-amp" in runs[0][1]
 
 
 def test_make_gpu_check_does_not_build_horovod(tmp_path):
