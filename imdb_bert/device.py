@@ -30,11 +30,17 @@ def training_device():
 
 
 def pin_gpu(local_rank, local_size):
-    """Make this Horovod process see its own GPU only, with memory that grows as needed:
-    Horovod's TF 2 pattern, to run right after hvd.init() and before any TF session. The
-    GPU is number `local_rank` of the machine's, or the only one when the launcher gave
+    """Pin this Horovod process to its own GPU, right after hvd.init() and before any TF
+    session: number `local_rank` of the machine's, or the only one when the launcher gave
     each process its own (CUDA_VISIBLE_DEVICES per rank). Returns its index, or None
-    without GPUs."""
+    without GPUs.
+    Every session here gets an explicit config, so what pins them is the config's
+    visible_device_list, which base_session_config sets from PINNED: Horovod's TF1 /
+    Estimator pattern (https://horovod.readthedocs.io/en/stable/tensorflow.html,
+    "config.gpu_options.visible_device_list = str(hvd.local_rank())"). The two tf.config
+    calls below (Horovod's TF 2 pattern, same page) reach only config-less sessions and
+    eager ops (tensorflow/python/client/session.py takes the context's config only
+    `if config is None`), and must name the same GPU: both use `index`."""
     gpus = visible_gpus()
     if not gpus:
         return None
@@ -47,9 +53,10 @@ def pin_gpu(local_rank, local_size):
                         "machine has %d for %d processes. Start at most that many processes "
                         "per machine (horovodrun -np / -H host:N)."
                         % (local_rank, len(gpus), local_size))
+    # Config-less sessions and eager ops only; every session config gets PINNED's index.
     tf2.config.set_visible_devices(gpus[index], "GPU")
     tf2.config.experimental.set_memory_growth(gpus[index], True)
-    PINNED["index"] = index
+    PINNED["index"] = index  # -> visible_device_list in base_session_config
     return index
 
 
@@ -72,7 +79,8 @@ def make_gpu_ops_deterministic():
 def base_session_config():
     """The config every TF session here starts from: the Estimator's defaults (soft
     placement, one meta-optimizer pass), GPU memory taken as needed rather than a whole
-    GPU, and with Horovod the pinned GPU, so that no session sees another process's GPU."""
+    GPU, and with Horovod the pinned GPU as visible_device_list: what keeps each session
+    off another process's GPU (Horovod's TF1 pattern; see pin_gpu)."""
     config = tf.ConfigProto(allow_soft_placement=True)
     config.graph_options.rewrite_options.meta_optimizer_iterations = (
         rewriter_config_pb2.RewriterConfig.ONE)
