@@ -22,7 +22,7 @@ PYTHON ?= $(shell for p in python3.11 python3.10 python3.9; do \
 # Horovod's build options: TensorFlow and Gloo, nothing else.
 HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
 	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
-# On a machine with a CUDA toolkit (nvcc) and NCCL, Horovod's GPU operations run on NCCL,
+# On a machine with a CUDA 12 toolkit (nvcc) and NCCL, Horovod's GPU operations run on NCCL,
 # which "will significantly improve performance over the CPU version" (Horovod's
 # docs/gpus.rst): HOROVOD_GPU_OPERATIONS=NCCL, with NCCL from NCCL_HOME (a folder holding
 # include/nccl.h and lib/libnccl.so, e.g. the system's) or else from pip's
@@ -34,17 +34,28 @@ HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_M
 # built earlier with other options (Horovod's docs/gpus.rst installs with it). If the NCCL
 # build fails, the Gloo one follows. The stamp says which was built, and why.
 NVCC = $(shell command -v nvcc 2>/dev/null)
+# Horovod 0.28.1 links the CUDA runtime of that nvcc statically (its CMakeLists.txt:
+# CMAKE_CUDA_RUNTIME_LIBRARY "Static", horovod/horovod#3867), so a CUDA 11 nvcc would
+# give a CUDA 11 Horovod inside TensorFlow 2.15's CUDA 12.2: release 12 or newer only.
+NVCC_RELEASE = $(firstword $(shell nvcc --version 2>/dev/null | \
+	sed -n 's/.*release \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p'))
+NVCC_IS_CUDA_12 = $(filter-out 0 1 2 3 4 5 6 7 8 9 10 11,$(firstword $(subst ., ,$(NVCC_RELEASE))))
+# Absolute: Horovod's cmake/Modules/FindNCCL.cmake puts HOROVOD_NCCL_HOME into
+# CMAKE_PREFIX_PATH, where a relative folder is taken from pip's temporary build tree.
 NCCL_HOME ?=
+NCCL_HOME_ABS = $(if $(NCCL_HOME),$(abspath $(NCCL_HOME)))
 PIP_NCCL = $(shell [ -x $(PY) ] && $(PY) -c 'import os, sys; print(next((os.path.join(p, \
 	"nvidia", "nccl") for p in sys.path if os.path.isfile(os.path.join(p, "nvidia", \
 	"nccl", "include", "nccl.h"))), ""))' 2>/dev/null)
-NCCL_FOR_HOROVOD = $(or $(NCCL_HOME),$(PIP_NCCL))
-NO_NCCL_BUILD = $(if $(NVCC),$(if $(NCCL_FOR_HOROVOD),,no NCCL (pip's nvidia-nccl-cu12, \
-	or NCCL_HOME=<folder>)),no CUDA toolkit (nvcc) on PATH)
-HOROVOD_NCCL_LINKS := $(VENV)/horovod-nccl
+NCCL_FOR_HOROVOD = $(or $(NCCL_HOME_ABS),$(PIP_NCCL))
+NO_NCCL_BUILD = $(if $(NVCC),$(if $(NVCC_IS_CUDA_12),$(if $(NCCL_FOR_HOROVOD),,no NCCL \
+	(pip's nvidia-nccl-cu12, or NCCL_HOME=<folder>)),$(if $(NVCC_RELEASE),nvcc is CUDA \
+	$(NVCC_RELEASE),nvcc --version names no CUDA release); TensorFlow 2.15 runs CUDA \
+	12),no CUDA toolkit (nvcc) on PATH)
+HOROVOD_NCCL_LINKS := $(abspath $(VENV)/horovod-nccl)
 HOROVOD_NCCL_LOG := $(VENV)/horovod-nccl-build.log
 HOROVOD_NCCL_BUILD = HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_NCCL_LINK=SHARED \
-	HOROVOD_NCCL_HOME=$(or $(NCCL_HOME),$(HOROVOD_NCCL_LINKS)) \
+	HOROVOD_NCCL_HOME=$(or $(NCCL_HOME_ABS),$(HOROVOD_NCCL_LINKS)) \
 	$(if $(NCCL_HOME),,LDFLAGS="-Wl,-rpath,$(PIP_NCCL)/lib")
 LINK_PIP_NCCL = $(if $(NCCL_HOME),true,mkdir -p $(HOROVOD_NCCL_LINKS)/lib && \
 	ln -sfn $(PIP_NCCL)/include $(HOROVOD_NCCL_LINKS)/include && \
@@ -73,7 +84,8 @@ test-fake-driver: $(INSTALLED)
 
 venv: $(INSTALLED)
 
-gpu-check: $(INSTALLED) $(VENV)/.horovod
+# Without Horovod (make horovod), its check is a SKIP line: a one-GPU box never needs it.
+gpu-check: $(INSTALLED)
 	$(PY) -m imdb_bert.gpu_check $(ARGS)
 
 # The PyTorch peer of bench/vs_pytorch.py, in a virtualenv of its own (Python 3.11+).

@@ -30,11 +30,17 @@ def training_device():
 
 
 def pin_gpu(local_rank, local_size):
-    """Make this Horovod process see its own GPU only, with memory that grows as needed:
-    Horovod's TF 2 pattern, to run right after hvd.init() and before any TF session. The
-    GPU is number `local_rank` of the machine's, or the only one when the launcher gave
+    """Pin this Horovod process to its own GPU, right after hvd.init() and before any TF
+    session: number `local_rank` of the machine's, or the only one when the launcher gave
     each process its own (CUDA_VISIBLE_DEVICES per rank). Returns its index, or None
-    without GPUs."""
+    without GPUs.
+    Every session here gets an explicit config, so what pins them is the config's
+    visible_device_list, which base_session_config sets from PINNED: Horovod's TF1 /
+    Estimator pattern (https://horovod.readthedocs.io/en/stable/tensorflow.html,
+    "config.gpu_options.visible_device_list = str(hvd.local_rank())"). The two tf.config
+    calls below (Horovod's TF 2 pattern, same page) reach only config-less sessions and
+    eager ops (tensorflow/python/client/session.py takes the context's config only
+    `if config is None`), and must name the same GPU: both use `index`."""
     gpus = visible_gpus()
     if not gpus:
         return None
@@ -47,9 +53,10 @@ def pin_gpu(local_rank, local_size):
                         "machine has %d for %d processes. Start at most that many processes "
                         "per machine (horovodrun -np / -H host:N)."
                         % (local_rank, len(gpus), local_size))
+    # Config-less sessions and eager ops only; every session config gets PINNED's index.
     tf2.config.set_visible_devices(gpus[index], "GPU")
     tf2.config.experimental.set_memory_growth(gpus[index], True)
-    PINNED["index"] = index
+    PINNED["index"] = index  # -> visible_device_list in base_session_config
     return index
 
 
@@ -72,7 +79,8 @@ def make_gpu_ops_deterministic():
 def base_session_config():
     """The config every TF session here starts from: the Estimator's defaults (soft
     placement, one meta-optimizer pass), GPU memory taken as needed rather than a whole
-    GPU, and with Horovod the pinned GPU, so that no session sees another process's GPU."""
+    GPU, and with Horovod the pinned GPU as visible_device_list: what keeps each session
+    off another process's GPU (Horovod's TF1 pattern; see pin_gpu)."""
     config = tf.ConfigProto(allow_soft_placement=True)
     config.graph_options.rewrite_options.meta_optimizer_iterations = (
         rewriter_config_pb2.RewriterConfig.ONE)
@@ -231,6 +239,32 @@ def cpu_supports_bf16(cpuinfo="/proc/cpuinfo"):
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+# TensorFlow 2.15's float16 rewrite (Grappler's auto_mixed_precision pass,
+# tensorflow/core/grappler/optimizers/auto_mixed_precision.cc: kMinGPUArch = {7, 0},
+# GetNumGPUs, HasFastFP16Support) skips a session whose GPUs all have a compute
+# capability below 7.0 ("No (suitable) GPUs detected, skipping auto_mixed_precision graph
+# optimizer"), unless this variable makes it ignore performance.
+FLOAT16_MIN_CAPABILITY = (7, 0)
+FLOAT16_ANY_GPU = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_IGNORE_PERFORMANCE"
+
+
+def float16_rewrite_skipped():
+    """Why TensorFlow would skip the float16 rewrite on the GPUs this process's sessions
+    see (with Horovod, its pinned GPU), or None when it runs or the capability is unknown."""
+    gpus = visible_gpus()
+    if "index" in PINNED:
+        gpus = gpus[PINNED["index"]:PINNED["index"] + 1]
+    details = [tf2.config.experimental.get_device_details(gpu) for gpu in gpus]
+    capabilities = [detail.get("compute_capability") for detail in details]
+    if (not gpus or None in capabilities or max(capabilities) >= FLOAT16_MIN_CAPABILITY
+            or os.environ.get(FLOAT16_ANY_GPU, "").lower() in ("1", "true")):
+        return None
+    return ("TensorFlow's float16 rewrite needs a GPU of compute capability 7.0 or newer "
+            "and skips %s" % ", ".join("%s (compute capability %d.%d)" % (
+                detail.get("device_name", gpu.name), *capability)
+                for gpu, detail, capability in zip(gpus, details, capabilities)))
+
+
 def session_config(bf16=False, use_xla=False, use_amp=False):
     """(session config, messages, whether AMP is on) for the speed switches, all
     off by default so results match the notebook's float32 run:
@@ -263,6 +297,10 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
             messages.append("%s is ignored: it is for GPUs and this run is on the CPU%s."
                             % (flag, " (see --bf16)" if flag == "--use-amp" else ""))
     use_xla, use_amp = use_xla and on_gpu, use_amp and on_gpu
+    skipped = use_amp and float16_rewrite_skipped()
+    if skipped:
+        messages.append("--use-amp is ignored: %s; running in float32." % skipped)
+        use_amp = False
     if use_xla:
         config.graph_options.optimizer_options.global_jit_level = tf.OptimizerOptions.ON_1
         messages.append("--use-xla: XLA JIT compilation on.")

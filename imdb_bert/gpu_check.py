@@ -1,8 +1,9 @@
 """make gpu-check: on a GPU machine, prove every GPU path in a few minutes, with a tiny
 random BERT and generated reviews (the tests' material). It prints TensorFlow's version,
 the CUDA and cuDNN it was built with, the driver and the GPUs it sees, then one PASS/FAIL
-line per path with its time, and exits 1 if any failed. Without a GPU it says so and
-exits 0.
+line per path with its time (SKIP where a path does not apply: Horovod not installed,
+--use-amp on GPUs without fast float16), and exits 1 if any failed. Without a GPU it says
+so and exits 0.
 
     python -m imdb_bert.gpu_check [--keep DIR]
 
@@ -99,12 +100,16 @@ def judge_horovod(returncode, output, nccl_built):
 
 
 def horovod_nccl_built():
-    """hvd.nccl_built() of the Horovod installed here (0 without NCCL or Horovod)."""
+    """hvd.nccl_built() of the Horovod installed here (0 without NCCL), or None when
+    horovod.tensorflow does not import."""
     try:
         import horovod.tensorflow as hvd
     except ImportError:
-        return 0
+        return None
     return int(hvd.nccl_built())
+
+
+HOROVOD_MISSING = "not installed (make horovod)"
 
 
 def judge_out_of_memory(returncode, stderr):
@@ -114,6 +119,7 @@ def judge_out_of_memory(returncode, stderr):
     return ok, "exit %d: %s" % (returncode, last[:160])
 
 
+VERDICTS = {True: "PASS", False: "FAIL", None: "SKIP"}
 TIMEOUT = 900  # seconds for each run of train.py or predict.py
 
 
@@ -184,7 +190,8 @@ def loss_scale(output_dir):
 
 
 def checks(material, tmp, gpu_count):
-    """[(name, function returning (passed, detail))], in the order they run."""
+    """[(name, function returning (passed, detail))], in the order they run; passed is
+    None for a check that does not apply here (a SKIP line, not a failure)."""
     def out(name):
         return os.path.join(tmp, name)
 
@@ -194,6 +201,10 @@ def checks(material, tmp, gpu_count):
         return judge_placement(stdout + stderr) if code == 0 else (False, stderr[-300:])
 
     def amp():
+        from imdb_bert import device
+        skipped = device.float16_rewrite_skipped()  # as train.py would say it ignores --use-amp
+        if skipped:
+            return None, skipped
         code, stdout, stderr = run("train.py", train_args(material, out("amp"), "--use-amp"),
                                    {"GPU_CHECK_LOSS_SCALE": str(SCALE_START)})
         return judge_amp(stdout, SCALE_START, loss_scale(out("amp"))) if code == 0 else (
@@ -213,10 +224,13 @@ def checks(material, tmp, gpu_count):
         return check
 
     def horovod():
+        nccl_built = horovod_nccl_built()
+        if nccl_built is None:
+            return None, HOROVOD_MISSING
         code, stdout, stderr = run("train.py", ["--horovod"] + train_args(
             material, out("horovod"), "--batch-size", "8"), {"NCCL_DEBUG": "INFO"},
             horovod_processes=2)
-        return judge_horovod(code, stdout + stderr, horovod_nccl_built())
+        return judge_horovod(code, stdout + stderr, nccl_built)
 
     def out_of_memory():
         code, _, stderr = run("train.py", train_args(
@@ -279,9 +293,9 @@ def main(argv=None):
                 passed, detail = check()
             except TimedOut as timeout:
                 passed, detail = False, timeout_detail(timeout.args[0])
-            failed += not passed
-            print("%s  %-18s %6.1f s  %s" % ("PASS" if passed else "FAIL", name,
-                                             time.time() - start, detail), flush=True)
+            failed += passed is False
+            print("%s  %-18s %6.1f s  %s" % (VERDICTS[passed], name, time.time() - start,
+                                             detail), flush=True)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)

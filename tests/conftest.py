@@ -23,17 +23,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
-def hide_gpus_from_this_process():
-    """The test process's own TF sessions (fixtures such as tiny_module, in-process
-    tests) run on the CPU: on a GPU machine a session without a config would take nearly
-    all of GPU 0 for the whole test session, and every train.py the tests start would run
-    in what is left. The train.py and predict.py they start still see the GPUs. Must run
-    before TensorFlow initialises a device (tf.config.set_visible_devices, TF 2.15 docs)."""
+def leave_gpu_memory_to_the_runs_the_tests_start():
+    """On a GPU machine, the test process's own TF sessions (fixtures such as tiny_module,
+    in-process tests) must not hold a whole GPU for as long as pytest lives: every train.py
+    and predict.py the tests start would run in what is left. Two parts, before any session:
+    - TF_FORCE_GPU_ALLOW_GROWTH=true (unless the user set it): the GPU allocator takes
+      memory as needed for every session of the process, whatever its config (TF's GPU
+      guide, "Limiting GPU memory growth"; GetAllowGrowthValue in
+      tensorflow/core/common_runtime/gpu/gpu_bfc_allocator.cc). This covers the sessions
+      that bring a config (Estimators' RunConfig, tf.ConfigProto, train.main), which
+      ignore the next line (tensorflow/python/client/session.py uses the context's
+      config only `if config is None`).
+    - no GPU for config-less sessions and eager ops (tf.config.set_visible_devices, TF
+      2.15 docs): they run on the CPU, as the tests that compare their results with CPU
+      runs expect.
+    The train.py and predict.py the tests start still see the GPUs (and inherit the
+    variable: their sessions take memory as needed anyway, device.base_session_config)."""
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     from imdb_bert.compat import tf2
     tf2.config.set_visible_devices([], "GPU")
 
 
-hide_gpus_from_this_process()
+leave_gpu_memory_to_the_runs_the_tests_start()
 
 POSITIVE_WORDS = ["great", "excellent", "wonderful", "fantastic", "brilliant", "loved",
                   "superb", "amazing", "enjoyable", "perfect"]

@@ -55,6 +55,8 @@ def test_gpu_switches_are_ignored_on_the_cpu_with_a_message(monkeypatch):
 def test_gpu_switches_set_xla_and_the_float16_rewrite(monkeypatch):
     monkeypatch.setattr(device.tf2.config, "list_physical_devices",
                         lambda kind: ["GPU:0"] if kind == "GPU" else [])
+    monkeypatch.setattr(device.tf2.config.experimental, "get_device_details",
+                        lambda gpu: {"device_name": "NVIDIA A100", "compute_capability": (8, 0)})
     config, messages, use_amp = device.session_config(use_xla=True, use_amp=True, bf16=True)
     assert use_amp is True
     assert config.graph_options.optimizer_options.global_jit_level == tf.OptimizerOptions.ON_1

@@ -43,10 +43,14 @@ class FakeGPU:
         self.device_type = "GPU"
 
 
-def fake_gpus(monkeypatch, count, calls):
-    """TensorFlow's device functions, answering as if `count` GPUs were present and
-    recording the calls in `calls`."""
+def fake_gpus(monkeypatch, count, calls, capabilities=None):
+    """TensorFlow's device functions, answering as if `count` GPUs were present (of
+    compute `capabilities`, default 8.0 each) and recording the calls in `calls`."""
     gpus = [FakeGPU(i) for i in range(count)]
+    capabilities = capabilities or [(8, 0)] * count
+    monkeypatch.setattr(device.tf2.config.experimental, "get_device_details", lambda gpu: {
+        "device_name": "NVIDIA GPU " + gpu.name[-1],
+        "compute_capability": capabilities[int(gpu.name[-1])]})
 
     def list_physical_devices(kind):
         calls.append("list %s" % kind)
@@ -218,6 +222,37 @@ def test_a_cpu_only_tensorflow_is_named_as_the_cause(monkeypatch, tmp_path):
     assert "this TensorFlow is a CPU-only build" in device.describe()
 
 
+AMP_ON = "--use-amp: float16 mixed precision with dynamic loss scaling on."
+
+
+@pytest.mark.parametrize("capabilities, pinned, ignore_performance, skipped", [
+    # Pascal: TensorFlow skips the rewrite
+    ([(6, 0), (6, 1)], None, None, "NVIDIA GPU 0 (compute capability 6.0), "
+                                   "NVIDIA GPU 1 (compute capability 6.1)"),
+    ([(6, 1), (7, 0)], None, None, None),  # the session has one GPU that can
+    ([(7, 0), (6, 1)], 1, None, "NVIDIA GPU 1 (compute capability 6.1)"),  # Horovod: its own
+    ([(7, 5), (6, 1)], 0, None, None),
+    ([(6, 0)], None, "1", None),  # the user asked TensorFlow to rewrite anyway
+    ([None], None, None, None),  # capability unknown: left to TensorFlow
+])
+def test_use_amp_is_ignored_where_tensorflow_skips_the_float16_rewrite(
+        monkeypatch, capabilities, pinned, ignore_performance, skipped):
+    fake_gpus(monkeypatch, len(capabilities), [], capabilities)
+    if pinned is not None:
+        monkeypatch.setitem(device.PINNED, "index", pinned)
+    monkeypatch.setenv(device.FLOAT16_ANY_GPU, ignore_performance or "")
+    config, messages, use_amp = device.session_config(use_amp=True)
+    rewrite = config.graph_options.rewrite_options.auto_mixed_precision
+    assert use_amp is (skipped is None)
+    assert (rewrite == device.rewriter_config_pb2.RewriterConfig.ON) is (skipped is None)
+    if skipped is None:
+        assert messages == [AMP_ON] and device.float16_rewrite_skipped() is None
+    else:
+        assert messages == ["--use-amp is ignored: TensorFlow's float16 rewrite needs a GPU "
+                            "of compute capability 7.0 or newer and skips %s; running in "
+                            "float32." % skipped]
+
+
 def test_xla_is_pointed_at_pips_libdevice_unless_xla_flags_says_otherwise(monkeypatch,
                                                                           tmp_path):
     fake_gpus(monkeypatch, 1, [])
@@ -260,14 +295,28 @@ def test_only_the_three_factory_lines_are_hidden_at_import():
                                     "Could not load dynamic library 'libcudnn.so.8'")
 
 
-def test_the_test_process_hides_its_gpus_from_its_own_sessions(monkeypatch):
+def test_the_test_process_leaves_gpu_memory_to_the_runs_it_starts(monkeypatch):
+    """Sessions with a config ignore the hidden GPU list, so the allocator's own switch,
+    which TensorFlow reads with getenv, must be on in this process; a user's value wins."""
+    import ctypes
+
     import conftest
+    getenv = ctypes.CDLL(None).getenv  # libc's, which TensorFlow's allocator calls
+    getenv.restype = ctypes.c_char_p
+    name = "TF_FORCE_GPU_ALLOW_GROWTH"
+    # Set at conftest's import ("true", unless the user had set it).
+    assert getenv(name.encode()) == os.environ[name].encode()
+    assert device.tf2.config.get_visible_devices("GPU") == []  # config-less sessions
     calls = []
     monkeypatch.setattr(device.tf2.config, "set_visible_devices",
                         lambda devices, kind: calls.append((devices, kind)))
-    conftest.hide_gpus_from_this_process()
-    assert calls == [([], "GPU")]
-    assert device.tf2.config.get_visible_devices("GPU") == []  # done at conftest's import
+    monkeypatch.setenv(name, "false")
+    conftest.leave_gpu_memory_to_the_runs_the_tests_start()
+    assert getenv(name.encode()) == b"false"  # the user's value wins
+    monkeypatch.delenv(name)
+    conftest.leave_gpu_memory_to_the_runs_the_tests_start()
+    assert getenv(name.encode()) == b"true"
+    assert calls == [([], "GPU")] * 2
 
 
 def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):

@@ -1,8 +1,11 @@
 """make gpu-check: each check's verdict on made-up outputs, passing and failing (this
 machine has no GPU to run them on), and what it does without a GPU."""
+import os
+import shutil
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 from conftest import ROOT, on_gpu
@@ -123,6 +126,70 @@ def test_the_horovod_check_asks_nccl_for_its_log(monkeypatch):
     assert script == "train.py" and "--horovod" in args and kwargs == {"horovod_processes": 2}
     assert env == {"NCCL_DEBUG": "INFO"}
     assert not passed and "Horovod built with NCCL 2.18.1" in detail
+
+
+def test_without_horovod_its_check_is_a_skip_line_and_not_a_failure(monkeypatch, tmp_path,
+                                                                    capsys):
+    """make gpu-check no longer builds Horovod first: where horovod.tensorflow does not
+    import, the Horovod line says SKIP without starting horovodrun, and the exit code
+    is that of the other checks."""
+    monkeypatch.setitem(sys.modules, "horovod.tensorflow", None)  # import fails
+    assert gpu_check.horovod_nccl_built() is None
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda *args, **kwargs: runs.append(args))
+    found = dict(gpu_check.checks(("module", "data"), "/tmp/x", 2))
+    assert found["Horovod, 2 GPUs"]() == (None, "not installed (make horovod)") and not runs
+
+    monkeypatch.setattr(gpu_check, "describe_installation", lambda: ["GPU 0", "GPU 1"])
+    monkeypatch.setattr(gpu_check, "make_material", lambda folder: None)
+    for other, code in ((True, 0), (False, 1)):
+        monkeypatch.setattr(gpu_check, "checks", lambda material, tmp, count: [
+            ("training on GPU:0", lambda: (other, "query projection on GPU:0")),
+            ("Horovod, 2 GPUs", found["Horovod, 2 GPUs"])])
+        assert gpu_check.main(["--keep", str(tmp_path)]) == code
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[-1].startswith("SKIP  Horovod, 2 GPUs ")
+        assert lines[-1].endswith("  not installed (make horovod)")
+
+
+def test_the_amp_check_is_a_skip_naming_the_capability_where_float16_is_skipped(
+        monkeypatch):
+    """GPUs below compute capability 7.0: TensorFlow skips the float16 rewrite, train.py
+    says it ignores --use-amp, and the check says SKIP with the reason instead of running
+    train.py and failing on a loss scale that never moved."""
+    from imdb_bert import device
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda *args, **kwargs: runs.append(args) or (
+        0, "", ""))
+    gpu = types.SimpleNamespace(name="/physical_device:GPU:0")
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices", lambda kind: [gpu])
+    monkeypatch.setattr(device, "PINNED", {})
+    monkeypatch.delenv(device.FLOAT16_ANY_GPU, raising=False)
+    for capability in ((6, 0), (7, 0)):
+        monkeypatch.setattr(device.tf2.config.experimental, "get_device_details",
+                            lambda gpu: {"device_name": "Tesla P100-PCIE-16GB",
+                                         "compute_capability": capability})
+        passed, detail = dict(gpu_check.checks(("module", "data"), "/tmp/x", 1))["--use-amp"]()
+        if capability == (6, 0):
+            assert passed is None and not runs
+            assert detail == ("TensorFlow's float16 rewrite needs a GPU of compute capability "
+                              "7.0 or newer and skips Tesla P100-PCIE-16GB (compute "
+                              "capability 6.0)")
+        else:
+            assert passed is False and len(runs) == 1  # ran train.py --use-amp and judged it
+            assert "--use-amp" in runs[0][1]
+
+
+def test_make_gpu_check_does_not_build_horovod(tmp_path):
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".installed-cpu").touch()  # newer than the requirements files
+    result = subprocess.run(
+        [shutil.which("make"), "-n", "gpu-check", "VENV=%s" % venv,
+         "NVIDIA_DRIVER_FILES=%s" % (tmp_path / "none")],
+        cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PATH="/nonexistent"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "%s/bin/python -m imdb_bert.gpu_check \n" % venv
 
 
 def test_out_of_memory_needs_the_clear_message():

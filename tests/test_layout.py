@@ -182,17 +182,27 @@ def test_the_fake_driver_target_reuses_the_installed_venv_and_ci_runs_it(tmp_pat
     assert commands == ["make test", "make test-fake-driver"]
 
 
+NVCC_BANNER = ("nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2023 NVIDIA "
+               "Corporation\nCuda compilation tools, release %s, V%s.91\n")
+
+
 def horovod_dry_run(tmp_path, nvcc, pip_nccl, *variables):
-    """`make -n horovod` (nothing is built) against a new VENV whose python sees a fake
-    pip nvidia-nccl-cu12 (if `pip_nccl`), with a fake nvcc on PATH (if `nvcc`)."""
-    root = tmp_path / ("case-%d%d-%d" % (nvcc, pip_nccl, len(variables)))
-    (root / "venv" / "bin").mkdir(parents=True)
-    (root / "venv" / "bin" / "python").symlink_to(sys.executable)
-    (root / "venv" / ".installed-cpu").touch()
+    """`make -n horovod` (nothing is built) as a user runs it: in a checkout (here a
+    folder holding the requirements files) with the default, relative VENV=.venv, whose
+    python sees a fake pip nvidia-nccl-cu12 (if `pip_nccl`), with a fake nvcc reporting
+    CUDA release `nvcc` ("12.2"; "" for one that names none) on PATH, or none (None)."""
+    root = tmp_path / ("case-%s%d-%d" % (nvcc, pip_nccl, len(variables)))
+    (root / ".venv" / "bin").mkdir(parents=True)
+    (root / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    for name in ("requirements.txt", "requirements-dev.txt", "requirements-horovod.txt"):
+        (root / name).symlink_to(os.path.join(ROOT, name))
+    (root / ".venv" / ".installed-cpu").touch()  # newer than the requirements files
     (root / "bin").mkdir()
     (root / "bin" / "python3.11").symlink_to(sys.executable)
-    if nvcc:
-        (root / "bin" / "nvcc").write_text("#!/bin/sh\nexit 0\n")
+    (root / "bin" / "sed").symlink_to(shutil.which("sed"))  # reads nvcc's release
+    if nvcc is not None:
+        banner = NVCC_BANNER % (nvcc, nvcc) if nvcc else "nvcc: NVIDIA (R) Cuda compiler\n"
+        (root / "bin" / "nvcc").write_text("#!/bin/sh\nprintf '%s'\n" % banner)
         (root / "bin" / "nvcc").chmod(0o755)
     site = root / "site"
     if pip_nccl:
@@ -201,43 +211,50 @@ def horovod_dry_run(tmp_path, nvcc, pip_nccl, *variables):
         (site / "nvidia" / "nccl" / "lib").mkdir()
         (site / "nvidia" / "nccl" / "lib" / "libnccl.so.2").write_bytes(b"")
     result = subprocess.run(
-        [shutil.which("make"), "-n", "horovod", "VENV=%s" % (root / "venv"),
+        [shutil.which("make"), "-f", os.path.join(ROOT, "Makefile"), "-n", "horovod",
          "NVIDIA_DRIVER_FILES=%s" % (root / "none"), *variables],
-        cwd=ROOT, capture_output=True, text=True,
+        cwd=root, capture_output=True, text=True,
         env=dict(os.environ, PATH=str(root / "bin"), PYTHONPATH=str(site)))
     assert result.returncode == 0, result.stderr
     return result.stdout.replace(str(root), "ROOT")
 
 
 GLOO_BUILD = ("HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 "
-              "HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 ROOT/venv/bin/python -m pip "
+              "HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 .venv/bin/python -m pip "
               "install --no-build-isolation -r requirements-horovod.txt")
 
 
 def test_make_horovod_builds_nccl_where_nvcc_and_nccl_are_else_gloo_saying_why(tmp_path):
-    nccl = horovod_dry_run(tmp_path, nvcc=True, pip_nccl=True)
+    nccl = horovod_dry_run(tmp_path, nvcc="12.2", pip_nccl=True)
     pip_nccl = "ROOT/site/nvidia/nccl"
     assert "building Horovod with NCCL (%s)" % pip_nccl in nccl
-    assert ("ln -sf %s/lib/libnccl.so.2 ROOT/venv/horovod-nccl/lib/libnccl.so" % pip_nccl
+    # Absolute paths: Horovod's cmake resolves HOROVOD_NCCL_HOME in pip's build folder.
+    assert ("ln -sf %s/lib/libnccl.so.2 ROOT/.venv/horovod-nccl/lib/libnccl.so" % pip_nccl
             in nccl)  # FindNCCL.cmake looks for libnccl.so
     assert ("HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_NCCL_LINK=SHARED HOROVOD_NCCL_HOME="
-            "ROOT/venv/horovod-nccl LDFLAGS=\"-Wl,-rpath,%s/lib\"" % pip_nccl) in nccl
+            "ROOT/.venv/horovod-nccl LDFLAGS=\"-Wl,-rpath,%s/lib\"" % pip_nccl) in nccl
     assert "--no-cache-dir -r requirements-horovod.txt" in nccl
-    assert "grep -q '\\[X\\] NCCL' && echo nccl > ROOT/venv/.horovod.built" in nccl
+    assert "grep -q '\\[X\\] NCCL' && echo nccl > .venv/.horovod.built" in nccl
     # A failed NCCL build says so, records why, and the Gloo build follows (exit 0).
-    assert "the NCCL build failed (see ROOT/venv/horovod-nccl-build.log)" in nccl
-    assert "grep -q '^nccl' ROOT/venv/.horovod.built || \\\n  " + GLOO_BUILD in nccl
-    assert "mv ROOT/venv/.horovod.built ROOT/venv/.horovod" in nccl
+    assert "the NCCL build failed (see .venv/horovod-nccl-build.log)" in nccl
+    assert "grep -q '^nccl' .venv/.horovod.built || \\\n  " + GLOO_BUILD in nccl
+    assert "mv .venv/.horovod.built .venv/.horovod" in nccl
+    assert "building Horovod with NCCL" in horovod_dry_run(tmp_path, "13.0", True)
 
-    system = horovod_dry_run(tmp_path, True, False, "NCCL_HOME=/opt/nccl")
-    assert "HOROVOD_NCCL_HOME=/opt/nccl" in system and "ln -s" not in system
+    system = horovod_dry_run(tmp_path, "12.2", False, "NCCL_HOME=nccl")  # relative
+    assert "HOROVOD_NCCL_HOME=ROOT/nccl " in system and "ln -s" not in system
     assert "LDFLAGS" not in system
 
-    for cpu, why in ((horovod_dry_run(tmp_path, nvcc=False, pip_nccl=True),
+    for cpu, why in ((horovod_dry_run(tmp_path, nvcc=None, pip_nccl=True),
                       "no CUDA toolkit (nvcc) on PATH"),
-                     (horovod_dry_run(tmp_path, nvcc=True, pip_nccl=False),
-                      "no NCCL (pip's nvidia-nccl-cu12, or NCCL_HOME=<folder>)")):
+                     (horovod_dry_run(tmp_path, nvcc="12.2", pip_nccl=False),
+                      "no NCCL (pip's nvidia-nccl-cu12, or NCCL_HOME=<folder>)"),
+                     # Horovod would link CUDA 11's runtime statically into TF's CUDA 12.
+                     (horovod_dry_run(tmp_path, nvcc="11.8", pip_nccl=True),
+                      "nvcc is CUDA 11.8; TensorFlow 2.15 runs CUDA 12"),
+                     (horovod_dry_run(tmp_path, nvcc="", pip_nccl=True),
+                      "nvcc --version names no CUDA release; TensorFlow 2.15 runs CUDA 12")):
         assert "HOROVOD_GPU_OPERATIONS" not in cpu
         assert "make horovod: %s: building Horovod with Gloo only" % why in cpu
-        assert 'echo "gloo: %s" > ROOT/venv/.horovod.built' % why in cpu
+        assert 'echo "gloo: %s" > .venv/.horovod.built' % why in cpu
         assert GLOO_BUILD in cpu  # the build make test needs, as before
