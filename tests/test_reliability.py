@@ -484,7 +484,11 @@ def test_out_of_memory_names_the_batch_and_what_to_try(imdb_dir, tiny_module, tm
                       "--batch-size", "4096", "--epochs", "100")
     result = subprocess.run([sys.executable, "-c", CAPPED_TRAIN, ROOT, *args], cwd=ROOT,
                             capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))  # on the CPU
+                            # On the CPU, one op at a time: the first allocation to fail is
+                            # then the same in every run (in one whole-suite run a oneDNN
+                            # primitive of a concurrent op failed first, and oneDNN aborts).
+                            env=dict(os.environ, CUDA_VISIBLE_DEVICES="",
+                                     TF_NUM_INTEROP_THREADS="1"))
     assert result.returncode == 2, result.stderr[-3000:]
     error = result.stderr.strip().splitlines()[-1]
     assert error.startswith("error: Out of memory on the CPU at batch size 4096 and "
