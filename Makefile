@@ -31,8 +31,10 @@ HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_M
 # wheel) but no libnccl.so, the name Horovod's cmake/Modules/FindNCCL.cmake
 # looks for with HOROVOD_NCCL_LINK=SHARED: the build gets a folder in the venv linking
 # both, and an rpath to the wheel's lib/. --no-cache-dir: pip would reuse a Horovod wheel
-# built earlier with other options (Horovod's docs/gpus.rst installs with it). If the NCCL
-# build fails, the Gloo one follows. The stamp says which was built, and why.
+# built earlier with other options (Horovod's docs/gpus.rst installs with it); an installed
+# Horovod is uninstalled first, as pip would keep it. If the NCCL build fails, the Gloo one
+# follows (after uninstalling what the NCCL build left). The stamp says which was built,
+# and why: to build again after installing a CUDA toolkit, rm .venv/.horovod; make horovod.
 NVCC = $(shell command -v nvcc 2>/dev/null)
 # Horovod 0.28.1 links the CUDA runtime of that nvcc statically (its CMakeLists.txt:
 # CMAKE_CUDA_RUNTIME_LIBRARY "Static", horovod/horovod#3867), so a CUDA 11 nvcc would
@@ -118,16 +120,17 @@ $(INSTALLED): requirements.txt requirements-dev.txt
 $(VENV)/.horovod: $(INSTALLED) requirements-horovod.txt
 	$(PY) -m pip install wheel==0.48.0 packaging==26.4
 	rm -f $@ $@.built
-	$(if $(NO_NCCL_BUILD),@echo "make horovod: $(NO_NCCL_BUILD): building Horovod with \
-	  Gloo only (CPU operations)." && echo "gloo: $(NO_NCCL_BUILD)" > $@.built, \
-	  echo "make horovod: building Horovod with NCCL ($(NCCL_FOR_HOROVOD)), log in \
-	  $(HOROVOD_NCCL_LOG)" && { $(LINK_PIP_NCCL) && $(HOROVOD_BUILD) $(HOROVOD_NCCL_BUILD) \
+	$(if $(NO_NCCL_BUILD),@echo "make horovod: $(NO_NCCL_BUILD): building Horovod with Gloo only (CPU operations)." \
+	  && echo "gloo: $(NO_NCCL_BUILD)" > $@.built, \
+	  echo "make horovod: building Horovod with NCCL ($(NCCL_FOR_HOROVOD)), log in $(HOROVOD_NCCL_LOG)" \
+	  && { $(LINK_PIP_NCCL) && { $(PY) -m pip uninstall -y horovod; true; } > $(HOROVOD_NCCL_LOG) 2>&1 \
+	  && $(HOROVOD_BUILD) $(HOROVOD_NCCL_BUILD) \
 	  $(PY) -m pip install --no-build-isolation --no-cache-dir -r requirements-horovod.txt \
-	  > $(HOROVOD_NCCL_LOG) 2>&1 && $(VENV)/bin/horovodrun --check-build 2>/dev/null | \
+	  >> $(HOROVOD_NCCL_LOG) 2>&1 && $(VENV)/bin/horovodrun --check-build 2>/dev/null | \
 	  grep -q '\[X\] NCCL' && echo nccl > $@.built; } || { tail -n 5 $(HOROVOD_NCCL_LOG); \
-	  echo "make horovod: the NCCL build failed (see $(HOROVOD_NCCL_LOG)): building \
-	  Horovod with Gloo only (CPU operations)."; echo "gloo: the NCCL build failed, see \
-	  $(HOROVOD_NCCL_LOG)" > $@.built; })
+	  echo "make horovod: the NCCL build failed (see $(HOROVOD_NCCL_LOG)): building Horovod with Gloo only (CPU operations)."; \
+	  echo "gloo: the NCCL build failed, see $(HOROVOD_NCCL_LOG)" > $@.built; \
+	  $(PY) -m pip uninstall -y horovod > /dev/null 2>&1; })
 	grep -q '^nccl' $@.built || \
 	  $(HOROVOD_BUILD) $(PY) -m pip install --no-build-isolation -r requirements-horovod.txt
 	$(VENV)/bin/horovodrun --check-build 2>/dev/null | grep -q '\[X\] TensorFlow' || { \

@@ -263,6 +263,24 @@ def describe_installation():
     return names
 
 
+AFTER_A_TIMEOUT = ("not run after a timeout: the CUDA JIT cache is still being filled; run "
+                   "make gpu-check again")
+
+
+def no_gpu_verdict():
+    """Exit code without a GPU TensorFlow can use: 0 on a machine without one, 1 (and the
+    likely cause) where nvidia-smi sees a GPU that TensorFlow cannot use."""
+    from imdb_bert import device
+    drivers = device.nvidia_smi_details()
+    if not drivers:
+        print("No GPU that TensorFlow can use: nothing to check here.")
+        return 0
+    name, driver, capability = drivers[0]
+    print("FAIL  TensorFlow cannot use %s. Likely cause: %s."
+          % (name, device.unusable_gpu_cause(driver, capability)))
+    return 1
+
+
 def make_material(folder):
     """(tiny random Hub module, folder holding a small generated aclImdb tree)."""
     from imdb_bert import make_hub_module
@@ -281,18 +299,22 @@ def main(argv=None):
     args = p.parse_args(argv)
     gpus = describe_installation()
     if not gpus:
-        print("No GPU that TensorFlow can use: nothing to check here.")
-        return 0
+        return no_gpu_verdict()
     tmp = args.keep or tempfile.mkdtemp(prefix="gpu-check-")
     failed = 0
+    timed_out = False
     try:
         material = make_material(tmp)
         for name, check in checks(material, tmp, len(gpus)):
             start = time.time()
-            try:
-                passed, detail = check()
-            except TimedOut as timeout:
-                passed, detail = False, timeout_detail(timeout.args[0])
+            if timed_out:  # the next runs would wait as long for the same JIT compilation
+                passed, detail = None, AFTER_A_TIMEOUT
+            else:
+                try:
+                    passed, detail = check()
+                except TimedOut as timeout:
+                    passed, detail = False, timeout_detail(timeout.args[0])
+                    timed_out = True
             failed += passed is False
             print("%s  %-18s %6.1f s  %s" % (VERDICTS[passed], name, time.time() - start,
                                              detail), flush=True)

@@ -202,12 +202,57 @@ def test_out_of_memory_needs_the_clear_message():
 
 
 @pytest.mark.skipif(on_gpu(), reason="on a GPU machine the check takes minutes: make gpu-check")
-def test_without_a_gpu_it_says_so_and_exits_0():
-    result = subprocess.run([sys.executable, "-m", "imdb_bert.gpu_check"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+def run_gpu_check_with_nvidia_smi(tmp_path, script):
+    """python -m imdb_bert.gpu_check with `script` as the nvidia-smi first on PATH, and no
+    GPU that TensorFlow can use (hidden on a GPU machine)."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\n" + script)
+    fake.chmod(0o755)
+    env = dict(os.environ, PATH=str(tmp_path) + os.pathsep + os.environ["PATH"],
+               CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, "-m", "imdb_bert.gpu_check"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_without_a_gpu_it_says_so_and_exits_0(tmp_path):
+    result = run_gpu_check_with_nvidia_smi(tmp_path, "exit 9\n")  # no driver
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("TensorFlow 2.15.1, built with CUDA")
     assert "No GPU that TensorFlow can use: nothing to check here." in result.stdout
+
+
+def test_a_gpu_tensorflow_cannot_use_is_a_fail_naming_the_cause(tmp_path):
+    """nvidia-smi sees an A100 with a current driver, but TensorFlow cannot use it (here the
+    CPU build): the first command on a GPU box must not pass."""
+    from imdb_bert import device
+    result = run_gpu_check_with_nvidia_smi(
+        tmp_path, 'echo "NVIDIA A100-SXM4-40GB, 550.54.15, 8.0"\n')
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert ("FAIL  TensorFlow cannot use NVIDIA A100-SXM4-40GB. Likely cause: %s."
+            % device.unusable_gpu_cause("550.54.15", "8.0")) in result.stdout, result.stdout
+
+
+def test_after_a_timeout_the_other_checks_are_skipped(monkeypatch, capsys):
+    """A PTX JIT first start that times out would make every later run wait as long."""
+    ran = []
+
+    def timing_out():
+        ran.append("first")
+        raise gpu_check.TimedOut(900)
+
+    def passing():
+        ran.append("second")
+        return True, "fine"
+
+    monkeypatch.setattr(gpu_check, "describe_installation", lambda: ["GPU:0"])
+    monkeypatch.setattr(gpu_check, "make_material", lambda folder: None)
+    monkeypatch.setattr(gpu_check, "checks", lambda material, tmp, count: [
+        ("training on GPU:0", timing_out), ("--use-amp", passing)])
+    assert gpu_check.main([]) == 1
+    assert ran == ["first"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("FAIL  training on GPU:0") and "no result within 900 s" in lines[0]
+    assert lines[1].startswith("SKIP  --use-amp") and gpu_check.AFTER_A_TIMEOUT in lines[1]
 
 
 def test_only_training_and_prediction_sessions_log_placement(monkeypatch):

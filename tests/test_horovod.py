@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 import pytest
 from conftest import ROOT, latest_step
+from test_own_data import BINARY, rows, write_jsonl, write_table
 
 from imdb_bert import feature_cache, runtime
 from imdb_bert.compat import run_classifier, tf
@@ -231,10 +232,18 @@ def test_horovodrun_without_the_flag_is_refused(imdb_dir, tiny_module, tmp_path)
 
 def test_process_0_evaluates_and_every_process_follows_its_early_stop(
         imdb_dir, tiny_module, tmp_path):
+    """On the user's files (every process reads the same ones): CSV training texts with
+    string labels, a JSON Lines test file and a TSV validation file."""
     output_dir = str(tmp_path / "OUTPUT_Bert")
-    # 40 training reviews at a global batch of 8 for 20 epochs: 100 steps, evaluated every
-    # 5; a patience of 1 stops at the first evaluation that does not improve.
-    args = args_for(imdb_dir, tiny_module, output_dir, 4, epochs="20") + [
+    files = ["--train-file", write_table(tmp_path / "train.csv", rows(1, 40, BINARY),
+                                         ["sentence", "polarity"]),
+             "--test-file", write_jsonl(tmp_path / "test.jsonl", rows(2, 10, BINARY),
+                                        ["sentence", "polarity"]),
+             "--validation-file", write_table(tmp_path / "dev.tsv", rows(3, 15, BINARY),
+                                              ["sentence", "polarity"], delimiter="\t")]
+    # 40 training texts at a global batch of 8 for 20 epochs: 100 steps, evaluated every 5;
+    # a patience of 1 stops at the first evaluation that does not improve.
+    args = args_for(imdb_dir, tiny_module, output_dir, 4, epochs="20") + files + [
         "--validation-samples", "20", "--eval-every-steps", "5",
         "--early-stopping-patience", "1", "--keep-best", "--save-summary-steps", "100"]
     result = subprocess.run(horovodrun_command(args), cwd=ROOT, env=environment(str(tmp_path)),
@@ -253,6 +262,8 @@ def test_process_0_evaluates_and_every_process_follows_its_early_stop(
         best = json.load(f)["global_step"]
     with open(os.path.join(output_dir, "best_checkpoint.json")) as f:
         assert json.load(f)["global_step"] == best <= last
+    with open(os.path.join(output_dir, "model_settings.json")) as f:
+        assert json.load(f)["label_names"] == ["neg", "pos"]
 
 
 def test_horovod_averages_dense_gradients_in_a_group_and_sparse_ones_by_allgather():
