@@ -185,7 +185,7 @@ def test_make_gpu_check_does_not_build_horovod(tmp_path):
     venv.mkdir()
     (venv / ".installed-cpu").touch()  # newer than the requirements files
     result = subprocess.run(
-        [shutil.which("make"), "-n", "gpu-check", "VENV=%s" % venv,
+        [shutil.which("make"), "--no-print-directory", "-n", "gpu-check", "VENV=%s" % venv,
          "NVIDIA_DRIVER_FILES=%s" % (tmp_path / "none")],
         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PATH="/nonexistent"))
     assert result.returncode == 0, result.stderr
