@@ -39,14 +39,15 @@ def test_a_signal_mid_file_keeps_the_written_lines(trained, big_file, flags, sig
     process = subprocess.Popen(
         [sys.executable, os.path.join(ROOT, "predict.py"), "--output-dir", trained[0],
          "--file", big_file, "--batch-size", "8", *flags, *(["--jsonl"] if jsonl else [])],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
-        cwd=ROOT)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0, cwd=ROOT)
     try:
-        first = [process.stdout.readline() for _ in range(16)]  # streamed: before the end
+        # Unbuffered, readline takes just these lines from the pipe: communicate() reads the
+        # pipe itself and would never see what a buffered reader had taken beyond them.
+        first = [process.stdout.readline().decode("utf-8") for _ in range(16)]  # streamed
         # Unread, the pipe is full long before the last sentence: predict.py is mid-file.
         assert process.poll() is None
         process.send_signal(signum)
-        rest, stderr = process.communicate(timeout=120)
+        rest, stderr = (out.decode("utf-8") for out in process.communicate(timeout=120))
     finally:
         process.kill()
     lines = first + rest.splitlines(keepends=True)
