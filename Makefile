@@ -38,10 +38,11 @@ HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_M
 NVCC = $(shell command -v nvcc 2>/dev/null)
 # Horovod 0.28.1 links the CUDA runtime of that nvcc statically (its CMakeLists.txt:
 # CMAKE_CUDA_RUNTIME_LIBRARY "Static", horovod/horovod#3867), so a CUDA 11 nvcc would
-# give a CUDA 11 Horovod inside TensorFlow 2.15's CUDA 12.2: release 12 or newer only.
+# give a CUDA 11 Horovod inside TensorFlow 2.15's CUDA 12.2, and a CUDA 13 one would need
+# CUDA 13's driver (580+) beside pip's NCCL for CUDA 12: release 12 only.
 NVCC_RELEASE = $(firstword $(shell nvcc --version 2>/dev/null | \
 	sed -n 's/.*release \([0-9][0-9]*\.[0-9][0-9]*\).*/\1/p'))
-NVCC_IS_CUDA_12 = $(filter-out 0 1 2 3 4 5 6 7 8 9 10 11,$(firstword $(subst ., ,$(NVCC_RELEASE))))
+NVCC_IS_CUDA_12 = $(filter 12,$(firstword $(subst ., ,$(NVCC_RELEASE))))
 # Absolute: Horovod's cmake/Modules/FindNCCL.cmake puts HOROVOD_NCCL_HOME into
 # CMAKE_PREFIX_PATH, where a relative folder is taken from pip's temporary build tree.
 NCCL_HOME ?=
