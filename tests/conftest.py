@@ -227,3 +227,14 @@ def trained(imdb_dir, tiny_module, tmp_path_factory):
                        env=SAME_KERNELS_ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir, result
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["uncased", "cased"])
+def tokenizers(request, tiny_module):
+    """(bert's FullTokenizer, the FastTokenizer) for the tiny module's vocab, uncased and
+    cased."""
+    from imdb_bert import fast_features, features
+    from imdb_bert.compat import tokenization
+    vocab_file, _ = features.tokenization_info(tiny_module)
+    return (tokenization.FullTokenizer(vocab_file, do_lower_case=request.param),
+            fast_features.FastTokenizer(vocab_file, do_lower_case=request.param))

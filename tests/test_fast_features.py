@@ -5,7 +5,7 @@ import pytest
 
 import config
 from imdb_bert import fast_features, features
-from imdb_bert.compat import run_classifier, tokenization
+from imdb_bert.compat import run_classifier
 
 VARIED_TEXTS = [
     "",
@@ -42,14 +42,6 @@ def random_texts(count, seed=0):
     return ["".join(rng.choice(POOL) for _ in range(rng.randint(0, 400))) for _ in range(count)]
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["uncased", "cased"])
-def tokenizers(request, tiny_module):
-    """(FastTokenizer, bert's FullTokenizer) for the same vocab and casing."""
-    vocab_file, _ = features.tokenization_info(tiny_module)
-    return (fast_features.FastTokenizer(vocab_file, do_lower_case=request.param),
-            tokenization.FullTokenizer(vocab_file, do_lower_case=request.param))
-
-
 def as_dicts(feats):
     return [(f.input_ids, f.input_mask, f.segment_ids, f.label_id) for f in feats]
 
@@ -58,7 +50,7 @@ def as_dicts(feats):
 def test_same_features_as_run_classifier(tokenizers, max_seq_length):
     texts = VARIED_TEXTS + random_texts(300)
     examples = features.make_examples(texts, [i % 2 for i in range(len(texts))])
-    tokenizer, berts = tokenizers
+    berts, tokenizer = tokenizers
     tokenizer.fallbacks = 0
     fast = features.fast_convert_examples(examples, config.label_list, max_seq_length,
                                           tokenizer)
@@ -73,7 +65,7 @@ def test_same_features_as_run_classifier(tokenizers, max_seq_length):
 
 def test_ordinary_reviews_take_the_fast_path(tokenizers):
     texts = VARIED_TEXTS[2:5] + VARIED_TEXTS[12:17]
-    tokenizer, _ = tokenizers
+    _, tokenizer = tokenizers
     tokenizer.fallbacks = 0
     tokenizer.ids(texts, 126)
     assert tokenizer.fallbacks == 0

@@ -59,14 +59,6 @@ def test_keep_at_the_notebooks_length():
         assert truncation.keep(pieces, mode, 1) == ([0] if mode == "head" else [299])
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["uncased", "cased"])
-def tokenizers(request, tiny_module):
-    """(bert's FullTokenizer, the FastTokenizer) for the same vocab and casing."""
-    vocab_file, _ = features.tokenization_info(tiny_module)
-    return (tokenization.FullTokenizer(vocab_file, do_lower_case=request.param),
-            fast_features.FastTokenizer(vocab_file, do_lower_case=request.param))
-
-
 def ids_of(feature_list):
     return [(f.input_ids, f.input_mask, f.segment_ids) for f in feature_list]
 
