@@ -89,7 +89,7 @@ venv: $(INSTALLED)
 
 # Without Horovod (make horovod), its check is a SKIP line: a one-GPU box never needs it.
 gpu-check: $(INSTALLED)
-	$(PY) -m imdb_bert.gpu_check $(ARGS)
+	$(PY) -m imdb_bert.tools.gpu_check $(ARGS)
 
 # The PyTorch peer of bench/vs_pytorch.py, in a virtualenv of its own (Python 3.11+).
 bench-peer: .venv-peer/.installed

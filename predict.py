@@ -28,9 +28,10 @@ import numpy as np
 from tqdm import tqdm
 
 import config
-from imdb_bert import onnx_model, output_folder, run_state
 from imdb_bert.errors import CONTEXT, UserError, run_script
-from imdb_bert.output_folder import checkpoint_step, newest_export
+from imdb_bert.output import files, run_state
+from imdb_bert.output.files import checkpoint_step, newest_export
+from imdb_bert.serving import onnx_model
 
 
 def parse_args(argv=None):
@@ -115,7 +116,7 @@ LINE_SEPARATORS = {ord(c): "\\u%04x" % ord(c) for c in "\x85\u2028\u2029"}
 def model_settings(args):
     """The settings the model was trained with: model_settings.json, or for a notebook's
     folder the flags. A flag that contradicts model_settings.json is an error."""
-    settings = output_folder.read_settings(args.output_dir)
+    settings = files.read_settings(args.output_dir)
     if settings is None:
         if not args.bert_hub:
             raise UserError(
@@ -123,11 +124,11 @@ def model_settings(args):
                 "for a folder made by the notebook, pass --bert-hub with the module it was "
                 "trained from (and --max-seq-length if not %d)."
                 % (args.output_dir, config.MAX_SEQ_LENGTH))
-        return output_folder.notebook_settings(args.bert_hub, args.max_seq_length)
+        return files.notebook_settings(args.bert_hub, args.max_seq_length)
     given = {"bert_hub": args.bert_hub, "max_seq_length": args.max_seq_length}
     for key, value in given.items():
         if value is not None and value != settings[key]:
-            if key == "bert_hub" and not output_folder.is_remote(value) and \
+            if key == "bert_hub" and not files.is_remote(value) and \
                     os.path.abspath(value) == settings[key]:
                 continue
             raise UserError("--%s %s does not match the model in %s, trained with %s. "
@@ -146,8 +147,8 @@ def main(argv=None):
     sentences = read_sentences(args)
 
     # With --keep-best, train.py recorded the checkpoint of the best validation accuracy.
-    checkpoint = (output_folder.best_checkpoint(args.output_dir)
-                  or output_folder.latest_checkpoint(args.output_dir))
+    checkpoint = (files.best_checkpoint(args.output_dir)
+                  or files.latest_checkpoint(args.output_dir))
     if checkpoint is None:
         raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
                         "the folder it wrote)." % args.output_dir)
@@ -194,7 +195,7 @@ def onnx_unusable(args, export_dir, sentence_count):
     """Why the export's ONNX copy is not the model to use, or None."""
     if args.no_onnx or args.bf16:
         return "--no-onnx" if args.no_onnx else "--bf16 runs in TensorFlow"
-    if output_folder.is_remote(args.output_dir):
+    if files.is_remote(args.output_dir):
         return "ONNX Runtime reads local folders only"
     if not os.path.exists(onnx_model.model_path(export_dir)):
         return "no %s in it" % onnx_model.MODEL_FILE
@@ -221,7 +222,7 @@ def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, r
     answers in less time than its import takes."""
     from imdb_bert import device
     from imdb_bert.compat import quiet_tf_logging, tf
-    from imdb_bert.serving import DamagedExport, predict_from_export
+    from imdb_bert.serving.inference import DamagedExport, predict_from_export
     quiet_tf_logging(args.verbose)
     if not args.verbose:
         tf.logging.set_verbosity(tf.logging.WARN)
@@ -245,13 +246,13 @@ def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, r
 def restore_and_predict(args, checkpoint, settings, sentences, session_config, on_batch):
     """Log-probabilities from `checkpoint` through the Estimator; from the newest one if a
     training run that writes the folder deletes it first."""
-    from imdb_bert.serving import CheckpointGone, predict_from_checkpoint
+    from imdb_bert.serving.inference import CheckpointGone, predict_from_checkpoint
     while True:
         try:
             return predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
                                            args.batch_size, session_config, on_batch)
         except CheckpointGone:
-            newer = output_folder.latest_checkpoint(args.output_dir)
+            newer = files.latest_checkpoint(args.output_dir)
             if newer in (None, checkpoint):
                 raise UserError("%s was deleted while predict.py was restoring it. Run "
                                 "predict.py again: it takes the newest checkpoint then."

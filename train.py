@@ -2,7 +2,7 @@
 Sentiment with BERT on TF Hub", step by step, as a script.
 
     python train.py                       # the notebook's run: BERT-Base, 5000/5000 reviews
-    python train.py --bert-hub DIR        # a local Hub module (see imdb_bert/make_hub_module.py)
+    python train.py --bert-hub DIR        # a local Hub module (see imdb_bert/tools/make_hub_module.py)
     python train.py --train-file train.csv --test-file test.csv   # your own labelled texts
     horovodrun -np 4 python train.py --horovod   # 4 GPUs (make horovod installs Horovod)
 """
@@ -12,17 +12,21 @@ import sys
 from datetime import datetime
 
 import config
-from imdb_bert import (data, device, disk_space, errors, feature_cache, features, folder_lock,
-                       hub_module, output_folder, report, run_state, runtime, signals,
-                       text_files, validation)
+from imdb_bert import device, errors, signals
 from imdb_bert.compat import quiet_tf_logging, tf
+from imdb_bert.data import aclimdb, text_files
+from imdb_bert.data.labels import file_labels, imdb_labels
 from imdb_bert.errors import UserError, run_script
-from imdb_bert.hooks import EvalPredictionsHook, ProgressHook
-from imdb_bert.labels import file_labels, imdb_labels
-from imdb_bert.model import model_fn_builder
-from imdb_bert.output_folder import checkpoint_step
-from imdb_bert.serving import add_onnx_copy, export_for_prediction
-from imdb_bert.truncation import HEAD, MODES
+from imdb_bert.evaluation import report
+from imdb_bert.features import conversion, feature_cache
+from imdb_bert.features.truncation import HEAD, MODES
+from imdb_bert.model import hub_module
+from imdb_bert.model.classifier import model_fn_builder
+from imdb_bert.output import disk_space, files, folder_lock, run_state
+from imdb_bert.output.files import checkpoint_step
+from imdb_bert.serving.export import add_onnx_copy, export_for_prediction
+from imdb_bert.training import runtime, validation
+from imdb_bert.training.hooks import EvalPredictionsHook, ProgressHook
 
 
 def main(argv=None):
@@ -35,8 +39,8 @@ def main(argv=None):
     # Step 1: the output directory (and the device that trains).
     OUTPUT_DIR = make_output_dir(args, run)
     device_line, session_config, use_amp = choose_device(args, run)
-    settings = output_folder.model_settings(args, use_amp, run)
-    output_folder.check_settings(OUTPUT_DIR, settings)  # before the slow steps
+    settings = files.model_settings(args, use_amp, run)
+    files.check_settings(OUTPUT_DIR, settings)  # before the slow steps
 
     # Step 2: the data as DataFrames (aclImdb, or --train-file and --test-file), a sample
     # "to keep training fast", and the labels (as many as the head has outputs).
@@ -44,16 +48,16 @@ def main(argv=None):
     settings.update(labels.settings())
 
     # Step 3: InputExamples.
-    train_InputExamples = features.make_examples(train[config.DATA_COLUMN],
+    train_InputExamples = conversion.make_examples(train[config.DATA_COLUMN],
                                                  train[config.LABEL_COLUMN])
-    test_InputExamples = features.make_examples(test[config.DATA_COLUMN],
+    test_InputExamples = conversion.make_examples(test[config.DATA_COLUMN],
                                                 test[config.LABEL_COLUMN])
 
     # Step 4: the tokenizer that comes with the Hub module.
     bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
-    tokenizer = features.create_tokenizer(vocab_file, do_lower_case,
+    tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case,
                                           fast=not args.reference_tokenizer)
-    output_folder.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
+    files.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
 
     # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
     # OUTPUT_DIR that training and evaluation read (and a rerun reuses).
@@ -74,7 +78,7 @@ def main(argv=None):
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
     validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
                                  OUTPUT_DIR)
-    run_record = output_folder.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
+    run_record = files.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
     signals.record_interruptions(run_record)
 
@@ -92,7 +96,7 @@ def main(argv=None):
         validating.finish(run_record)
 
     # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
-    checkpoint = output_folder.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
+    checkpoint = files.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
     signals.now("evaluation")
     evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR,
              labels)
@@ -114,18 +118,18 @@ def make_output_dir(args, run):
     if args.bucket:
         output_dir = "gs://{}/{}".format(args.bucket, output_dir)
     output_dir = run.output_dir(output_dir)
-    output_folder.check_output_dir(output_dir)  # before anything is written or deleted
-    if args.do_delete and output_folder.exists(output_dir):
-        output_folder.check_deletable(output_dir, args.data_dir)
+    files.check_output_dir(output_dir)  # before anything is written or deleted
+    if args.do_delete and files.exists(output_dir):
+        files.check_deletable(output_dir, args.data_dir)
         text_files.check_outside(output_dir, args)
-    output_folder.makedirs(output_dir)
-    if output_folder.is_remote(output_dir):
+    files.makedirs(output_dir)
+    if files.is_remote(output_dir):
         print("%s cannot be locked: make sure no other train.py uses it." % output_dir)
     else:
         folder_lock.lock_output_dir(output_dir)
     if args.do_delete:
-        output_folder.delete_contents(output_dir)
-    output_folder.remove_leftovers(output_dir)
+        files.delete_contents(output_dir)
+    files.remove_leftovers(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
     return output_dir
 
@@ -137,16 +141,16 @@ def load_data(args, run):
         train, test, dev = text_files.load_files(args)
         labels = file_labels(args, train, {args.test_file: test, args.validation_file: dev})
     else:
-        train, test = run.download(lambda: data.download_and_load_datasets(
+        train, test = run.download(lambda: aclimdb.download_and_load_datasets(
             args.data_dir, args.data_url, args.data_md5, args.seed))
         dev, labels = None, imdb_labels()
     if dev is None:
-        train, dev = data.sample_train_and_validation(train, args.train_samples,
+        train, dev = aclimdb.sample_train_and_validation(train, args.train_samples,
                                                       args.validation_samples, args.seed)
     else:  # --validation-file: all its rows, or --validation-samples of them
-        train = data.sample(train, args.train_samples, args.seed)
-        dev = data.sample(dev, args.validation_samples or None, args.seed)
-    test = data.sample(test, args.test_samples, args.seed)
+        train = aclimdb.sample(train, args.train_samples, args.seed)
+        dev = aclimdb.sample(dev, args.validation_samples or None, args.seed)
+    test = aclimdb.sample(test, args.test_samples, args.seed)
     print("Train reviews: %d, test reviews: %d" % (len(train), len(test)))
     return train, dev, test, labels
 
@@ -177,7 +181,7 @@ def load_hub_module(args, output_dir):
         raise UserError("--max-seq-length %d is more than the %d positions %s takes; pass "
                         "--max-seq-length %d or less." % (args.max_seq_length, limit,
                                                           args.bert_hub, limit))
-    vocab_file, do_lower_case = features.tokenization_info(bert_hub)
+    vocab_file, do_lower_case = conversion.tokenization_info(bert_hub)
     return bert_hub, vocab_file, do_lower_case
 
 
@@ -204,7 +208,7 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
         print("Validation reviews: %d, from the training split and not in the training "
               "sample" % len(dev))
     input_fn = feature_cache.input_fn_builder(
-        convert("validation", features.make_examples(dev[config.DATA_COLUMN],
+        convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
                                                      dev[config.LABEL_COLUMN])),
         args.max_seq_length, is_training=False, drop_remainder=False)
     global_batch_size = run.global_batch_size(args.batch_size)
@@ -276,11 +280,11 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
     print(result)
-    results = output_folder.plain_metrics(result)
+    results = files.plain_metrics(result)
     results.update(report.write_report(output_dir, test, predictions.batches, labels))
     if "per_class" in results:
         print(report.per_class_text(results))
-    output_folder.write_json(os.path.join(output_dir, output_folder.EVAL_RESULTS), results)
+    files.write_json(os.path.join(output_dir, files.EVAL_RESULTS), results)
     print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
 
 
@@ -294,8 +298,8 @@ def export(estimator, checkpoint, output_dir, args):
     else:
         print("%s already holds step %d: no new export." % (export_dir,
                                                             checkpoint_step(checkpoint)))
-    if not args.no_onnx and not output_folder.is_remote(output_dir):
-        add_onnx_copy(export_dir, output_folder.read_settings(output_dir))
+    if not args.no_onnx and not files.is_remote(output_dir):
+        add_onnx_copy(export_dir, files.read_settings(output_dir))
 
 
 def sample_count(value):

@@ -19,14 +19,14 @@ def random_module(folder, layers=6, hidden=384, vocab_size=None):
         # TensorFlow into the benchmark's own process, whose memory its children's peak
         # figures would then start from (Linux keeps the high-water mark across fork+exec).
         pieces = subprocess.run(
-            [sys.executable, "-c", "from imdb_bert.make_hub_module import tiny_vocab; "
+            [sys.executable, "-c", "from imdb_bert.tools.make_hub_module import tiny_vocab; "
              "print('\\n'.join(tiny_vocab()))"], cwd=ROOT, check=True, capture_output=True,
             text=True).stdout.splitlines()
         pieces += ["[unused%d]" % i for i in range(vocab_size - len(pieces))]
         extra = ["--vocab-file", os.path.join(folder, "vocab.txt")]
         with open(extra[1], "w") as f:
             f.write("\n".join(pieces) + "\n")
-    subprocess.run([sys.executable, "-m", "imdb_bert.make_hub_module", "--random", "--layers",
+    subprocess.run([sys.executable, "-m", "imdb_bert.tools.make_hub_module", "--random", "--layers",
                     str(layers), "--hidden", str(hidden), "--heads", str(max(1, hidden // 64)),
                     *extra, path], cwd=ROOT, check=True, capture_output=True)
     return path
@@ -35,7 +35,7 @@ def random_module(folder, layers=6, hidden=384, vocab_size=None):
 def generated_reviews(folder, train_reviews, test_reviews):
     """folder/data holding aclImdb/ with about that many reviews per split (half of each
     class); returns folder/data, what --data-dir takes."""
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from conftest import make_imdb_tree
+    sys.path.insert(0, ROOT)
+    from imdb_bert.tools.synthetic_reviews import make_imdb_tree
     return make_imdb_tree(os.path.join(folder, "data"), per_class={
         "train": (train_reviews + 1) // 2, "test": (test_reviews + 1) // 2})

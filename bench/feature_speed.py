@@ -17,12 +17,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import config  # noqa: E402
-from imdb_bert import data  # noqa: E402
-from imdb_bert import features  # noqa: E402
+from imdb_bert.data import aclimdb  # noqa: E402
+from imdb_bert.features import conversion  # noqa: E402
 from imdb_bert.compat import quiet_tf_logging, run_classifier, tf  # noqa: E402
-from imdb_bert.make_hub_module import SPECIAL_TOKENS  # noqa: E402
-from imdb_bert.fast_features import SAFE  # noqa: E402
-from imdb_bert.truncation import MODES, truncating  # noqa: E402
+from imdb_bert.tools.make_hub_module import SPECIAL_TOKENS  # noqa: E402
+from imdb_bert.features.fast_tokenizer import SAFE  # noqa: E402
+from imdb_bert.features.truncation import MODES, truncating  # noqa: E402
 
 SYLLABLES = ["ka", "lo", "mi", "ne", "ru", "ta", "po", "si", "de", "fa", "gu", "ho", "ji",
              "ble", "tion", "ment", "er", "ing", "ous", "ly", "st", "an", "re", "in"]
@@ -77,31 +77,31 @@ def main():
         vocab, reviews = generated_vocab_and_reviews(0 if args.data_dir else args.reviews,
                                                      args.non_ascii_share)
         if args.data_dir:
-            train = data.load_dataset(os.path.join(args.data_dir, "aclImdb", "train"), seed=0)
+            train = aclimdb.load_dataset(os.path.join(args.data_dir, "aclImdb", "train"), seed=0)
             reviews = list(train[config.DATA_COLUMN][:args.reviews])
         if args.bert_hub:
-            vocab_file, do_lower_case = features.tokenization_info(args.bert_hub)
+            vocab_file, do_lower_case = conversion.tokenization_info(args.bert_hub)
         else:
             vocab_file, do_lower_case = os.path.join(tmp, "vocab.txt"), True
             with open(vocab_file, "w", encoding="utf-8") as f:
                 f.write("\n".join(vocab) + "\n")
-        examples = features.make_examples(reviews, [0] * len(reviews))
+        examples = conversion.make_examples(reviews, [0] * len(reviews))
         ascii_share = sum(SAFE.issuperset(review) for review in reviews) / len(reviews)
         print("%d reviews, mean %d characters, %.0f%% printable ASCII only (the fast path "
               "gains most on those), max_seq_length %d, --truncate %s"
               % (len(reviews), sum(map(len, reviews)) / len(reviews), 100 * ascii_share,
                  args.max_seq_length, args.truncate))
 
-        reference = features.create_tokenizer(vocab_file, do_lower_case)
+        reference = conversion.create_tokenizer(vocab_file, do_lower_case)
         start = time.perf_counter()
         expected = run_classifier.convert_examples_to_features(
             examples, config.label_list, args.max_seq_length,
             truncating(reference, args.truncate, args.max_seq_length))
         reference_seconds = time.perf_counter() - start
 
-        fast = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
+        fast = conversion.create_tokenizer(vocab_file, do_lower_case, fast=True)
         start = time.perf_counter()
-        got = features.convert_examples(
+        got = conversion.convert_examples(
             examples, config.label_list, args.max_seq_length, fast, truncate=args.truncate)
         fast_seconds = time.perf_counter() - start
 

@@ -1,4 +1,4 @@
-"""Loading the user's files (imdb_bert/text_files.py): time and peak memory for 1,000,000
+"""Loading the user's files (imdb_bert/data/text_files.py): time and peak memory for 1,000,000
 rows of CSV and of JSON Lines, texts of generated review-like words with the messy parts
 real texts hold (quotes, commas, newlines inside quotes, accents, emoji, U+0085). Each load
 runs in a child process of its own, whose peak resident memory is its ru_maxrss. Run by
@@ -26,7 +26,7 @@ MESSY = ['"quoted, with a comma"', "a line\nbreak", "next\x85line", "tab\there"]
 # so each file's figure is its own.
 PEAK_OF_CHILD = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
                  "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
-LOAD = ("import sys, time; sys.path.insert(0, %r); from imdb_bert import text_files; "
+LOAD = ("import sys, time; sys.path.insert(0, %r); from imdb_bert.data import text_files; "
         "start = time.perf_counter(); df = text_files.read_file(sys.argv[1], 'sentence', "
         "'polarity'); print(time.perf_counter() - start, len(df))" % ROOT)
 

@@ -109,9 +109,9 @@ def file_throughput(predict, paths, count, folder, real_length=False):
     """Sentences per second of predict.py --file with `count` generated reviews, whole
     process and without the one-sentence run's time (start-up); and when its first line
     came (predict.py writes batch by batch)."""
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    sys.path.insert(0, ROOT)
     import random
-    from conftest import synthetic_review
+    from imdb_bert.tools.synthetic_reviews import synthetic_review
     rng = random.Random(0)
     reviews = os.path.join(folder, "reviews.txt")
     with open(reviews, "w", encoding="utf-8") as f:
@@ -133,9 +133,9 @@ def file_throughput(predict, paths, count, folder, real_length=False):
 
 def real_length_review(rng, polarity):
     """A review of about IMDB's length (1,300 characters on average, from 250 to 2,350):
-    generated sentences joined, the tests' generator (tests/conftest.py) as for the rest."""
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from conftest import synthetic_review
+    generated sentences joined, the tests' generator (imdb_bert/tools/synthetic_reviews.py) as for the rest."""
+    sys.path.insert(0, ROOT)
+    from imdb_bert.tools.synthetic_reviews import synthetic_review
     target = rng.randint(250, 2350)
     parts = []
     while sum(len(part) + 1 for part in parts) < target:

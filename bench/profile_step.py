@@ -7,7 +7,7 @@ large MatMul reaches on this CPU (the ceiling). Run by hand, never in tests.
     python bench/profile_step.py --bf16          # with the --bf16 rewrite
     python bench/profile_step.py --bert-hub DIR  # a module of yours (Google's: MatMul dense)
 
-The graph is the project's own (imdb_bert.model.create_model, imdb_bert.optimizer), fed
+The graph is the project's own (imdb_bert.model.classifier.create_model, imdb_bert.model.optimizer), fed
 random ids of the given shape, with the session config train.py uses.
 """
 import argparse
@@ -24,7 +24,8 @@ from demo_material import random_module
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from imdb_bert import device, model, optimizer  # noqa: E402
+from imdb_bert import device
+from imdb_bert.model import classifier, optimizer  # noqa: E402
 from imdb_bert.compat import tf  # noqa: E402
 
 
@@ -35,7 +36,7 @@ def build(bert_hub, training, batch, seq):
     inputs = {name: tf.placeholder(tf.int32, shape, name=name) for name, shape in
               shapes.items()}
     labels = tf.placeholder(tf.int32, [batch], name="labels")
-    loss, _, log_probs = model.create_model(training, False, inputs["input_ids"],
+    loss, _, log_probs = classifier.create_model(training, False, inputs["input_ids"],
                                             inputs["input_mask"], inputs["segment_ids"],
                                             labels, 2, bert_hub)
     fetch = (optimizer.create_optimizer(loss, 2e-5, 1000, 100) if training else log_probs)

@@ -85,7 +85,7 @@ def base_session_config():
     config.graph_options.rewrite_options.meta_optimizer_iterations = (
         rewriter_config_pb2.RewriterConfig.ONE)
     config.gpu_options.allow_growth = True
-    # make gpu-check's probe (imdb_bert/gpu_check.py): a small GPU.
+    # make gpu-check's probe (imdb_bert/tools/gpu_check.py): a small GPU.
     config.gpu_options.per_process_gpu_memory_fraction = float(
         os.environ.get("GPU_CHECK_MEMORY_FRACTION", 0))
     if "index" in PINNED:

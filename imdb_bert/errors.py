@@ -1,10 +1,14 @@
 """The errors the scripts turn into a plain message and exit code 2: UserError, a full disk
 and running out of (GPU) memory."""
+import errno
 import sys
 
 # What the run is doing, for the messages of errors raised deep inside TensorFlow:
-# device, batch_size, max_seq_length (device.py), output_dir and sizes (disk_space.py).
+# device, batch_size, max_seq_length (device.py), output_dir and sizes (output/disk_space.py).
 CONTEXT = {}
+# TensorFlow reports a full disk as ResourceExhaustedError, the class of a GPU's
+# out-of-memory error too, so it is told apart by its message.
+FULL_DISK = "No space left on device"
 
 
 class UserError(Exception):
@@ -14,15 +18,14 @@ class UserError(Exception):
 def run_script(main):
     """Run a script's main(): a UserError, a full disk or an out-of-memory error becomes a
     message on stderr and exit code 2, without a traceback."""
-    from imdb_bert import disk_space  # imports output_folder, which imports this module
     try:
         sys.exit(main())
     except UserError as e:
         print("error: %s" % e, file=sys.stderr)
         sys.exit(2)
     except Exception as e:
-        if disk_space.is_full_disk(e):
-            message = disk_space.full_disk_message(e)
+        if is_full_disk(e):
+            message = full_disk_message(e)
         elif type(e).__name__ == "ResourceExhaustedError":
             message = out_of_memory_message(e)
         else:
@@ -44,3 +47,23 @@ def out_of_memory_message(error):
             "--output-dir (or --do-delete); the checkpoints saved so far are kept."
             % (CONTEXT.get("device", "this device"), batch_size, max_seq_length,
                what[:200], max(1, batch_size // 2), max(8, max_seq_length // 2)))
+
+
+def megabytes(size):
+    return "%d MB" % max(1, round(size / 1e6))
+
+
+def is_full_disk(error):
+    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
+        type(error).__name__ == "ResourceExhaustedError" and FULL_DISK in str(error))
+
+
+def full_disk_message(error):
+    """What to tell the user when `error` is a full disk."""
+    where = CONTEXT.get("output_dir", "the output folder")
+    sizes = ("; a checkpoint of this model takes about %s, an export %s"
+             % (megabytes(CONTEXT["checkpoint"]), megabytes(CONTEXT["export"]))
+             if "checkpoint" in CONTEXT else "")
+    return ("%s while writing to %s%s. Free some space there (or pass another "
+            "--output-dir) and run the same command again: the checkpoints saved before "
+            "are whole, and training resumes from the latest." % (FULL_DISK, where, sizes))

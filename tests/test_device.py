@@ -8,8 +8,9 @@ import types
 import pytest
 from conftest import ROOT
 
-from imdb_bert import device, runtime
+from imdb_bert import device
 from imdb_bert.errors import UserError
+from imdb_bert.training import runtime
 
 
 def tensorflow_sees_no_gpu(monkeypatch):

@@ -17,12 +17,12 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 # A program and what follows it on the line: train.py, predict.py (any path before them, but
 # not tests/horovod_train.py) or python -m imdb_bert.X.
-PROGRAM = re.compile(r"(?<![\w-])((?:train|predict)\.py|-m imdb_bert\.\w+)\b(.*)")
+PROGRAM = re.compile(r"(?<![\w-])((?:train|predict)\.py|-m imdb_bert(?:\.\w+)+)\b(.*)")
 FLAG = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
 MAKE = re.compile(r"(?<![\w./-])make((?:\s+[A-Z_]+=\S+)*)\s+([a-z][\w.-]*)")
 # make passes ARGS to these programs (see the Makefile).
 MAKE_ARGS = re.compile(r"(?<![\w./-])make\s+(train|gpu-check)\s+ARGS=(.*)")
-MAKE_PROGRAMS = {"train": "train.py", "gpu-check": "imdb_bert.gpu_check"}
+MAKE_PROGRAMS = {"train": "train.py", "gpu-check": "imdb_bert.tools.gpu_check"}
 
 
 def doc_paths():
@@ -160,7 +160,7 @@ def docs_help_texts():
 
 def test_every_flag_in_the_commands_is_in_its_programs_help():
     helps = docs_help_texts()
-    assert "imdb_bert.make_hub_module" in helps
+    assert "imdb_bert.tools.make_hub_module" in helps
     assert [message for path in doc_paths()
             for message in unknown_flags(read(path), helps.get)] == []
 
@@ -192,7 +192,7 @@ def test_readme_is_short_and_every_page_starts_with_a_two_line_summary():
 def test_code_cites_docs_pages_that_exist_not_readme_sections():
     sources = [os.path.join(ROOT, name) for name in (
         "train.py", "predict.py", "config.py", "Makefile", "requirements.txt")]
-    sources += glob.glob(os.path.join(ROOT, "imdb_bert", "*.py"))
+    sources += glob.glob(os.path.join(ROOT, "imdb_bert", "**", "*.py"), recursive=True)
     sources += glob.glob(os.path.join(ROOT, "bench", "*.py"))
     sources += [path for path in glob.glob(os.path.join(ROOT, "tests", "*.py"))
                 if not path.endswith("test_docs.py")]
@@ -216,10 +216,10 @@ def test_every_test_the_docs_name_exists():
 
 def test_anchors_follow_githubs_rule():
     text = ("# On a GPU box, run `make gpu-check` first\n## `--use-xla` and `--use-amp`\n"
-            "## python -m imdb_bert.make_hub_module\n## Notes\n## Notes\n"
+            "## python -m imdb_bert.tools.make_hub_module\n## Notes\n## Notes\n"
             "## See [flags](flags.md): done!\n```sh\n# not a heading\n```\n")
     assert anchors(text) == {"on-a-gpu-box-run-make-gpu-check-first", "--use-xla-and---use-amp",
-                             "python--m-imdb_bertmake_hub_module", "notes", "notes-1",
+                             "python--m-imdb_berttoolsmake_hub_module", "notes", "notes-1",
                              "see-flags-done"}
 
 
@@ -239,7 +239,7 @@ def test_the_checks_catch_a_broken_link_a_bogus_flag_and_an_unknown_target(tmp_p
                      'make train ARGS="--epochs 2 --unheard-of"\n```\n'
                      "Inline: `predict.py --json --wrong` and `tests/horovod_train.py --x`.\n")
     helps = {"train.py": "--epochs EPOCHS", "predict.py": "--json",
-             "imdb_bert.serving": "usage: serving.py [-h] output_dir"}
+             "imdb_bert.serving": "usage: python -m imdb_bert.serving [-h] output_dir"}
     assert unknown_flags(commands_text, helps.get) == [
         "train.py --bogus", "imdb_bert.serving --nope", "train.py --unheard-of",
         "predict.py --wrong"]

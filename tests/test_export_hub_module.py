@@ -4,8 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from imdb_bert import features, make_hub_module
 from imdb_bert.compat import hub, modeling, tf
+from imdb_bert.features import conversion
+from imdb_bert.tools import make_hub_module
 
 NOTEBOOK_EXAMPLE = "This here's an example of using the BERT tokenizer"
 NOTEBOOK_TOKENS = ['this', 'here', "'", 's', 'an', 'example', 'of', 'using', 'the', 'bert',
@@ -108,10 +109,10 @@ def test_train_tags_turn_bert_dropout_on(exported):
 
 
 def test_tokenizer_from_module_matches_the_notebook(exported):
-    vocab_file, do_lower_case = features.tokenization_info(exported)
+    vocab_file, do_lower_case = conversion.tokenization_info(exported)
     assert do_lower_case is True
     assert vocab_file == os.path.join(exported, "assets", "vocab.txt")
-    tokenizer = features.create_tokenizer_from_hub_module(exported)
+    tokenizer = conversion.create_tokenizer_from_hub_module(exported)
     assert tokenizer.tokenize(NOTEBOOK_EXAMPLE) == NOTEBOOK_TOKENS
     assert tokenizer.convert_tokens_to_ids(["[UNK]", "[CLS]", "[SEP]"]) == [100, 101, 102]
 
@@ -120,7 +121,7 @@ def test_cased_flag_and_random_module(tmp_path):
     path = str(tmp_path / "cased")
     assert make_hub_module.main(["--random", "--layers", "1", "--hidden", "16", "--heads",
                                    "2", "--cased", path]) == 0
-    assert features.tokenization_info(path)[1] is False
+    assert conversion.tokenization_info(path)[1] is False
     reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
     shapes = reader.get_variable_to_shape_map()
     assert shapes["bert/embeddings/word_embeddings"] == [len(make_hub_module.tiny_vocab()), 16]

@@ -4,8 +4,8 @@ import random
 import pytest
 
 import config
-from imdb_bert import fast_features, features
 from imdb_bert.compat import run_classifier
+from imdb_bert.features import conversion, fast_tokenizer
 
 VARIED_TEXTS = [
     "",
@@ -49,10 +49,10 @@ def as_dicts(feats):
 @pytest.mark.parametrize("max_seq_length", [8, 128])
 def test_same_features_as_run_classifier(tokenizers, max_seq_length):
     texts = VARIED_TEXTS + random_texts(300)
-    examples = features.make_examples(texts, [i % 2 for i in range(len(texts))])
+    examples = conversion.make_examples(texts, [i % 2 for i in range(len(texts))])
     berts, tokenizer = tokenizers
     tokenizer.fallbacks = 0
-    fast = features.fast_convert_examples(examples, config.label_list, max_seq_length,
+    fast = conversion.fast_convert_examples(examples, config.label_list, max_seq_length,
                                           tokenizer)
     reference = run_classifier.convert_examples_to_features(
         examples, config.label_list, max_seq_length, berts)
@@ -72,8 +72,8 @@ def test_ordinary_reviews_take_the_fast_path(tokenizers):
 
 
 def test_head_ends_before_a_space_and_keeps_enough_words():
-    assert fast_features.head("a b c d e", 2) == "a b c"
-    assert fast_features.head("a b", 5) == "a b"
+    assert fast_tokenizer.head("a b c d e", 2) == "a b c"
+    assert fast_tokenizer.head("a b", 5) == "a b"
     text = "w " * 1000
-    assert text.startswith(fast_features.head(text, 126))
-    assert len(fast_features.head(text, 126).split(" ")) == 127
+    assert text.startswith(fast_tokenizer.head(text, 126))
+    assert len(fast_tokenizer.head(text, 126).split(" ")) == 127

@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 
 import config
-from imdb_bert import feature_cache, features
 from imdb_bert.compat import run_classifier, tf
+from imdb_bert.features import conversion, feature_cache
 
 
 @pytest.fixture(scope="module")
 def vocab(tiny_module):
-    return features.tokenization_info(tiny_module)
+    return conversion.tokenization_info(tiny_module)
 
 
 def convert(tmp_path, vocab, sentences, max_seq_length=16):
     vocab_file, do_lower_case = vocab
-    tokenizer = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
-    examples = features.make_examples(sentences, [i % 2 for i in range(len(sentences))])
+    tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case, fast=True)
+    examples = conversion.make_examples(sentences, [i % 2 for i in range(len(sentences))])
     path = feature_cache.load_or_convert(str(tmp_path), "train", examples, config.label_list,
                                          max_seq_length, tokenizer, vocab_file, do_lower_case)
     return feature_cache.read_features(path)
@@ -48,7 +48,7 @@ def test_any_change_makes_a_new_cache(tmp_path, vocab, capsys, change):
         assert new[1].input_ids[3] != 0  # the "!" is there, not a stale copy
     elif change == "label order":
         new = convert(tmp_path, vocab, sentences[::-1])
-        assert new[0].input_ids[1] == features.tokenization.load_vocab(vocab[0])["awful"]
+        assert new[0].input_ids[1] == conversion.tokenization.load_vocab(vocab[0])["awful"]
     else:
         new = convert(tmp_path, vocab, sentences, max_seq_length=8)
         assert len(new[0].input_ids) == 8
@@ -99,10 +99,10 @@ def test_a_damaged_cache_file_is_converted_again(tmp_path, vocab, capsys, damage
 def cached_features(tmp_path, vocab, count, max_seq_length=16):
     """(path of a cache file of `count` distinct reviews, their InputFeatures)."""
     vocab_file, do_lower_case = vocab
-    tokenizer = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
+    tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case, fast=True)
     sentences = [REVIEWS[i % len(REVIEWS)] + " " + "movie " * (i % 7) + str(i)
                  for i in range(count)]
-    examples = features.make_examples(sentences, [i % 2 for i in range(count)])
+    examples = conversion.make_examples(sentences, [i % 2 for i in range(count)])
     path = feature_cache.load_or_convert(str(tmp_path), "test", examples, config.label_list,
                                          max_seq_length, tokenizer, vocab_file, do_lower_case)
     return path, feature_cache.read_features(path)

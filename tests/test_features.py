@@ -2,22 +2,22 @@
 import pytest
 
 import config
-from imdb_bert import features
 from imdb_bert.compat import run_classifier, tokenization
+from imdb_bert.features import conversion
 
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_module):
-    return features.create_tokenizer_from_hub_module(tiny_module)
+    return conversion.create_tokenizer_from_hub_module(tiny_module)
 
 
 def convert(tokenizer, sentences, labels, max_seq_length):
     return run_classifier.convert_examples_to_features(
-        features.make_examples(sentences, labels), config.label_list, max_seq_length, tokenizer)
+        conversion.make_examples(sentences, labels), config.label_list, max_seq_length, tokenizer)
 
 
 def test_examples_carry_text_and_label():
-    [example] = features.make_examples(["Great film"], [1])
+    [example] = conversion.make_examples(["Great film"], [1])
     assert (example.guid, example.text_a, example.text_b, example.label) == (
         None, "Great film", None, 1)
 
@@ -48,20 +48,20 @@ def test_unknown_words_become_unk(tokenizer):
 
 def test_progress_conversion_equals_bert(tokenizer):
     sentences = ["great film", "awful , boring movie <br /> really", "", "x" * 300]
-    examples = features.make_examples(sentences, [1, 0, 1, 0])
-    ours = features.convert_examples(examples, config.label_list, 12, tokenizer)
+    examples = conversion.make_examples(sentences, [1, 0, 1, 0])
+    ours = conversion.convert_examples(examples, config.label_list, 12, tokenizer)
     berts = run_classifier.convert_examples_to_features(examples, config.label_list, 12,
                                                         tokenizer)
     assert [vars(f) for f in ours] == [vars(f) for f in berts]
 
 
 def test_fast_conversion_in_chunks_equals_bert(tiny_module):
-    vocab_file, do_lower_case = features.tokenization_info(tiny_module)
-    fast = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
+    vocab_file, do_lower_case = conversion.tokenization_info(tiny_module)
+    fast = conversion.create_tokenizer(vocab_file, do_lower_case, fast=True)
     sentences = ["review %d is great , caf\u00e9 \uf0b7 %s" % (i, "x " * (i % 40))
                  for i in range(2101)]  # more than one chunk; some need the fallback
-    examples = features.make_examples(sentences, [i % 2 for i in range(len(sentences))])
-    ours = features.convert_examples(examples, config.label_list, 32, fast)
+    examples = conversion.make_examples(sentences, [i % 2 for i in range(len(sentences))])
+    ours = conversion.convert_examples(examples, config.label_list, 32, fast)
     berts = run_classifier.convert_examples_to_features(
         examples, config.label_list, 32, tokenization.FullTokenizer(vocab_file, do_lower_case))
     assert [vars(f) for f in ours] == [vars(f) for f in berts]

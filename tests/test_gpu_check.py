@@ -10,7 +10,7 @@ import types
 import pytest
 from conftest import ROOT, on_gpu
 
-from imdb_bert import gpu_check
+from imdb_bert.tools import gpu_check
 
 QUERY = ("module/bert/encoder/layer_0/attention/self/query/einsum/Einsum: (Einsum): "
          "/job:localhost/replica:0/task:0/device:%s\n")
@@ -189,7 +189,7 @@ def test_make_gpu_check_does_not_build_horovod(tmp_path):
          "NVIDIA_DRIVER_FILES=%s" % (tmp_path / "none")],
         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PATH="/nonexistent"))
     assert result.returncode == 0, result.stderr
-    assert result.stdout == "%s/bin/python -m imdb_bert.gpu_check \n" % venv
+    assert result.stdout == "%s/bin/python -m imdb_bert.tools.gpu_check \n" % venv
 
 
 def test_out_of_memory_needs_the_clear_message():
@@ -203,14 +203,14 @@ def test_out_of_memory_needs_the_clear_message():
 
 @pytest.mark.skipif(on_gpu(), reason="on a GPU machine the check takes minutes: make gpu-check")
 def run_gpu_check_with_nvidia_smi(tmp_path, script):
-    """python -m imdb_bert.gpu_check with `script` as the nvidia-smi first on PATH, and no
+    """python -m imdb_bert.tools.gpu_check with `script` as the nvidia-smi first on PATH, and no
     GPU that TensorFlow can use (hidden on a GPU machine)."""
     fake = tmp_path / "nvidia-smi"
     fake.write_text("#!/bin/sh\n" + script)
     fake.chmod(0o755)
     env = dict(os.environ, PATH=str(tmp_path) + os.pathsep + os.environ["PATH"],
                CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, "-m", "imdb_bert.gpu_check"], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "imdb_bert.tools.gpu_check"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=300)
 
 

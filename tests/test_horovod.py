@@ -21,8 +21,9 @@ import pytest
 from conftest import ROOT, latest_step
 from test_own_data import BINARY, rows, write_jsonl, write_table
 
-from imdb_bert import feature_cache, runtime
 from imdb_bert.compat import run_classifier, tf
+from imdb_bert.features import feature_cache
+from imdb_bert.training import runtime
 
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
 HOROVOD_TRAIN = os.path.join(ROOT, "tests", "horovod_train.py")

@@ -4,8 +4,8 @@ import socket
 
 import pytest
 
-from imdb_bert import hub_module
 from imdb_bert.errors import UserError
+from imdb_bert.model import hub_module
 
 
 def test_local_module_resolves_to_its_absolute_path(tiny_module, monkeypatch):
@@ -34,4 +34,4 @@ def test_failed_download_names_the_offline_route(monkeypatch, tmp_path):
     with pytest.raises(UserError) as error:
         hub_module.resolve("http://127.0.0.1:%d/bert_uncased/1" % port)
     assert "Could not download the Hub module" in str(error.value)
-    assert "imdb_bert.make_hub_module --google-checkpoint" in str(error.value)
+    assert "imdb_bert.tools.make_hub_module --google-checkpoint" in str(error.value)

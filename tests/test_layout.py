@@ -15,7 +15,7 @@ import train
 from conftest import ROOT, SAME_KERNELS_ENV, on_gpu
 
 SOURCES = [os.path.join(ROOT, name) for name in ("train.py", "predict.py", "config.py")] + \
-    sorted(glob.glob(os.path.join(ROOT, "imdb_bert", "*.py")))
+    sorted(glob.glob(os.path.join(ROOT, "imdb_bert", "**", "*.py"), recursive=True))
 
 
 def test_the_root_holds_only_the_users_scripts():
@@ -97,7 +97,7 @@ def test_the_notebooks_step_1_constants_are_the_flag_defaults(monkeypatch):
 
 
 def test_output_folder_settings_and_export_lookup_need_no_tensorflow(trained):
-    script = ("import sys; from imdb_bert import output_folder as o; "
+    script = ("import sys; from imdb_bert.output import files as o; "
               "folder, info = o.newest_export(sys.argv[1]); "
               "print(info['global_step'], o.read_settings(sys.argv[1])['max_seq_length'], "
               "'tensorflow' in sys.modules)")

@@ -12,9 +12,11 @@ import time
 
 import pytest
 
-from conftest import ROOT, make_imdb_tree
-from imdb_bert import data, output_folder
+from conftest import ROOT
+from imdb_bert.data import aclimdb
 from imdb_bert.errors import UserError
+from imdb_bert.output import files
+from imdb_bert.tools.synthetic_reviews import make_imdb_tree
 from test_predict import PLAIN_LINE, run_predict
 
 
@@ -96,8 +98,8 @@ def test_a_removed_model_onnx_uses_the_savedmodel_and_says_how_to_write_it(train
 KILLED_KEEPS = """
 import os, shutil, signal, sys
 sys.path.insert(0, sys.argv[1])
-from imdb_bert import validation
 from imdb_bert.compat import tf
+from imdb_bert.training import validation
 work = sys.argv[2]
 for point in range(1, 100):
     folder = os.path.join(work, "kill-%d" % point)
@@ -146,7 +148,7 @@ def test_a_kill_while_keeping_the_best_checkpoint_leaves_a_whole_one_recorded(tm
         with open(folder / "best_checkpoint.json") as f:
             record = json.load(f)
         recorded_steps.add(record["global_step"])
-        checkpoint = output_folder.best_checkpoint(str(folder))
+        checkpoint = files.best_checkpoint(str(folder))
         assert checkpoint == str(folder / "best" / ("model.ckpt-%d" % record["global_step"]))
         for suffix in CHECKPOINT_FILES:  # whole: the bytes of the checkpoint it names
             assert (folder / "best" / ("model.ckpt-%d%s" % (record["global_step"], suffix))
@@ -154,7 +156,7 @@ def test_a_kill_while_keeping_the_best_checkpoint_leaves_a_whole_one_recorded(tm
                         record["global_step"], suffix))).read_bytes(), point
         # The next start (under the folder's lock) removes the rest: temporary copies, an
         # earlier best's files.
-        output_folder.remove_leftovers(str(folder))
+        files.remove_leftovers(str(folder))
         assert sorted(os.listdir(folder / "best")) == sorted(
             "model.ckpt-%d%s" % (record["global_step"], suffix) for suffix in CHECKPOINT_FILES)
     assert recorded_steps == {10, 20}  # killed before and after the record's replacement
@@ -172,7 +174,7 @@ def test_names_starting_with_a_dot_are_skipped_and_counted(tmp_path, capsys):
     root = make_imdb_tree(str(tmp_path), per_class={"train": 3, "test": 2})
     apple_double = add_hidden_files(tmp_path / "aclImdb" / "train" / "pos")
     (tmp_path / "aclImdb" / "test" / "neg" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
-    train, test = data.download_and_load_datasets(root, "http://unused", "", seed=0)
+    train, test = aclimdb.download_and_load_datasets(root, "http://unused", "", seed=0)
     assert len(train) == 6 and len(test) == 4
     out = capsys.readouterr().out.splitlines()
     pos = os.path.join(root, "aclImdb", "train", "pos")
@@ -196,7 +198,7 @@ def test_bad_review_files_are_reported_together(tmp_path):
     for name, (content, _) in bad.items():
         (folder / name).write_bytes(content)
     with pytest.raises(UserError) as error:
-        data.load_directory_data(str(folder))
+        aclimdb.load_directory_data(str(folder))
     lines = str(error.value).splitlines()
     assert lines[0] == ("12 files of %s are not reviews; fix them or move them out of that "
                         "folder:" % folder)

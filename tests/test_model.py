@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import config
-from imdb_bert import features
 from imdb_bert.compat import run_classifier, tf
-from imdb_bert.model import metric_fn, model_fn_builder
+from imdb_bert.features import conversion
+from imdb_bert.model.classifier import metric_fn, model_fn_builder
 
 NOTEBOOK_METRIC_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall",
                         "true_positives", "true_negatives", "false_positives",
@@ -16,11 +16,11 @@ NOTEBOOK_METRIC_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall
 
 @pytest.fixture(scope="module")
 def estimator_and_features(tiny_module, tmp_path_factory):
-    tokenizer = features.create_tokenizer_from_hub_module(tiny_module)
+    tokenizer = conversion.create_tokenizer_from_hub_module(tiny_module)
     sentences = ["great wonderful film", "awful boring movie", "superb acting",
                  "terrible plot", "loved it"]
     feats = run_classifier.convert_examples_to_features(
-        features.make_examples(sentences, [1, 0, 1, 0, 1]), config.label_list, 16, tokenizer)
+        conversion.make_examples(sentences, [1, 0, 1, 0, 1]), config.label_list, 16, tokenizer)
     estimator = tf.estimator.Estimator(
         model_fn=model_fn_builder(num_labels=2, learning_rate=1e-3, num_train_steps=3,
                                   num_warmup_steps=1, bert_hub=tiny_module),
@@ -82,7 +82,7 @@ def test_f1_is_contribs_best_over_thresholds():
 def test_module_with_tf1_ref_variables_trains(tmp_path):
     """Google's published BERT Hub modules hold TF1 ref variables (VariableV2), while this
     project runs with resource variables: such a module must load and train too."""
-    from imdb_bert import make_hub_module
+    from imdb_bert.tools import make_hub_module
     from imdb_bert.compat import hub, modeling
 
     vocab_file = tmp_path / "vocab.txt"
@@ -108,9 +108,9 @@ def test_module_with_tf1_ref_variables_trains(tmp_path):
         graph = f.read()
     assert b"VariableV2" in graph and b"VarHandleOp" not in graph
 
-    tokenizer = features.create_tokenizer_from_hub_module(module_path)
+    tokenizer = conversion.create_tokenizer_from_hub_module(module_path)
     feats = run_classifier.convert_examples_to_features(
-        features.make_examples(["great film", "awful film"], [1, 0]), config.label_list, 8,
+        conversion.make_examples(["great film", "awful film"], [1, 0]), config.label_list, 8,
         tokenizer)
     estimator = tf.estimator.Estimator(
         model_fn=model_fn_builder(2, 1e-2, 3, 0, module_path),
@@ -125,9 +125,9 @@ def test_module_with_tf1_ref_variables_trains(tmp_path):
 def test_loss_scaling_inside_the_estimator_trains_like_float32(tiny_module, tmp_path):
     """--use-amp's optimizer path (the float16 rewrite itself needs a GPU) on the CPU:
     the same weights as without loss scaling."""
-    tokenizer = features.create_tokenizer_from_hub_module(tiny_module)
+    tokenizer = conversion.create_tokenizer_from_hub_module(tiny_module)
     feats = run_classifier.convert_examples_to_features(
-        features.make_examples(["great film", "awful film", "loved it"], [1, 0, 1]),
+        conversion.make_examples(["great film", "awful film", "loved it"], [1, 0, 1]),
         config.label_list, 8, tokenizer)
     weights = []
     for loss_scaling in (False, True):

@@ -1,7 +1,7 @@
 """optimizer.create_optimizer makes the updates of bert.optimization.create_optimizer."""
 import numpy as np
 
-from imdb_bert import optimizer
+from imdb_bert.model import optimizer
 from tensorflow.python.framework import config as determinism
 
 from imdb_bert.compat import optimization, tf, tf2

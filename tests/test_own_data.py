@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS, run_train
+from conftest import run_train
+from imdb_bert.tools.synthetic_reviews import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
 from test_predict import run_predict
 
 # Three classes, each with its words of the tiny vocab and its rating, as conftest's
@@ -101,7 +102,7 @@ def test_three_classes_learn_and_report_per_class(three_classes):
     assert settings["label_list"] == settings["label_names"] == names
     assert settings["positive_label"] is None
     assert settings["train_samples"] is None and settings["test_samples"] is None  # all
-    from imdb_bert.text_files import file_sha256
+    from imdb_bert.data.text_files import file_sha256
     for split, path in files.items():
         assert settings["%s_file_sha256" % split] == file_sha256(path)
 
@@ -255,7 +256,7 @@ def test_train_py_exits_2_on_bad_files(tiny_module, tmp_path):
 
 def metric_values(label_ids, predicted, num_labels, positive_index):
     from imdb_bert.compat import tf
-    from imdb_bert.model import metric_fn
+    from imdb_bert.model.classifier import metric_fn
     with tf.Graph().as_default():
         metrics = metric_fn(tf.constant(label_ids), tf.constant(predicted), num_labels,
                             positive_index)

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from imdb_bert import make_hub_module
+from imdb_bert.tools import make_hub_module
 from conftest import ROOT
 
 NOTEBOOK_SENTENCES = ["That movie was absolutely awful", "The acting was a bit lacking",
@@ -117,7 +117,7 @@ def test_onnx_savedmodel_and_checkpoint_agree_and_repeat(trained, tmp_path):
 
 def test_latest_checkpoint_reads_the_checkpoint_file_as_tensorflow_does(trained, tmp_path):
     from imdb_bert.compat import tf
-    from imdb_bert.output_folder import latest_checkpoint
+    from imdb_bert.output.files import latest_checkpoint
     from tensorflow.python.training.checkpoint_management import update_checkpoint_state
     folder = tmp_path / "caf\u00e9 \"quoted\" OUTPUT"
     folder.mkdir()
@@ -137,7 +137,7 @@ def test_an_nvidia_gpu_takes_large_inputs_from_onnx(monkeypatch, tmp_path):
     sys.path.insert(0, ROOT)
     import config
     import predict
-    from imdb_bert import onnx_model
+    from imdb_bert.serving import onnx_model
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert not onnx_model.nvidia_driver_present()  # every GPU hidden: no GPU to prefer
     args = predict.parse_args(["--output-dir", str(tmp_path)])
@@ -219,7 +219,7 @@ def test_file_lines_split_at_newlines_only(trained, tmp_path):
 
 
 def test_too_little_memory_for_tf2onnx_is_said(tmp_path):
-    from imdb_bert import onnx_model
+    from imdb_bert.serving import onnx_model
     (tmp_path / "variables").mkdir()
     (tmp_path / "variables" / "variables.data-00000-of-00001").write_bytes(b"\0" * 10 ** 6)
     needed = 2 * 2 ** 30 + 34 * 10 ** 6

@@ -1,4 +1,4 @@
-"""The user's files (imdb_bert/text_files.py) and their labels (imdb_bert/labels.py), read
+"""The user's files (imdb_bert/data/text_files.py) and their labels (imdb_bert/data/labels.py), read
 without training: formats, quoting, encodings, columns, labels and every bad input."""
 import argparse
 import csv
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from imdb_bert import labels, text_files
+from imdb_bert.data import labels, text_files
 from imdb_bert.errors import UserError
 
 # Real-looking texts: quotes, commas, newlines inside quotes, tabs, emoji, accents, U+0085,

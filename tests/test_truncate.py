@@ -10,10 +10,13 @@ import sys
 import pytest
 
 import config
-from conftest import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS, ROOT, run_train
-from imdb_bert import fast_features, feature_cache, features, output_folder, serving, truncation
+from conftest import ROOT, run_train
 from imdb_bert.compat import run_classifier, tf, tokenization
 from imdb_bert.errors import UserError
+from imdb_bert.features import conversion, fast_tokenizer, feature_cache, truncation
+from imdb_bert.output import files
+from imdb_bert.serving import inference
+from imdb_bert.tools.synthetic_reviews import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
 
 MODES = ["head", "tail", "head+tail"]
 
@@ -72,7 +75,7 @@ def test_every_path_gives_the_ids_of_the_kept_pieces(tokenizers, mode, max_seq_l
     bert, fast = tokenizers
     texts = messy_texts(40)
     labels = [i % 2 for i in range(len(texts))]
-    examples = features.make_examples(texts, labels)
+    examples = conversion.make_examples(texts, labels)
     room = max_seq_length - 2
     expected = []
     for text in texts:
@@ -86,19 +89,19 @@ def test_every_path_gives_the_ids_of_the_kept_pieces(tokenizers, mode, max_seq_l
         examples, config.label_list, max_seq_length,
         truncation.truncating(bert, mode, max_seq_length))
     assert ids_of(berts) == expected
-    reference = features.convert_examples(examples, config.label_list, max_seq_length, bert,
+    reference = conversion.convert_examples(examples, config.label_list, max_seq_length, bert,
                                           truncate=mode)
     assert ids_of(reference) == expected
     fast.fallbacks = 0
-    fast_path = features.convert_examples(examples, config.label_list, max_seq_length, fast,
+    fast_path = conversion.convert_examples(examples, config.label_list, max_seq_length, fast,
                                           truncate=mode)
     assert ids_of(fast_path) == expected
     assert 0 < fast.fallbacks < len(texts)  # both tokenizers of the fast path were used
-    onnx = fast_features.encode(texts, max_seq_length, fast, mode)
+    onnx = fast_tokenizer.encode(texts, max_seq_length, fast, mode)
     assert [(ids, mask, [0] * max_seq_length) for ids, mask in onnx] == expected
     settings = {"label_list": config.label_list, "max_seq_length": max_seq_length,
                 "truncate": mode}
-    assert ids_of(serving.sentence_features(texts, settings, fast)) == expected
+    assert ids_of(inference.sentence_features(texts, settings, fast)) == expected
     assert [f.label_id for f in fast_path] == labels
 
 
@@ -106,7 +109,7 @@ def test_texts_that_fit_are_the_same_in_every_mode(tokenizers):
     bert, fast = tokenizers
     texts = [t for t in messy_texts(40) if len(bert.tokenize(t)) <= 126]
     assert len(texts) >= 5
-    encoded = [fast_features.encode(texts, 128, fast, mode) for mode in MODES]
+    encoded = [fast_tokenizer.encode(texts, 128, fast, mode) for mode in MODES]
     assert encoded[0] == encoded[1] == encoded[2]
 
 
@@ -114,7 +117,7 @@ def test_bert_logs_the_kept_pieces(tokenizers):
     """The first examples, which bert's conversion logs, show the pieces the mode kept."""
     bert, fast = tokenizers
     text = " ".join(["the"] * 40 + ["great", "film"])
-    examples = features.make_examples([text], [1])
+    examples = conversion.make_examples([text], [1])
     # A handler on TensorFlow's own logger: other tests may have stopped it propagating.
     logged_lines = []
     handler = logging.Handler(logging.INFO)
@@ -127,7 +130,7 @@ def test_bert_logs_the_kept_pieces(tokenizers):
         for mode, logged in (("head", "the " * 14), ("tail", "the " * 12 + "great film"),
                              ("head+tail", "the " * 12 + "great film")):
             logged_lines.clear()
-            features.convert_examples(examples, config.label_list, 16, fast, truncate=mode)
+            conversion.convert_examples(examples, config.label_list, 16, fast, truncate=mode)
             assert "tokens: [CLS] %s [SEP]" % logged.strip() in "\n".join(logged_lines), mode
     finally:
         tf_logger.removeHandler(handler)
@@ -144,7 +147,7 @@ def test_cache_key_covers_the_mode_and_keeps_heads(tmp_path):
     """head's key is the one of before --truncate (recorded with main at aff6728), so the
     feature files of existing runs stay valid; the other modes have keys of their own."""
     vocab_file = write_vocab(tmp_path / "vocab.txt")
-    examples = features.make_examples(["great film", "caf\u00e9\x85 <br />film \U0001F600"],
+    examples = conversion.make_examples(["great film", "caf\u00e9\x85 <br />film \U0001F600"],
                                       [1, 0])
     keys = [feature_cache.cache_key(examples, [0, 1], 128, vocab_file, True, mode)
             for mode in MODES]
@@ -154,9 +157,9 @@ def test_cache_key_covers_the_mode_and_keeps_heads(tmp_path):
 
 
 def test_cached_features_are_those_of_the_mode(tmp_path, tiny_module):
-    vocab_file, do_lower_case = features.tokenization_info(tiny_module)
-    fast = features.create_tokenizer(vocab_file, do_lower_case, fast=True)
-    examples = features.make_examples(["the film " * 20 + "great", "great"], [1, 1])
+    vocab_file, do_lower_case = conversion.tokenization_info(tiny_module)
+    fast = conversion.create_tokenizer(vocab_file, do_lower_case, fast=True)
+    examples = conversion.make_examples(["the film " * 20 + "great", "great"], [1, 1])
     kept = {}
     for mode in MODES:
         path = feature_cache.load_or_convert(str(tmp_path), "test", examples,
@@ -172,12 +175,12 @@ def test_cached_features_are_those_of_the_mode(tmp_path, tiny_module):
 def test_a_settings_file_without_the_key_was_head(tmp_path):
     """A folder trained before --truncate existed was trained with head: resuming it with
     another mode stops, as any other changed setting; with head it goes on."""
-    with open(tmp_path / output_folder.MODEL_SETTINGS, "w") as f:
+    with open(tmp_path / files.MODEL_SETTINGS, "w") as f:
         json.dump({"max_seq_length": 128, "seed": 42}, f)
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-10"\n')
-    output_folder.check_settings(str(tmp_path), {"max_seq_length": 128, "truncate": "head"})
+    files.check_settings(str(tmp_path), {"max_seq_length": 128, "truncate": "head"})
     with pytest.raises(UserError, match="truncate: 'head' now 'tail'"):
-        output_folder.check_settings(str(tmp_path), {"max_seq_length": 128,
+        files.check_settings(str(tmp_path), {"max_seq_length": 128,
                                                      "truncate": "tail"})
 
 
@@ -209,7 +212,7 @@ def make_end_labelled_tree(root, seed=0, per_class=None):
 def end_labelled_dir(tmp_path_factory, tiny_module):
     root = make_end_labelled_tree(str(tmp_path_factory.mktemp("end_labelled")))
     # As meant: no sentiment word in the first 30 pieces, four in the last 12.
-    vocab_file, _ = features.tokenization_info(tiny_module)
+    vocab_file, _ = conversion.tokenization_info(tiny_module)
     bert = tokenization.FullTokenizer(vocab_file, do_lower_case=True)
     for polarity, words in (("pos", POSITIVE_WORDS), ("neg", NEGATIVE_WORDS)):
         folder = os.path.join(root, "aclImdb", "train", polarity)
@@ -245,8 +248,8 @@ def test_tail_and_head_tail_learn_what_only_the_end_says(runs):
     others 1.0.)"""
     accuracy = {}
     for mode, output_dir in runs.items():
-        assert output_folder.read_settings(output_dir)["truncate"] == mode
-        with open(os.path.join(output_dir, output_folder.EVAL_RESULTS)) as f:
+        assert files.read_settings(output_dir)["truncate"] == mode
+        with open(os.path.join(output_dir, files.EVAL_RESULTS)) as f:
             accuracy[mode] = json.load(f)["eval_accuracy"]
     assert accuracy["head"] <= 0.7, accuracy
     assert accuracy["tail"] >= 0.9 and accuracy["head+tail"] >= 0.9, accuracy

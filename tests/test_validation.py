@@ -11,8 +11,10 @@ import time
 
 import pytest
 
-from conftest import (ROOT, SAME_KERNELS_ENV, make_imdb_tree, quick_args, run_train)
-from imdb_bert import data, output_folder
+from conftest import ROOT, SAME_KERNELS_ENV, quick_args, run_train
+from imdb_bert.data import aclimdb
+from imdb_bert.output import files
+from imdb_bert.tools.synthetic_reviews import make_imdb_tree
 
 NOTEBOOK_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall", "true_positives",
                  "true_negatives", "false_positives", "false_negatives", "loss",
@@ -31,15 +33,15 @@ def validation_args(imdb_dir, tiny_module, output_dir, *extra):
 
 
 def test_validation_reviews_are_never_in_the_training_sample(imdb_dir):
-    split = data.load_dataset(os.path.join(imdb_dir, "aclImdb", "train"), seed=42)
+    split = aclimdb.load_dataset(os.path.join(imdb_dir, "aclImdb", "train"), seed=42)
     for n_train in (150, None):
-        train, validation = data.sample_train_and_validation(split, n_train, 50, seed=42)
+        train, validation = aclimdb.sample_train_and_validation(split, n_train, 50, seed=42)
         assert len(validation) == 50 and len(train) == (n_train or 150)
         assert not set(train["sentence"]) & set(validation["sentence"])
-    without, none = data.sample_train_and_validation(split, 150, 0, seed=42)
+    without, none = aclimdb.sample_train_and_validation(split, 150, 0, seed=42)
     assert none is None
-    assert without.equals(data.sample(split, 150, seed=42))  # the notebook's sample
-    assert without.equals(data.sample_train_and_validation(split, 150, 50, seed=42)[0])
+    assert without.equals(aclimdb.sample(split, 150, seed=42))  # the notebook's sample
+    assert without.equals(aclimdb.sample_train_and_validation(split, 150, 50, seed=42)[0])
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def test_keep_best_evaluates_and_exports_the_best_step_and_stops_early(best_run)
     assert [e["eval_accuracy"] for e in history].index(top) == len(history) - 4  # patience 3
     assert read_json(os.path.join(output_dir, "best_checkpoint.json"))["global_step"] == best
     assert read_json(os.path.join(output_dir, "eval_results.json"))["global_step"] == best
-    export_dir, export_info = output_folder.newest_export(output_dir)
+    export_dir, export_info = files.newest_export(output_dir)
     assert export_info["global_step"] == best
     info = read_json(os.path.join(output_dir, "run_info.json"))
     assert info["best_step"] == best
@@ -110,8 +112,8 @@ def test_predict_and_eval_only_use_the_recorded_step(best_run, imdb_dir, tiny_mo
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_json(os.path.join(output_dir, "eval_results.json"))["global_step"] == best
     # Every output of a validation run is this project's: --do-delete may remove them.
-    output_folder.check_deletable(output_dir, imdb_dir)
-    output_folder.delete_contents(output_dir)
+    files.check_deletable(output_dir, imdb_dir)
+    files.delete_contents(output_dir)
     assert os.listdir(output_dir) == ["train.lock"]
 
 

@@ -1,9 +1,9 @@
-"""imdb_bert.wordpiece (no TensorFlow) gives the word pieces of bert's FullTokenizer."""
+"""imdb_bert.features.wordpiece (no TensorFlow) gives the word pieces of bert's FullTokenizer."""
 import pytest
 
-from imdb_bert import wordpiece
 from imdb_bert.compat import tokenization
-from imdb_bert.make_hub_module import tiny_vocab
+from imdb_bert.features import wordpiece
+from imdb_bert.tools.make_hub_module import tiny_vocab
 from test_fast_features import POOL, VARIED_TEXTS, random_texts
 
 

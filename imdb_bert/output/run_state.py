@@ -9,9 +9,9 @@ No TensorFlow here: predict.py's ONNX path does not load it."""
 import os
 import sys
 
-from imdb_bert import output_folder
 from imdb_bert.errors import UserError
-from imdb_bert.folder_lock import LOCK_FILE
+from imdb_bert.output import files
+from imdb_bert.output.folder_lock import LOCK_FILE
 
 PLANNED_STEPS = "num_train_steps"  # model_settings.json keys, written by train.py
 EARLY_STOPPING_STEP = "early_stopping_step"
@@ -28,8 +28,8 @@ def record_early_stop(output_dir, step):
 
 
 def record(output_dir, key, value):
-    settings = output_folder.read_settings(output_dir) or {}
-    output_folder.write_json(os.path.join(output_dir, output_folder.MODEL_SETTINGS),
+    settings = files.read_settings(output_dir) or {}
+    files.write_json(os.path.join(output_dir, files.MODEL_SETTINGS),
                              dict(settings, **{key: value}))
 
 
@@ -37,7 +37,7 @@ def lock_holder(output_dir):
     """(held, PID): whether a process holds the flock on output_dir/train.lock, and the PID
     the file names; held is None where /proc/locks cannot tell (not Linux, gs://)."""
     path = os.path.join(output_dir, LOCK_FILE)
-    if output_folder.is_remote(output_dir):
+    if files.is_remote(output_dir):
         return None, None
     try:
         status = os.stat(path)
@@ -81,10 +81,10 @@ def check_trained(output_dir, checkpoint, settings, allow_untrained):
     """Refuse a step-0 checkpoint (untrained) unless `allow_untrained`; say in one line on
     stderr when `checkpoint` comes from a run short of its planned final step. A run that
     early stopping ended, and its --keep-best step, are finished."""
-    step = output_folder.checkpoint_step(checkpoint)
+    step = files.checkpoint_step(checkpoint)
     planned = settings.get(PLANNED_STEPS)
-    latest = output_folder.latest_checkpoint(output_dir)
-    reached = output_folder.checkpoint_step(latest) if latest else step
+    latest = files.latest_checkpoint(output_dir)
+    reached = files.checkpoint_step(latest) if latest else step
     finished = settings.get(EARLY_STOPPING_STEP) is not None or (
         planned is not None and reached >= planned)
     if step > 0 and (finished or planned is None):

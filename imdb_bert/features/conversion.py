@@ -3,9 +3,9 @@ module, and InputFeatures (input_ids, input_mask, segment_ids, label_id)."""
 from tqdm import tqdm
 
 from imdb_bert import device
-from imdb_bert.truncation import HEAD, truncating
 from imdb_bert.compat import hub, run_classifier, tf, tokenization
-from imdb_bert.fast_features import FastTokenizer, encode
+from imdb_bert.features.fast_tokenizer import FastTokenizer, encode
+from imdb_bert.features.truncation import HEAD, truncating
 
 
 def tokenization_info(module_path):

@@ -10,9 +10,10 @@ Horovod process 0 evaluates while the others wait and then follow its stop decis
 """
 import os
 
-from imdb_bert import output_folder, report, run_state
 from imdb_bert.compat import tf
-from imdb_bert.output_folder import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LEARNING_CURVES,
+from imdb_bert.evaluation import report
+from imdb_bert.output import files, run_state
+from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LEARNING_CURVES,
                                      VALIDATION_HISTORY, plain_metrics, read_json,
                                      write_json)
 
@@ -143,7 +144,7 @@ def keep_checkpoint(output_dir, checkpoint, step):
 def training_losses(output_dir):
     """[(step, loss)] of the training loss summaries in output_dir's events files."""
     losses = {}
-    for path in tf.io.gfile.glob(os.path.join(output_dir, output_folder.EVENTS_PREFIX + "*")):
+    for path in tf.io.gfile.glob(os.path.join(output_dir, files.EVENTS_PREFIX + "*")):
         for event in tf.train.summary_iterator(path):
             for value in event.summary.value:
                 if value.tag == TRAINING_LOSS_TAG:

@@ -12,8 +12,8 @@ import sys
 
 import numpy as np
 
-from imdb_bert.fast_features import FastTokenizer, encode
-from imdb_bert.truncation import HEAD
+from imdb_bert.features.fast_tokenizer import FastTokenizer, encode
+from imdb_bert.features.truncation import HEAD
 
 MODEL_FILE = "model.onnx"
 OPSET = 17

@@ -15,8 +15,8 @@ Two savings, both exact:
 """
 from tokenizers import BertWordPieceTokenizer
 
-from imdb_bert import wordpiece
-from imdb_bert.truncation import HEAD, keep
+from imdb_bert.features import wordpiece
+from imdb_bert.features.truncation import HEAD, keep
 
 # Printable ASCII, tab and newlines: the same in both (and checked by the tests).
 SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t", "\n", "\r"}

@@ -16,9 +16,9 @@ from importlib import metadata
 
 import config
 from imdb_bert.errors import UserError
-from imdb_bert.folder_lock import LOCK_FILE
+from imdb_bert.output.folder_lock import LOCK_FILE
 
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # What train.py (and the Estimator) write into the output folder.
 MODEL_SETTINGS = "model_settings.json"
@@ -225,7 +225,7 @@ def model_settings(args, use_amp, runtime):
         "processes": runtime.processes,
     }
     if args.train_file:  # the labels come from the files, once read (labels.py)
-        from imdb_bert import text_files  # train.py only: predict.py needs no pandas here
+        from imdb_bert.data import text_files  # train.py only: predict.py needs no pandas here
         del settings["label_list"], settings["label_names"]
         settings.update(text_files.settings(args))
     if args.eval_only:

@@ -12,10 +12,10 @@ import hashlib
 import json
 import os
 
-from imdb_bert import features
 from imdb_bert.compat import run_classifier, tf
-from imdb_bert.output_folder import features_file, write_json
-from imdb_bert.truncation import HEAD
+from imdb_bert.features import conversion
+from imdb_bert.features.truncation import HEAD
+from imdb_bert.output.files import features_file, write_json
 
 FORMAT = b"features-v1"
 FIELDS = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")
@@ -50,7 +50,7 @@ def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tok
             return path
         print("The cached %s features in %s are damaged (%s); converting them again."
               % (split, path, problem))
-    converted = features.convert_examples(
+    converted = conversion.convert_examples(
         examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split,
         truncate=truncate)
     # Other keys' files of this split, with their .json (and a damaged file of this key).

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from imdb_bert.compat import tf
-from imdb_bert.model import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
+from imdb_bert.model.classifier import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
 
 
 class StopOnSignalHook(tf.train.SessionRunHook):

@@ -4,7 +4,7 @@ by one restores in the other (and the notebook's own checkpoints restore too: th
 variable names are the notebook's)."""
 import config
 from imdb_bert.compat import f1_score, hub, tf
-from imdb_bert.optimizer import create_optimizer
+from imdb_bert.model.optimizer import create_optimizer
 
 # Tensors the project's hooks read by name (hooks.py), so the model_fn needs no hooks.
 REPORTED_LOSS = "reported_loss"  # training: the loss of the whole (global) batch

@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
 import config  # noqa: E402
-from imdb_bert.output_folder import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
+from imdb_bert.output.files import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
                                      TEST_PREDICTIONS, write_file)
 
 

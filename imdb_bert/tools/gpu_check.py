@@ -5,7 +5,7 @@ line per path with its time (SKIP where a path does not apply: Horovod not insta
 --use-amp on GPUs without fast float16), and exits 1 if any failed. Without a GPU it says
 so and exits 0.
 
-    python -m imdb_bert.gpu_check [--keep DIR]
+    python -m imdb_bert.tools.gpu_check [--keep DIR]
 
 Each check runs train.py or predict.py as a user would, with one of these probes set in
 the environment: GPU_CHECK_LOG_PLACEMENT (log where each op runs), GPU_CHECK_LOSS_SCALE (a
@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROGRESS = re.compile(r"^step (\d+)/\d+  loss ([^ ]+) ", re.M)
 # The query projection's own computation (Einsum in modules of this project's exporter,
 # MatMul in Google's), not its variable reads or initialisers.
@@ -283,9 +283,8 @@ def no_gpu_verdict():
 
 def make_material(folder):
     """(tiny random Hub module, folder holding a small generated aclImdb tree)."""
-    from imdb_bert import make_hub_module
-    sys.path.insert(0, os.path.join(ROOT, "tests"))
-    from conftest import make_imdb_tree
+    from imdb_bert.tools import make_hub_module
+    from imdb_bert.tools.synthetic_reviews import make_imdb_tree
     module = os.path.join(folder, "module")
     make_hub_module.export_random(module, layers=2, hidden=32, heads=2,
                                   max_position_embeddings=128, seed=1)

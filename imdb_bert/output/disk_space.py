@@ -1,18 +1,14 @@
 """Disk space for what train.py writes: before training, a warning when the output folder's
-disk lacks the space the planned checkpoints and exports need; when the disk fills anyway,
-a message naming the folder and the space a checkpoint takes instead of a traceback.
-TensorFlow reports a full disk as ResourceExhaustedError, the class of a GPU's out-of-memory
-error too, so it is told apart by its message."""
-import errno
+disk lacks the space the planned checkpoints and exports need; the sizes it finds go into
+errors.CONTEXT for the full-disk message (errors.py)."""
 import os
 import shutil
 
-from imdb_bert.errors import CONTEXT
-from imdb_bert.output_folder import CHECKPOINT_PREFIX, export_folders, is_remote
+from imdb_bert.errors import CONTEXT, megabytes
+from imdb_bert.output.files import CHECKPOINT_PREFIX, export_folders, is_remote
 
-FULL_DISK = "No space left on device"
 CHECKPOINTS_KEPT = 5  # RunConfig's keep_checkpoint_max
-EXPORTS_KEPT = 2  # serving.export_for_prediction keeps the two newest, writing a third
+EXPORTS_KEPT = 2  # serving.export.export_for_prediction keeps the two newest, writing a third
 # A checkpoint holds each weight three times (the weight and Adam's two moments).
 COPIES_PER_CHECKPOINT = 3
 
@@ -20,10 +16,6 @@ COPIES_PER_CHECKPOINT = 3
 def folder_bytes(path):
     return sum(os.path.getsize(os.path.join(folder, name))
                for folder, _, names in os.walk(path) for name in names)
-
-
-def megabytes(size):
-    return "%d MB" % max(1, round(size / 1e6))
 
 
 def check(output_dir, bert_hub, keep_best):
@@ -54,19 +46,3 @@ def checkpoint_sizes(output_dir):
             step = entry.name[len(CHECKPOINT_PREFIX):].split(".")[0]
             sizes[step] = sizes.get(step, 0) + entry.stat().st_size
     return sizes
-
-
-def is_full_disk(error):
-    return (isinstance(error, OSError) and error.errno == errno.ENOSPC) or (
-        type(error).__name__ == "ResourceExhaustedError" and FULL_DISK in str(error))
-
-
-def full_disk_message(error):
-    """What to tell the user when `error` is a full disk."""
-    where = CONTEXT.get("output_dir", "the output folder")
-    sizes = ("; a checkpoint of this model takes about %s, an export %s"
-             % (megabytes(CONTEXT["checkpoint"]), megabytes(CONTEXT["export"]))
-             if "checkpoint" in CONTEXT else "")
-    return ("%s while writing to %s%s. Free some space there (or pass another "
-            "--output-dir) and run the same command again: the checkpoints saved before "
-            "are whole, and training resumes from the latest." % (FULL_DISK, where, sizes))

@@ -19,11 +19,12 @@ import tempfile
 import tqdm
 
 import config
-from imdb_bert import device, feature_cache
+from imdb_bert import device
 from imdb_bert.compat import tf
 from imdb_bert.errors import UserError
-from imdb_bert.hooks import CheckpointSaverHook, StopOnSignalHook, WeightsDigestHook
-from imdb_bert.output_folder import checkpoint_step
+from imdb_bert.features import feature_cache
+from imdb_bert.output.files import checkpoint_step
+from imdb_bert.training.hooks import CheckpointSaverHook, StopOnSignalHook, WeightsDigestHook
 
 INSTALL_HINT = (
     "--horovod needs Horovod built with TensorFlow support, and it cannot be imported here "

@@ -6,9 +6,9 @@ Signatures, as in Google's modules:
 with one graph for tags {"train"} (BERT's dropout on) and one for the default tags.
 
 From a Google BERT checkpoint directory (how to run fully offline):
-  python -m imdb_bert.make_hub_module --google-checkpoint uncased_L-12_H-768_A-12 OUT_DIR
+  python -m imdb_bert.tools.make_hub_module --google-checkpoint uncased_L-12_H-768_A-12 OUT_DIR
 From a random config (tests and smoke runs; a tiny vocab is generated unless given):
-  python -m imdb_bert.make_hub_module --random --layers 2 --hidden 32 --heads 2 OUT_DIR
+  python -m imdb_bert.tools.make_hub_module --random --layers 2 --hidden 32 --heads 2 OUT_DIR
 """
 import argparse
 import contextlib
