@@ -28,8 +28,9 @@ import numpy as np
 from tqdm import tqdm
 
 import config
+from imdb_bert import signals
 from imdb_bert.errors import CONTEXT, UserError, run_script
-from imdb_bert.output import files, run_state
+from imdb_bert.output import files, run_settings, run_state
 from imdb_bert.output.files import checkpoint_step, newest_export
 from imdb_bert.serving import onnx_model
 
@@ -116,7 +117,7 @@ LINE_SEPARATORS = {ord(c): "\\u%04x" % ord(c) for c in "\x85\u2028\u2029"}
 def model_settings(args):
     """The settings the model was trained with: model_settings.json, or for a notebook's
     folder the flags. A flag that contradicts model_settings.json is an error."""
-    settings = files.read_settings(args.output_dir)
+    settings = run_settings.read_settings(args.output_dir)
     if settings is None:
         if not args.bert_hub:
             raise UserError(
@@ -124,7 +125,7 @@ def model_settings(args):
                 "for a folder made by the notebook, pass --bert-hub with the module it was "
                 "trained from (and --max-seq-length if not %d)."
                 % (args.output_dir, config.MAX_SEQ_LENGTH))
-        return files.notebook_settings(args.bert_hub, args.max_seq_length)
+        return run_settings.notebook_settings(args.bert_hub, args.max_seq_length)
     given = {"bert_hub": args.bert_hub, "max_seq_length": args.max_seq_length}
     for key, value in given.items():
         if value is not None and value != settings[key]:
@@ -341,9 +342,7 @@ class Interrupted(BaseException):
 def stop_on_signals(main):
     """`main` that ends on SIGINT (Ctrl-C) or SIGTERM with one line on stderr (how many
     sentences of how many were written) and exit code 128 + the signal, no traceback."""
-    def stop(signum, frame):
-        for each in (signal.SIGINT, signal.SIGTERM):  # a second signal kills at once
-            signal.signal(each, signal.SIG_DFL)
+    def stop(signum):
         output = Output.current
         if output is not None and output.writing:
             output.pending_signal = signum
@@ -351,19 +350,18 @@ def stop_on_signals(main):
             raise Interrupted(signum)
 
     def interruptible_main(argv=None):
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, stop)
+        signals.handle_first(stop)
         try:
             return main(argv)
         except Interrupted as e:
-            print("%s: stopped. %s" % (signal.Signals(e.signum).name,
+            print("%s: stopped. %s" % (signals.name(e.signum),
                                        interrupted_progress(Output.current)), file=sys.stderr)
-            return 128 + e.signum
+            return signals.exit_code(e.signum)
         except BrokenPipeError:  # the reader of stdout ended, as `| head` does
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # for the exit
             print("stdout was closed: stopped. %s" % interrupted_progress(Output.current),
                   file=sys.stderr)
-            return 128 + signal.SIGPIPE
+            return signals.exit_code(signal.SIGPIPE)
     return interruptible_main
 
 

@@ -22,7 +22,7 @@ from imdb_bert.features import conversion, feature_cache
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
 from imdb_bert.model.classifier import model_fn_builder
-from imdb_bert.output import disk_space, files, folder_lock, run_state
+from imdb_bert.output import cleanup, disk_space, files, folder_lock, run_settings, run_state
 from imdb_bert.output.files import checkpoint_step
 from imdb_bert.serving.export import add_onnx_copy, export_for_prediction
 from imdb_bert.training import runtime, validation
@@ -39,8 +39,8 @@ def main(argv=None):
     # Step 1: the output directory (and the device that trains).
     OUTPUT_DIR = make_output_dir(args, run)
     device_line, session_config, use_amp = choose_device(args, run)
-    settings = files.model_settings(args, use_amp, run)
-    files.check_settings(OUTPUT_DIR, settings)  # before the slow steps
+    settings = run_settings.model_settings(args, use_amp, run)
+    run_settings.check_settings(OUTPUT_DIR, settings)  # before the slow steps
 
     # Step 2: the data as DataFrames (aclImdb, or --train-file and --test-file), a sample
     # "to keep training fast", and the labels (as many as the head has outputs).
@@ -57,7 +57,7 @@ def main(argv=None):
     bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
     tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case,
                                           fast=not args.reference_tokenizer)
-    files.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
+    run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
 
     # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
     # OUTPUT_DIR that training and evaluation read (and a rerun reuses).
@@ -78,7 +78,7 @@ def main(argv=None):
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
     validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
                                  OUTPUT_DIR)
-    run_record = files.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
+    run_record = run_settings.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
     signals.record_interruptions(run_record)
 
@@ -120,7 +120,7 @@ def make_output_dir(args, run):
     output_dir = run.output_dir(output_dir)
     files.check_output_dir(output_dir)  # before anything is written or deleted
     if args.do_delete and files.exists(output_dir):
-        files.check_deletable(output_dir, args.data_dir)
+        cleanup.check_deletable(output_dir, args.data_dir)
         text_files.check_outside(output_dir, args)
     files.makedirs(output_dir)
     if files.is_remote(output_dir):
@@ -128,8 +128,8 @@ def make_output_dir(args, run):
     else:
         folder_lock.lock_output_dir(output_dir)
     if args.do_delete:
-        files.delete_contents(output_dir)
-    files.remove_leftovers(output_dir)
+        cleanup.delete_contents(output_dir)
+    cleanup.remove_leftovers(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
     return output_dir
 
@@ -280,7 +280,7 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
     print(result)
-    results = files.plain_metrics(result)
+    results = report.plain_metrics(result)
     results.update(report.write_report(output_dir, test, predictions.batches, labels))
     if "per_class" in results:
         print(report.per_class_text(results))
@@ -299,7 +299,7 @@ def export(estimator, checkpoint, output_dir, args):
         print("%s already holds step %d: no new export." % (export_dir,
                                                             checkpoint_step(checkpoint)))
     if not args.no_onnx and not files.is_remote(output_dir):
-        add_onnx_copy(export_dir, files.read_settings(output_dir))
+        add_onnx_copy(export_dir, run_settings.read_settings(output_dir))
 
 
 def sample_count(value):

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 from imdb_bert.data import aclimdb
 from imdb_bert.errors import UserError
-from imdb_bert.output import files
+from imdb_bert.output import cleanup, files
 from imdb_bert.tools.synthetic_reviews import make_imdb_tree
 from test_predict import PLAIN_LINE, run_predict
 
@@ -156,7 +156,7 @@ def test_a_kill_while_keeping_the_best_checkpoint_leaves_a_whole_one_recorded(tm
                         record["global_step"], suffix))).read_bytes(), point
         # The next start (under the folder's lock) removes the rest: temporary copies, an
         # earlier best's files.
-        files.remove_leftovers(str(folder))
+        cleanup.remove_leftovers(str(folder))
         assert sorted(os.listdir(folder / "best")) == sorted(
             "model.ckpt-%d%s" % (record["global_step"], suffix) for suffix in CHECKPOINT_FILES)
     assert recorded_steps == {10, 20}  # killed before and after the record's replacement

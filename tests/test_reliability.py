@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, latest_step, quick_args, run_train
 
-from imdb_bert.output import files
+from imdb_bert.output import cleanup
 
 
 def start_train(args):
@@ -283,7 +283,7 @@ def test_leftovers_of_killed_runs_are_removed_at_the_next_start(trained, imdb_di
         else:
             with open(path, "w") as f:
                 f.write("{")
-    files.check_deletable(output_dir, imdb_dir)  # all of it is this project's
+    cleanup.check_deletable(output_dir, imdb_dir)  # all of it is this project's
     result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Removed what an interrupted run left in %s" % output_dir in result.stdout

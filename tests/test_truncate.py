@@ -14,7 +14,7 @@ from conftest import ROOT, run_train
 from imdb_bert.compat import run_classifier, tf, tokenization
 from imdb_bert.errors import UserError
 from imdb_bert.features import conversion, fast_tokenizer, feature_cache, truncation
-from imdb_bert.output import files
+from imdb_bert.output import files, run_settings
 from imdb_bert.serving import inference
 from imdb_bert.tools.synthetic_reviews import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
 
@@ -178,9 +178,9 @@ def test_a_settings_file_without_the_key_was_head(tmp_path):
     with open(tmp_path / files.MODEL_SETTINGS, "w") as f:
         json.dump({"max_seq_length": 128, "seed": 42}, f)
     (tmp_path / "checkpoint").write_text('model_checkpoint_path: "model.ckpt-10"\n')
-    files.check_settings(str(tmp_path), {"max_seq_length": 128, "truncate": "head"})
+    run_settings.check_settings(str(tmp_path), {"max_seq_length": 128, "truncate": "head"})
     with pytest.raises(UserError, match="truncate: 'head' now 'tail'"):
-        files.check_settings(str(tmp_path), {"max_seq_length": 128,
+        run_settings.check_settings(str(tmp_path), {"max_seq_length": 128,
                                                      "truncate": "tail"})
 
 
@@ -248,7 +248,7 @@ def test_tail_and_head_tail_learn_what_only_the_end_says(runs):
     others 1.0.)"""
     accuracy = {}
     for mode, output_dir in runs.items():
-        assert files.read_settings(output_dir)["truncate"] == mode
+        assert run_settings.read_settings(output_dir)["truncate"] == mode
         with open(os.path.join(output_dir, files.EVAL_RESULTS)) as f:
             accuracy[mode] = json.load(f)["eval_accuracy"]
     assert accuracy["head"] <= 0.7, accuracy

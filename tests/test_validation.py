@@ -13,7 +13,7 @@ import pytest
 
 from conftest import ROOT, SAME_KERNELS_ENV, quick_args, run_train
 from imdb_bert.data import aclimdb
-from imdb_bert.output import files
+from imdb_bert.output import cleanup, files
 from imdb_bert.tools.synthetic_reviews import make_imdb_tree
 
 NOTEBOOK_KEYS = {"eval_accuracy", "f1_score", "auc", "precision", "recall", "true_positives",
@@ -112,8 +112,8 @@ def test_predict_and_eval_only_use_the_recorded_step(best_run, imdb_dir, tiny_mo
     assert again.returncode == 0, again.stderr[-3000:]
     assert read_json(os.path.join(output_dir, "eval_results.json"))["global_step"] == best
     # Every output of a validation run is this project's: --do-delete may remove them.
-    files.check_deletable(output_dir, imdb_dir)
-    files.delete_contents(output_dir)
+    cleanup.check_deletable(output_dir, imdb_dir)
+    cleanup.delete_contents(output_dir)
     assert os.listdir(output_dir) == ["train.lock"]
 
 

@@ -15,8 +15,16 @@ from sklearn import metrics  # noqa: E402
 
 import config  # noqa: E402
 from imdb_bert.output.files import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
-                                     TEST_PREDICTIONS, write_file)
+                                    TEST_PREDICTIONS, write_file)
 
+
+
+def plain_metrics(result):
+    """An evaluation dict with plain types: counts and the step as ints, the rest floats."""
+    counts = ("true_positives", "true_negatives", "false_positives", "false_negatives",
+              "global_step")
+    return {key: int(value) if key in counts else float(value)
+            for key, value in result.items()}
 
 def write_report(output_dir, test, eval_batches, labels):
     """Write the plots and the CSV for `test` (the DataFrame evaluated, in order) from the

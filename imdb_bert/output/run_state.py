@@ -10,7 +10,7 @@ import os
 import sys
 
 from imdb_bert.errors import UserError
-from imdb_bert.output import files
+from imdb_bert.output import files, run_settings
 from imdb_bert.output.folder_lock import LOCK_FILE
 
 PLANNED_STEPS = "num_train_steps"  # model_settings.json keys, written by train.py
@@ -28,7 +28,7 @@ def record_early_stop(output_dir, step):
 
 
 def record(output_dir, key, value):
-    settings = files.read_settings(output_dir) or {}
+    settings = run_settings.read_settings(output_dir) or {}
     files.write_json(os.path.join(output_dir, files.MODEL_SETTINGS),
                              dict(settings, **{key: value}))
 

@@ -4,7 +4,7 @@ import argparse
 import os
 
 from imdb_bert.errors import UserError, run_script
-from imdb_bert.output import files, folder_lock
+from imdb_bert.output import folder_lock, run_settings
 from imdb_bert.output.files import newest_export
 from imdb_bert.serving import onnx_model
 from imdb_bert.serving.export import add_onnx_copy
@@ -17,7 +17,7 @@ def main(argv=None):
                                      description=main.__doc__)
     parser.add_argument("output_dir")
     output_dir = parser.parse_args(argv).output_dir
-    settings = files.read_settings(output_dir)
+    settings = run_settings.read_settings(output_dir)
     export_dir, _ = newest_export(output_dir)
     if settings is None or export_dir is None:
         raise UserError("%s holds no export of train.py (model_settings.json and export/): "

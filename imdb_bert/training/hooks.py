@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from imdb_bert import signals
 from imdb_bert.compat import tf
 from imdb_bert.model.classifier import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
 
@@ -30,20 +31,18 @@ class StopOnSignalHook(tf.train.SessionRunHook):
         self._sum_across_processes = sum_across_processes
         self.stopped_by_signal = None  # the signal's number, once training stops for one
         self._received = None
-        self._previous_handlers = {}
+        self._previous_handlers = None
 
     def begin(self):
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+        self._previous_handlers = signals.handle(self._on_signal)
         if self._sum_across_processes:
             self._flag = tf.placeholder_with_default(0, [], name="signal_received")
             self._flags_sum = self._sum_across_processes(self._flag, "signals_received")
 
-    def _on_signal(self, signum, frame):
+    def _on_signal(self, signum):
         self._received = signum
-        signal.signal(signum, self._previous_handlers[signum])
         tf.logging.warning("%s received: saving a checkpoint after this step, then stopping.",
-                           signal.Signals(signum).name)
+                           signals.name(signum))
 
     def before_run(self, run_context):
         if self._sum_across_processes:
@@ -59,8 +58,7 @@ class StopOnSignalHook(tf.train.SessionRunHook):
             run_context.request_stop()
 
     def end(self, session):
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
+        signals.restore(self._previous_handlers)
 
 
 class CheckpointSaverHook(tf.train.CheckpointSaverHook):

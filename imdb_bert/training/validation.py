@@ -14,8 +14,7 @@ from imdb_bert.compat import tf
 from imdb_bert.evaluation import report
 from imdb_bert.output import files, run_state
 from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LEARNING_CURVES,
-                                     VALIDATION_HISTORY, plain_metrics, read_json,
-                                     write_json)
+                                    VALIDATION_HISTORY, read_json, write_json)
 
 TRAINING_LOSS_TAG = "loss_1"  # the Estimator's "loss" summary, beside the model's scope "loss"
 
@@ -88,7 +87,7 @@ class Validation(NoValidation):
         return self.agree(stop, "stop_early")
 
     def evaluate(self, estimator, step):
-        result = plain_metrics(estimator.evaluate(self.input_fn, steps=None,
+        result = report.plain_metrics(estimator.evaluate(self.input_fn, steps=None,
                                                   name="validation"))
         entry = dict(result, epoch=round(step * self.epochs_per_step, 4))
         self.history.append(entry)
