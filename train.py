@@ -17,11 +17,14 @@ from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.data import aclimdb, text_files
 from imdb_bert.data.labels import file_labels, imdb_labels
 from imdb_bert.errors import UserError, run_script
-from imdb_bert.evaluation import report
+from imdb_bert.evaluation import report, task_report
 from imdb_bert.features import conversion, feature_cache
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
+from imdb_bert.data.label_cells import DEFAULT_SEPARATOR
 from imdb_bert.model.classifier import model_fn_builder
+from imdb_bert.model.tasks import (DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, SINGLE_LABEL,
+                                   TASKS, output_count)
 from imdb_bert.output import cleanup, disk_space, files, folder_lock, run_settings, run_state
 from imdb_bert.output.files import checkpoint_step
 from imdb_bert.serving.export import add_onnx_copy, export_for_prediction
@@ -48,10 +51,8 @@ def main(argv=None):
     settings.update(labels.settings())
 
     # Step 3: InputExamples.
-    train_InputExamples = conversion.make_examples(train[config.DATA_COLUMN],
-                                                 train[config.LABEL_COLUMN])
-    test_InputExamples = conversion.make_examples(test[config.DATA_COLUMN],
-                                                test[config.LABEL_COLUMN])
+    train_InputExamples = input_examples(train, labels)
+    test_InputExamples = input_examples(test, labels)
 
     # Step 4: the tokenizer that comes with the Hub module.
     bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
@@ -64,20 +65,21 @@ def main(argv=None):
     def convert(split, examples):
         return feature_cache.load_or_convert(OUTPUT_DIR, split, examples, labels.label_list,
                                              args.max_seq_length, tokenizer, vocab_file,
-                                             do_lower_case, args.truncate)
+                                             do_lower_case, args.truncate, labels.task)
     test_features_file = convert("test", test_InputExamples)
     train_features_file = None if args.eval_only else convert("train", train_InputExamples)
 
     # Steps 6-9: the model, the hyper-parameters and the Estimator.
     num_train_steps, num_warmup_steps = plan_steps(len(train), args, run)
     model_fn = model_fn_builder(
-        num_labels=len(labels.label_list), learning_rate=args.learning_rate,
+        num_labels=output_count(labels.task, labels.label_list),
+        learning_rate=args.learning_rate,
         num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
-        positive_index=labels.positive_index)
+        positive_index=labels.positive_index, task=labels.task, threshold=args.threshold)
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
     validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
-                                 OUTPUT_DIR)
+                                 OUTPUT_DIR, labels)
     run_record = run_settings.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
     signals.record_interruptions(run_record)
@@ -132,6 +134,14 @@ def make_output_dir(args, run):
     cleanup.remove_leftovers(output_dir)
     print("***** Model output directory: {} *****".format(output_dir))
     return output_dir
+
+
+def input_examples(df, labels):
+    """Step 3: the InputExamples of a DataFrame's rows: text_a, text_b with
+    --text-pair-column, and what the model learns of the label."""
+    return conversion.make_examples(df[config.DATA_COLUMN],
+                                    labels.targets(df[config.LABEL_COLUMN]),
+                                    df.get(text_files.TEXT_B))
 
 
 def load_data(args, run):
@@ -197,7 +207,8 @@ def make_estimator(model_fn, output_dir, session_config, args):
         model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size}))
 
 
-def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir):
+def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir,
+                    labels):
     """Evaluations of the validation sample during training (--validation-samples), or
     none, as in the notebook (and with --eval-only, which does not train)."""
     if dev is None or args.eval_only:
@@ -208,15 +219,14 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
         print("Validation reviews: %d, from the training split and not in the training "
               "sample" % len(dev))
     input_fn = feature_cache.input_fn_builder(
-        convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
-                                                     dev[config.LABEL_COLUMN])),
+        convert("validation", input_examples(dev, labels)),
         args.max_seq_length, is_training=False, drop_remainder=False)
     global_batch_size = run.global_batch_size(args.batch_size)
     every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))
     return validation.Validation(
         output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
         global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
-        run.leads, run.agree)
+        run.leads, run.agree, labels.task)
 
 
 def plan_steps(train_size, args, run):
@@ -276,7 +286,7 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
     eval_results.json, with the plots and test_predictions.csv from the same pass."""
     test_input_fn = feature_cache.input_fn_builder(
         test_features_file, max_seq_length, is_training=False, drop_remainder=False)
-    predictions = EvalPredictionsHook()
+    predictions = EvalPredictionsHook(labels.task)
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
     print(result)
@@ -284,6 +294,8 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
     results.update(report.write_report(output_dir, test, predictions.batches, labels))
     if "per_class" in results:
         print(report.per_class_text(results))
+    elif labels.task != SINGLE_LABEL:
+        print(task_report.summary_text(results, labels.task))
     files.write_json(os.path.join(output_dir, files.EVAL_RESULTS), results)
     print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
 
@@ -409,6 +421,18 @@ def add_file_flags(p):
     p.add_argument("--positive-label", default=None,
                    help="with two labels, the one precision, recall and F1 are about; "
                         "without it, the second")
+    p.add_argument("--text-pair-column", default=None,
+                   help="the files' column (JSON key) of a second text: sentence pairs "
+                        "(bert's text_b), e.g. paraphrase or question/answer")
+    p.add_argument("--task", choices=TASKS, default=SINGLE_LABEL,
+                   help="single-label: one label per text; multi-label: any number of "
+                        "labels per text; regression: a number per text")
+    p.add_argument("--label-separator", default=None,
+                   help="multi-label, CSV and TSV: what separates the labels in a cell "
+                        "(default %r; JSON Lines holds a list)" % DEFAULT_SEPARATOR)
+    p.add_argument("--threshold", type=proportion, default=None,
+                   help="multi-label: a label is predicted at this probability or more "
+                        "(default %s)" % DEFAULT_THRESHOLD)
 
 
 class NotebookDefault(int):
@@ -426,13 +450,44 @@ def check_file_flags(p, args):
             ("--validation-file", args.validation_file), ("--labels", args.labels),
             ("--positive-label", args.positive_label),
             ("--text-column", args.text_column != config.DATA_COLUMN),
-            ("--label-column", args.label_column != config.LABEL_COLUMN)) if value]
+            ("--label-column", args.label_column != config.LABEL_COLUMN),
+            ("--text-pair-column", args.text_pair_column),
+            ("--task", args.task != SINGLE_LABEL), ("--label-separator", args.label_separator),
+            ("--threshold", args.threshold is not None)) if value]
         if given:
             p.error("%s need --train-file and --test-file" % ", ".join(given))
     for name in ("train_samples", "test_samples"):
         if type(getattr(args, name)) is NotebookDefault:
             setattr(args, name, None if args.train_file else int(getattr(args, name)))
+    check_task_flags(args)
     text_files.check_paths(args)
+
+
+def check_task_flags(args):
+    """--task, --text-pair-column and the flags that go with them (docs/own-data.md)."""
+    multi_label_flags = [flag for flag, value in (
+        ("--label-separator", args.label_separator),
+        ("--threshold", args.threshold is not None)) if value]
+    if multi_label_flags and args.task != MULTI_LABEL:
+        raise UserError("%s: for --task multi-label only." % ", ".join(multi_label_flags))
+    if args.task == REGRESSION and args.labels is not None:
+        raise UserError("--labels: --task regression learns a number per text and has no "
+                        "labels; leave --labels out.")
+    if args.task != SINGLE_LABEL and args.positive_label is not None:
+        raise UserError("--positive-label: for --task single-label with two labels only.")
+    if args.label_separator == "":
+        raise UserError("--label-separator '': give a character that no label holds, such "
+                        "as %r." % DEFAULT_SEPARATOR)
+    if args.text_pair_column is not None and args.text_pair_column == args.text_column:
+        raise UserError("--text-pair-column %s is the --text-column too: name the column "
+                        "of the second text." % args.text_pair_column)
+    if args.text_pair_column and args.truncate != HEAD:
+        raise UserError("--truncate %s is for single texts; sentence pairs "
+                        "(--text-pair-column) are cut as bert cuts them, the longer text "
+                        "first (--truncate head)." % args.truncate)
+    if args.task == MULTI_LABEL:
+        args.label_separator = args.label_separator or DEFAULT_SEPARATOR
+        args.threshold = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
 
 
 def add_training_flags(p):

@@ -8,29 +8,45 @@ order --labels gives; the names are the labels themselves."""
 import re
 
 import config
+from imdb_bert.data.label_cells import check_separator_free
 from imdb_bert.errors import UserError
+from imdb_bert.model.tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 MAX_LABELS = 1000  # more distinct labels without --labels: most likely the wrong column
 SHOWN = 10  # labels named in an error
 
 
 class Labels:
-    """`columns`: the text and label columns' names, for test_predictions.csv."""
+    """`columns`: the text and label columns' names, for test_predictions.csv; `task`
+    (tasks.py); `multi_label`: (threshold, label separator) of a multi-label run."""
 
     def __init__(self, label_list, names, positive_index=1, from_files=False,
-                 columns=(config.DATA_COLUMN, config.LABEL_COLUMN)):
+                 columns=(config.DATA_COLUMN, config.LABEL_COLUMN), task=SINGLE_LABEL,
+                 pair_column=None, multi_label=(None, None)):
         self.label_list = list(label_list)
         self.names = list(names)
         self.positive_index = positive_index
         self.from_files = from_files
         self.columns = columns
+        self.task = task
+        self.pair_column = pair_column  # --text-pair-column, for test_predictions.csv
+        self.threshold, self.separator = multi_label  # --threshold, --label-separator
+
+    def targets(self, labels):
+        """What the model learns for each of `labels` (a DataFrame's label column): the
+        label itself (single-label: bert maps it to its index), a 0/1 tuple in label_list's
+        order (multi-label), the number (regression)."""
+        if self.task == MULTI_LABEL:
+            return [tuple(int(label in row) for label in self.label_list) for row in labels]
+        return list(labels)
 
     def settings(self):
         """What model_settings.json records (for aclImdb, the keys it always had)."""
         recorded = {"label_list": self.label_list, "label_names": self.names}
         if self.from_files:
             recorded["positive_label"] = (self.label_list[self.positive_index]
-                                          if len(self.label_list) == 2 else None)
+                                          if len(self.label_list) == 2
+                                          and self.task == SINGLE_LABEL else None)
         return recorded
 
 
@@ -41,6 +57,11 @@ def imdb_labels():
 def file_labels(args, train, others):
     """The Labels of a run on files: `train` is the training DataFrame, `others` {path:
     DataFrame} the test and validation files, whose labels must all be in the list."""
+    if args.task == REGRESSION:  # a number per text: no label list
+        return Labels([], [], from_files=True, columns=(args.text_column, args.label_column),
+                      task=REGRESSION, pair_column=args.text_pair_column)
+    if args.task == MULTI_LABEL:
+        return multi_labels(args, train, others)
     found = set(train[config.LABEL_COLUMN])
     if args.labels is not None:
         label_list = given_labels(args.labels, found, args.train_file)
@@ -53,16 +74,43 @@ def file_labels(args, train, others):
     if len(found) < 2:
         raise UserError("%s holds a single label (%r) in column %r: a classifier needs at "
                         "least two." % (args.train_file, next(iter(found)), args.label_column))
+    check_known(others, label_list, args.train_file, set)
+    return Labels(label_list, label_list, positive_index(args.positive_label, label_list),
+                  from_files=True, columns=(args.text_column, args.label_column),
+                  pair_column=args.text_pair_column)
+
+
+def multi_labels(args, train, others):
+    """The Labels of a multi-label run: every label of the training file, sorted (or
+    --labels); the other files may hold no other label."""
+    found = set().union(*train[config.LABEL_COLUMN])
+    if args.labels is not None:
+        label_list = given_labels(args.labels, found, args.train_file)
+        for label in label_list:
+            check_separator_free(label, args.label_separator, "--labels")
+    elif not found:
+        raise UserError("%s holds no label in column %r: every row's list is empty."
+                        % (args.train_file, args.label_column))
+    else:
+        label_list = sorted(found, key=label_order(found))
+    check_known(others, label_list, args.train_file, lambda rows: set().union(*rows))
+    return Labels(label_list, label_list, from_files=True,
+                  columns=(args.text_column, args.label_column), task=MULTI_LABEL,
+                  pair_column=args.text_pair_column,
+                  multi_label=(args.threshold, args.label_separator))
+
+
+def check_known(others, label_list, train_file, labels_in):
+    """Every label of the other files ({path: DataFrame or None}) is in label_list;
+    `labels_in(label column)` is the set of a file's labels."""
     for path, df in others.items():
         if df is None:
             continue
-        unknown = set(df[config.LABEL_COLUMN]) - set(label_list)
+        unknown = labels_in(df[config.LABEL_COLUMN]) - set(label_list)
         if unknown:
             raise UserError("%s holds labels that the training file %s lacks: %s. The model "
                             "can only predict the training labels." % (
-                                path, args.train_file, named(unknown, label_order(unknown))))
-    return Labels(label_list, label_list, positive_index(args.positive_label, label_list),
-                  from_files=True, columns=(args.text_column, args.label_column))
+                                path, train_file, named(unknown, label_order(unknown))))
 
 
 def label_order(labels):

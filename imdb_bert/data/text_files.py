@@ -20,10 +20,12 @@ import sys
 import pandas as pd
 from tqdm import tqdm
 
+from imdb_bert.data import label_cells
 from imdb_bert.errors import UserError
 
 DELIMITERS = {".csv": ",", ".tsv": "\t", ".jsonl": None}
 SHOWN_ROWS = 10  # row numbers named in an error
+TEXT_B = "text_b"  # the DataFrames' column of the second text (--text-pair-column)
 # A review may be long, but a field of more than 64 MB is an unclosed quote.
 csv.field_size_limit(min(sys.maxsize, 1 << 26))
 
@@ -81,28 +83,44 @@ def load_files(args):
     """(train, test, validation or None) DataFrames of the files; the training rows
     shuffled with the seed, as aclImdb's reviews are (the file may be sorted by label)."""
     def read(path):
-        return read_file(path, args.text_column, args.label_column) if path else None
+        return read_file(path, args.text_column, args.label_column,
+                         args.text_pair_column,
+                         label_cells.parser(args)) if path else None
     train = read(args.train_file)
     train = train.sample(frac=1, random_state=args.seed).reset_index(drop=True)
     return train, read(args.test_file), read(args.validation_file)
 
 
-def read_file(path, text_column, label_column):
-    """The file's rows as a DataFrame (sentence, polarity), with a progress bar."""
+def read_file(path, text_column, label_column, pair_column=None, parse_label=None):
+    """The file's rows as a DataFrame (sentence, polarity, and with `pair_column` its text
+    in text_b), with a progress bar. `parse_label(cell, path, row number)` turns a label
+    cell into the row's label (label_cells.py); without it, a label is text."""
     extension = os.path.splitext(path)[1].lower()
     size = os.path.getsize(path)
+    columns = [(text_column, "--text-column"), (label_column, "--label-column")]
+    if pair_column:
+        columns.append((pair_column, "--text-pair-column"))
     with open(path, "rb") as f, tqdm(total=size, desc="Loading %s" % path, unit="B",
                                      unit_scale=True, leave=False, mininterval=1.0,
                                      disable=size < (1 << 24)) as bar:
         lines = decoded_lines(f, path, bar)
         if extension == ".jsonl":
-            texts, labels, numbers = jsonl_rows(lines, path, text_column, label_column)
+            cells, numbers = jsonl_rows(lines, path, columns)
         else:
-            texts, labels, numbers = table_rows(lines, path, DELIMITERS[extension],
-                                                text_column, label_column)
+            cells, numbers = table_rows(lines, path, DELIMITERS[extension], columns)
+    texts = [as_text(cell) for cell in cells[0]]
     check_values(path, texts, numbers, "text", text_column)
-    check_values(path, labels, numbers, "label", label_column)
-    return pd.DataFrame({"sentence": texts, "polarity": labels})
+    table = {"sentence": texts}
+    if pair_column:
+        table[TEXT_B] = [as_text(cell) for cell in cells[2]]
+        check_values(path, table[TEXT_B], numbers, "second text", pair_column)
+    if parse_label:
+        table["polarity"] = [parse_label(cell, path, number)
+                             for cell, number in zip(cells[1], numbers)]
+    else:
+        table["polarity"] = [label_text(cell) for cell in cells[1]]
+        check_values(path, table["polarity"], numbers, "label", label_column)
+    return pd.DataFrame(table)
 
 
 def decoded_lines(binary_file, path, bar):
@@ -119,26 +137,25 @@ def decoded_lines(binary_file, path, bar):
                             "file as UTF-8." % (path, number, e.start + 1, e.reason)) from None
 
 
-def table_rows(lines, path, delimiter, text_column, label_column):
-    """(texts, labels, row numbers) of a CSV or TSV file; a blank record is skipped but
-    counted."""
+def table_rows(lines, path, delimiter, columns):
+    """([cells of each of `columns`], row numbers) of a CSV or TSV file; a blank record is
+    skipped but counted. `columns`: (name, flag) pairs."""
     reader = csv.reader(lines, delimiter=delimiter, strict=True)
     try:
         header = next(reader, None)
         if header is None:
-            raise UserError("%s is empty: it needs a header row naming the columns %r and %r."
-                            % (path, text_column, label_column))
-        columns = [column_index(path, header, name, flag) for name, flag in (
-            (text_column, "--text-column"), (label_column, "--label-column"))]
-        texts, labels, numbers, misshapen = [], [], [], []
+            raise UserError("%s is empty: it needs a header row naming the columns %s."
+                            % (path, " and ".join(repr(name) for name, _ in columns)))
+        indices = [column_index(path, header, name, flag) for name, flag in columns]
+        cells, numbers, misshapen = [[] for _ in columns], [], []
         for row_number, record in enumerate(reader, 1):
             if not record:
                 continue
             if len(record) != len(header):
                 misshapen.append(row_number)
                 continue
-            texts.append(record[columns[0]])
-            labels.append(record[columns[1]].strip())
+            for values, index in zip(cells, indices):
+                values.append(record[index])
             numbers.append(row_number)
     except csv.Error as e:
         raise UserError("%s line %d is not valid %s (%s): a quote out of place?"
@@ -148,7 +165,7 @@ def table_rows(lines, path, delimiter, text_column, label_column):
                         "A delimiter or a quote out of place?" % (
                             path, rows_said(len(misshapen)), len(header),
                             first_rows(misshapen)))
-    return texts, labels, numbers
+    return cells, numbers
 
 
 def column_index(path, header, name, flag):
@@ -158,10 +175,10 @@ def column_index(path, header, name, flag):
     return header.index(name)
 
 
-def jsonl_rows(lines, path, text_column, label_column):
-    """(texts, labels, line numbers) of a JSON Lines file, None where an object lacks the
-    key; a blank line is skipped but counted."""
-    texts, labels, numbers, keys = [], [], [], {}
+def jsonl_rows(lines, path, columns):
+    """([values of each of `columns`' keys, None where an object lacks it], line numbers) of
+    a JSON Lines file; a blank line is skipped but counted."""
+    cells, numbers, keys = [[] for _ in columns], [], {}
     for row_number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -174,16 +191,20 @@ def jsonl_rows(lines, path, text_column, label_column):
                 path, row_number, type(row).__name__))
         if len(keys) < 50:
             keys.update(dict.fromkeys(row))
-        texts.append(as_text(row.get(text_column)))
-        label = as_text(row.get(label_column))
-        labels.append(label.strip() if label is not None else None)
+        for values, (name, _) in zip(cells, columns):
+            values.append(row.get(name))
         numbers.append(row_number)
-    for name, flag, values in ((text_column, "--text-column", texts),
-                               (label_column, "--label-column", labels)):
-        if texts and all(value is None for value in values):
+    for (name, flag), values in zip(columns, cells):
+        if numbers and all(value is None for value in values):
             raise UserError("%s has no key %r (%s) in any object; its keys are: %s." % (
                 path, name, flag, ", ".join(repr(key) for key in keys)))
-    return texts, labels, numbers
+    return cells, numbers
+
+
+def label_text(cell):
+    """A single-label cell as the label: text without surrounding spaces."""
+    label = as_text(cell)
+    return label.strip() if label is not None else None
 
 
 def as_text(value):

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
 import config  # noqa: E402
+from imdb_bert.model.tasks import METRIC_NAMES, SINGLE_LABEL  # noqa: E402
 from imdb_bert.output.files import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
                                     TEST_PREDICTIONS, write_file)
 
@@ -30,8 +31,11 @@ def write_report(output_dir, test, eval_batches, labels):
     """Write the plots and the CSV for `test` (the DataFrame evaluated, in order) from the
     batches an EvalPredictionsHook collected; returns the keys to add to eval_results.
     `labels`: the run's Labels (labels.py)."""
+    if labels.task != SINGLE_LABEL:
+        from imdb_bert.evaluation import task_report  # it plots with this module's helpers
+        return task_report.write_report(output_dir, test, eval_batches, labels)
     label_ids = np.concatenate([batch["label_ids"] for batch in eval_batches])
-    log_probs = np.concatenate([batch["log_probs"] for batch in eval_batches])
+    log_probs = np.concatenate([batch["outputs"] for batch in eval_batches])
     index = {label: i for i, label in enumerate(labels.label_list)}
     if not np.array_equal(label_ids, test[config.LABEL_COLUMN].map(index).to_numpy()):
         raise RuntimeError("evaluated examples are not the test sample, in order")
@@ -65,18 +69,24 @@ def predictions_csv(test, label_ids, predicted, probabilities, labels):
     """test_predictions.csv: each test text, its label, the predicted one, and the positive
     label's probability (two labels) or every label's (probability_<label>)."""
     label_values = np.array(labels.label_list, dtype=object)
-    text_column, label_column = labels.columns
-    table = pd.DataFrame({
-        text_column: test[config.DATA_COLUMN],
-        label_column: label_values[label_ids],
-        "predicted_label": label_values[predicted],
-    })
+    table = texts_table(test, labels)
+    table[labels.columns[1]] = label_values[label_ids]
+    table["predicted_label"] = label_values[predicted]
     if len(labels.label_list) == 2:
         table["probability_positive"] = probabilities[:, labels.positive_index]
     else:
         for i, name in enumerate(labels.names):
             table["probability_%s" % name] = probabilities[:, i]
     return table.to_csv(index=False)
+
+
+def texts_table(test, labels):
+    """The first columns of test_predictions.csv: the test texts (and second texts of
+    pairs) under the columns' names."""
+    table = pd.DataFrame({labels.columns[0]: test[config.DATA_COLUMN]})
+    if labels.pair_column:
+        table[labels.pair_column] = test["text_b"]
+    return table
 
 
 def per_class_metrics(report, label_names):
@@ -142,9 +152,10 @@ def roc_curve_png(label_ids, positive, positive_name="Positive"):
     return png_bytes(figure)
 
 
-def write_learning_curves(path, training_losses, history, best_step):
+def write_learning_curves(path, training_losses, history, best_step, metric="eval_accuracy"):
     """learning_curves.png: training loss and validation loss against the step, validation
-    accuracy on a second axis, the best step marked."""
+    accuracy (or the task's `metric`, unless that is the loss) on a second axis, the best
+    step marked."""
     figure, loss_axes = plt.subplots(figsize=(7, 4.5))
     if training_losses:
         steps, losses = zip(*training_losses)
@@ -154,14 +165,17 @@ def write_learning_curves(path, training_losses, history, best_step):
                    label="validation loss")
     loss_axes.set_xlabel("global step")
     loss_axes.set_ylabel("loss")
-    accuracy_axes = loss_axes.twinx()
-    accuracy_axes.plot(steps, [entry["eval_accuracy"] for entry in history], "s-",
-                       color="tab:green", label="validation accuracy")
-    accuracy_axes.set_ylabel("validation accuracy")
+    all_axes = [loss_axes]
+    if metric != "loss":
+        name = METRIC_NAMES[metric]
+        accuracy_axes = loss_axes.twinx()
+        accuracy_axes.plot(steps, [entry[metric] for entry in history], "s-",
+                           color="tab:green", label="validation " + name)
+        accuracy_axes.set_ylabel("validation " + name)
+        all_axes.append(accuracy_axes)
     loss_axes.axvline(best_step, color="grey", linestyle="--",
                       label="best step %d" % best_step)
-    handles = [h for axes in (loss_axes, accuracy_axes)
-               for h in axes.get_legend_handles_labels()[0]]
+    handles = [h for axes in all_axes for h in axes.get_legend_handles_labels()[0]]
     loss_axes.legend(handles=handles, loc="center right")
     loss_axes.set_title("Learning curves")
     write_file(path, png_bytes(figure))

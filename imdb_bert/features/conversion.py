@@ -4,8 +4,9 @@ from tqdm import tqdm
 
 from imdb_bert import device
 from imdb_bert.compat import hub, run_classifier, tf, tokenization
-from imdb_bert.features.fast_tokenizer import FastTokenizer, encode
+from imdb_bert.features.fast_tokenizer import FastTokenizer, encode, encode_pairs
 from imdb_bert.features.truncation import HEAD, truncating
+from imdb_bert.model.tasks import SINGLE_LABEL
 
 
 def tokenization_info(module_path):
@@ -30,17 +31,28 @@ def create_tokenizer_from_hub_module(module_path, fast=False):
     return create_tokenizer(vocab_file, do_lower_case, fast)
 
 
-def make_examples(sentences, labels):
-    return [run_classifier.InputExample(guid=None, text_a=sentence, text_b=None, label=label)
-            for sentence, label in zip(sentences, labels)]
+def make_examples(sentences, labels, pairs=None):
+    """InputExamples of single sentences, or with `pairs` of sentence pairs (text_b)."""
+    pairs = [None] * len(labels) if pairs is None else pairs
+    return [run_classifier.InputExample(guid=None, text_a=sentence, text_b=pair, label=label)
+            for sentence, pair, label in zip(sentences, pairs, labels)]
 
 
 def convert_examples(examples, label_list, max_seq_length, tokenizer, desc="Converting",
-                     truncate=HEAD):
+                     truncate=HEAD, task=SINGLE_LABEL):
     """Step 5: run_classifier.convert_examples_to_features, with a progress bar; with a
     FastTokenizer the same features, many times faster. Either way the first examples are
     converted (and logged, as in the notebook) by run_classifier itself. `truncate`: the
-    pieces a longer text keeps (truncation.py)."""
+    pieces a longer text keeps (truncation.py). Multi-label and regression (`task`): each
+    example's label is what the model learns (a 0/1 tuple, a number), kept as it is."""
+    if task != SINGLE_LABEL:
+        features = convert_examples(
+            [run_classifier.InputExample(guid=None, text_a=example.text_a,
+                                         text_b=example.text_b, label=0)
+             for example in examples], [0], max_seq_length, tokenizer, desc, truncate)
+        for feature, example in zip(features, examples):
+            feature.label_id = example.label
+        return features
     tf.logging.info("Writing example 0 of %d" % len(examples))
     fast = isinstance(tokenizer, FastTokenizer)
     reference = truncating(tokenizer.reference if fast else tokenizer, truncate,
@@ -67,11 +79,16 @@ def convert_examples(examples, label_list, max_seq_length, tokenizer, desc="Conv
 
 def fast_convert_examples(examples, label_list, max_seq_length, tokenizer, truncate=HEAD):
     """The same InputFeatures as run_classifier.convert_examples_to_features (single
-    sentences, text_b None); `tokenizer` is a FastTokenizer."""
+    sentences, or pairs with text_b); `tokenizer` is a FastTokenizer."""
     label_map = {label: i for i, label in enumerate(label_list)}
-    encoded = encode([example.text_a for example in examples], max_seq_length, tokenizer,
-                     truncate)
+    texts = [example.text_a for example in examples]
+    if any(example.text_b is not None for example in examples):
+        encoded = encode_pairs(texts, [example.text_b for example in examples],
+                               max_seq_length, tokenizer)
+    else:
+        encoded = [(input_ids, input_mask, [0] * max_seq_length) for input_ids, input_mask
+                   in encode(texts, max_seq_length, tokenizer, truncate)]
     return [run_classifier.InputFeatures(
-        input_ids=input_ids, input_mask=input_mask, segment_ids=[0] * max_seq_length,
+        input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids,
         label_id=label_map[example.label], is_real_example=True)
-        for example, (input_ids, input_mask) in zip(examples, encoded)]
+        for example, (input_ids, input_mask, segment_ids) in zip(examples, encoded)]

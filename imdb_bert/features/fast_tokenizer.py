@@ -16,7 +16,7 @@ Two savings, both exact:
 from tokenizers import BertWordPieceTokenizer
 
 from imdb_bert.features import wordpiece
-from imdb_bert.features.truncation import HEAD, keep
+from imdb_bert.features.truncation import HEAD, keep, truncate_pair
 
 # Printable ASCII, tab and newlines: the same in both (and checked by the tests).
 SAFE = frozenset(chr(c) for c in range(0x20, 0x7F)) | {"\t", "\n", "\r"}
@@ -135,4 +135,33 @@ def encode(texts, max_seq_length, tokenizer, truncate=HEAD):
         input_ids = [cls_id] + ids + [sep_id]
         padding = [0] * (max_seq_length - len(input_ids))
         encoded.append((input_ids + padding, [1] * len(input_ids) + padding))
+    return encoded
+
+
+def encode_pairs(texts_a, texts_b, max_seq_length, tokenizer):
+    """(input_ids, input_mask, segment_ids) of each pair as run_classifier builds them:
+    [CLS] a [SEP] b [SEP], segment ids 0 up to the first [SEP] and 1 after it, the pair cut
+    by truncate_pair to max_seq_length - 3 pieces. As in bert, a second text without pieces
+    ("", None, only spaces) leaves a single text, cut to max_seq_length - 2."""
+    vocab = tokenizer.reference.vocab
+    cls_id, sep_id = vocab["[CLS]"], vocab["[SEP]"]
+    # Each text keeps at most these pieces, and truncate_pair only drops last ones: the
+    # first pieces of each are enough.
+    all_a = tokenizer.ids(texts_a, max_seq_length - 2)
+    with_b = [i for i, text in enumerate(texts_b) if text]
+    all_b = dict(zip(with_b, tokenizer.ids([texts_b[i] for i in with_b], max_seq_length - 3)))
+    encoded = []
+    for i, ids_a in enumerate(all_a):
+        ids_b = all_b.get(i) or []
+        if ids_b:
+            ids_a = list(ids_a)
+            truncate_pair(ids_a, ids_b, max_seq_length - 3)
+            input_ids = [cls_id] + ids_a + [sep_id] + ids_b + [sep_id]
+            segment_ids = [0] * (len(ids_a) + 2) + [1] * (len(ids_b) + 1)
+        else:
+            input_ids = [cls_id] + ids_a + [sep_id]
+            segment_ids = [0] * len(input_ids)
+        padding = [0] * (max_seq_length - len(input_ids))
+        encoded.append((input_ids + padding, [1] * len(input_ids) + padding,
+                        segment_ids + padding))
     return encoded

@@ -12,9 +12,12 @@ import hashlib
 import json
 import os
 
+import numpy as np
+
 from imdb_bert.compat import run_classifier, tf
 from imdb_bert.features import conversion
 from imdb_bert.features.truncation import HEAD
+from imdb_bert.model.tasks import SINGLE_LABEL
 from imdb_bert.output.files import features_file, write_json
 
 FORMAT = b"features-v1"
@@ -23,25 +26,34 @@ SHUFFLE_BUFFER = 100  # run_classifier.input_fn_builder's
 
 
 def cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case,
-              truncate=HEAD):
+              truncate=HEAD, task=SINGLE_LABEL):
     digest = hashlib.sha256(FORMAT)
     with tf.io.gfile.GFile(vocab_file, "rb") as f:
         digest.update(f.read())
     digest.update(repr((do_lower_case, max_seq_length, list(label_list))).encode())
-    if truncate != HEAD:  # head's keys stay as before --truncate: old caches stay valid
+    # The keys of single-label runs on single texts with --truncate head stay as they were
+    # before these options: their old caches stay valid.
+    if truncate != HEAD:
         digest.update(repr(truncate).encode())
+    if task != SINGLE_LABEL:
+        digest.update(repr(task).encode())
+    pairs = any(example.text_b is not None for example in examples)
+    if pairs:
+        digest.update(b"text_b")
     for example in examples:
         digest.update(repr(example.label).encode() + b"\0")
         digest.update(example.text_a.encode("utf-8", "surrogatepass") + b"\0")
+        if pairs:
+            digest.update(example.text_b.encode("utf-8", "surrogatepass") + b"\0")
     return digest.hexdigest()[:16]
 
 
 def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tokenizer,
-                    vocab_file, do_lower_case, truncate=HEAD):
+                    vocab_file, do_lower_case, truncate=HEAD, task=SINGLE_LABEL):
     """The TFRecord file of the InputFeatures of `examples`: the cached one when its key
     matches and it is whole; else converted and written."""
     key = cache_key(examples, label_list, max_seq_length, vocab_file, do_lower_case,
-                    truncate)
+                    truncate, task)
     path = features_file(output_dir, split, key)
     if tf.io.gfile.exists(path):
         problem = damage(path, len(examples))
@@ -52,7 +64,7 @@ def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tok
               % (split, path, problem))
     converted = conversion.convert_examples(
         examples, label_list, max_seq_length, tokenizer, desc="Converting %s reviews" % split,
-        truncate=truncate)
+        truncate=truncate, task=task)
     # Other keys' files of this split, with their .json (and a damaged file of this key).
     for stale in tf.io.gfile.glob(features_file(output_dir, split, "*") + "*"):
         tf.io.gfile.remove(stale)
@@ -62,17 +74,28 @@ def load_or_convert(output_dir, split, examples, label_list, max_seq_length, tok
 
 def write_features(path, feature_list):
     """Write the file (under a temporary name, renamed when complete), then its
-    <path>.json with the record count and SHA-256."""
+    <path>.json with the record count and SHA-256. A label that is a label's index is an
+    int64; the targets of multi-label (0/1 per label) and regression (a number) are
+    floats, whose count per record the .json records as "label_width"."""
     tmp = "%s.tmp-%d" % (path, os.getpid())
+    width = None
     with tf.io.TFRecordWriter(tmp) as writer:
         for feature in feature_list:
+            is_index = isinstance(feature.label_id, int)
             values = (feature.input_ids, feature.input_mask, feature.segment_ids,
-                      [feature.label_id], [int(feature.is_real_example)])
-            example = tf.train.Example(features=tf.train.Features(feature={
-                name: tf.train.Feature(int64_list=tf.train.Int64List(value=list(value)))
-                for name, value in zip(FIELDS, values)}))
+                      [feature.label_id] if is_index else [], [int(feature.is_real_example)])
+            fields = {name: tf.train.Feature(int64_list=tf.train.Int64List(value=list(value)))
+                      for name, value in zip(FIELDS, values)}
+            if not is_index:
+                targets = [float(value) for value in np.ravel(feature.label_id)]
+                width = len(targets)
+                fields["label_ids"] = tf.train.Feature(
+                    float_list=tf.train.FloatList(value=targets))
+            example = tf.train.Example(features=tf.train.Features(feature=fields))
             writer.write(example.SerializeToString())
     record = {"records": len(feature_list), "sha256": file_sha256(tmp)}
+    if width is not None:
+        record["label_width"] = width
     tf.io.gfile.rename(tmp, path, overwrite=True)
     write_json(path + ".json", record)
 
@@ -91,6 +114,13 @@ def damage(path, expected_records):
     return None
 
 
+def label_width(path):
+    """The number of float targets per record of the cache file at `path` (multi-label,
+    regression), or None for a label index."""
+    with tf.io.gfile.GFile(path + ".json") as f:
+        return json.load(f).get("label_width")
+
+
 def file_sha256(path):
     digest = hashlib.sha256()
     with tf.io.gfile.GFile(path, "rb") as f:
@@ -100,12 +130,14 @@ def file_sha256(path):
 
 
 def read_features(path):
-    """The InputFeatures in the file at `path`, in order."""
+    """The InputFeatures in the file at `path`, in order (the floats of a multi-label or
+    regression target as a list)."""
     feature_list = []
     for record in tf.io.tf_record_iterator(path):
         fields = tf.train.Example.FromString(record).features.feature
         input_ids, input_mask, segment_ids, label_ids, is_real = (
             list(fields[name].int64_list.value) for name in FIELDS)
+        label_ids = label_ids or [list(fields["label_ids"].float_list.value)]
         feature_list.append(run_classifier.InputFeatures(
             input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids,
             label_id=label_ids[0], is_real_example=bool(is_real[0])))
@@ -120,10 +152,14 @@ def input_fn_builder(path, seq_length, is_training, drop_remainder, seed=None):
     columns = {name: tf.io.FixedLenFeature([seq_length], tf.int64)
                for name in ("input_ids", "input_mask", "segment_ids")}
     columns["label_ids"] = tf.io.FixedLenFeature([], tf.int64)
+    width = label_width(path)
+    if width is not None:  # multi-label or regression: float targets [batch, width]
+        columns["label_ids"] = tf.io.FixedLenFeature([width], tf.float32)
 
     def decode(records):
         batch = tf.io.parse_example(records, columns)
-        return {name: tf.cast(batch[name], tf.int32) for name in columns}
+        return {name: batch[name] if batch[name].dtype == tf.float32
+                else tf.cast(batch[name], tf.int32) for name in columns}
 
     def input_fn(params):
         records = tf.data.TFRecordDataset(path)

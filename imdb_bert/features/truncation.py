@@ -5,12 +5,24 @@ With n = max_seq_length - 2 pieces of room ([CLS] and [SEP] take the other two):
   tail       the last n;
   head+tail  the first floor(n / 4) and the last n - floor(n / 4) (31 + 95 at 128).
 A text of n pieces or fewer is kept whole in every mode. Sun et al. 2019, "How to
-Fine-Tune BERT for Text Classification?", found head+tail best on IMDB.
+Fine-Tune BERT for Text Classification?", found head+tail best on IMDB. Sentence pairs
+(--text-pair-column) take bert's cut only (truncate_pair): head, the longer text first.
 
 Nothing here imports TensorFlow: predict.py's ONNX path uses it too.
 """
 HEAD = "head"
 MODES = (HEAD, "tail", "head+tail")
+
+
+def truncate_pair(pieces_a, pieces_b, max_pieces):
+    """Sentence pairs, in place: bert's run_classifier._truncate_seq_pair (here without
+    TensorFlow, for predict.py's ONNX path), which drops the last piece of the longer text
+    (of the second when they are as long) until both fit in `max_pieces`."""
+    while len(pieces_a) + len(pieces_b) > max_pieces:
+        if len(pieces_a) > len(pieces_b):
+            pieces_a.pop()
+        else:
+            pieces_b.pop()
 
 
 def keep(pieces, mode, max_pieces):

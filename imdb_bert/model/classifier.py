@@ -4,7 +4,9 @@ by one restores in the other (and the notebook's own checkpoints restore too: th
 variable names are the notebook's)."""
 import config
 from imdb_bert.compat import f1_score, hub, tf
+from imdb_bert.model import heads
 from imdb_bert.model.optimizer import create_optimizer
+from imdb_bert.model.tasks import DEFAULT_THRESHOLD, SINGLE_LABEL
 
 # Tensors the project's hooks read by name (hooks.py), so the model_fn needs no hooks.
 REPORTED_LOSS = "reported_loss"  # training: the loss of the whole (global) batch
@@ -13,9 +15,11 @@ LOG_PROBS = "loss/log_probs"
 
 
 def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids, labels,
-                 num_labels, bert_hub):
+                 num_labels, bert_hub, task=SINGLE_LABEL, threshold=DEFAULT_THRESHOLD):
     """The notebook's create_model. Deviations (docs/deviations.md): the head's dropout runs
-    in training only, and the predicted labels keep their batch dimension."""
+    in training only, and the predicted labels keep their batch dimension. Multi-label and
+    regression (`task`) take the same layer's logits to their own head (heads.py);
+    `num_labels` is then the number of outputs."""
     # No tags={"train"}, as in the notebook: BERT's own dropout stays off.
     bert_module = hub.Module(bert_hub, trainable=True)
     bert_inputs = dict(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)
@@ -37,6 +41,8 @@ def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids,
                                          rate=1.0 - config.HEAD_DROPOUT_KEEP_PROB)
         logits = tf.matmul(output_layer, output_weights, transpose_b=True)
         logits = tf.nn.bias_add(logits, output_bias)
+        if task != SINGLE_LABEL:
+            return heads.head(task, logits, labels, is_predicting, threshold)
         log_probs = tf.nn.log_softmax(logits, axis=-1, name="log_probs")
         predicted_labels = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
         if is_predicting:
@@ -71,12 +77,13 @@ def metric_fn(label_ids, predicted_labels, num_labels=2, positive_index=1):
 
 
 def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
-                     loss_scaling=False, average=None, positive_index=1):
+                     loss_scaling=False, average=None, positive_index=1, task=SINGLE_LABEL,
+                     threshold=DEFAULT_THRESHOLD):
     """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
     `loss_scaling` for float16 mixed precision (--use-amp); `average`, a function mapping a
     list of tensors to their averages over several processes (--horovod), each of which
     trains on params["batch_size"] reviews; `positive_index`, the label the two-label
-    metrics are about."""
+    metrics are about; `task` and, for multi-label, `threshold` (tasks.py, heads.py)."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -90,12 +97,14 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
         if is_predicting:
             predicted_labels, log_probs = create_model(
                 is_training, is_predicting, input_ids, input_mask, segment_ids,
-                label_ids, num_labels, bert_hub)
+                label_ids, num_labels, bert_hub, task, threshold)
+            if task != SINGLE_LABEL:
+                return heads.predict_spec(task, mode, predicted_labels, log_probs)
             return predict_spec(mode, predicted_labels, log_probs)
 
         loss, predicted_labels, log_probs = create_model(
             is_training, is_predicting, input_ids, input_mask, segment_ids,
-            label_ids, num_labels, bert_hub)
+            label_ids, num_labels, bert_hub, task, threshold)
         if is_training:
             train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps,
                                         loss_scaling, average)
@@ -104,9 +113,11 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             loss = tf.identity(loss, name=REPORTED_LOSS)
             return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op)
         tf.identity(label_ids, name=EVAL_LABEL_IDS)
-        return tf.estimator.EstimatorSpec(
-            mode=mode, loss=loss,
-            eval_metric_ops=metric_fn(label_ids, predicted_labels, num_labels, positive_index))
+        if task != SINGLE_LABEL:
+            metrics = heads.metric_fn(task, label_ids, predicted_labels)
+        else:
+            metrics = metric_fn(label_ids, predicted_labels, num_labels, positive_index)
+        return tf.estimator.EstimatorSpec(mode=mode, loss=loss, eval_metric_ops=metrics)
 
     return model_fn
 

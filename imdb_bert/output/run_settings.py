@@ -18,13 +18,15 @@ from imdb_bert.output.files import (MODEL_SETTINGS, REPOSITORY, RUN_INFO, has_ch
 EVALUATION_SETTINGS = ("bert_hub", "max_seq_length", "label_list", "label_names",
                        "do_lower_case", "seed", "data_dir", "test_samples", "truncate",
                        # a run on the user's files (--train-file) records these too
-                       "test_file_sha256", "text_column", "label_column", "positive_label")
+                       "test_file_sha256", "text_column", "label_column", "positive_label",
+                       "task", "text_pair_column", "threshold", "label_separator")
 TRAINING_SETTINGS = ("train_samples", "validation_samples", "eval_every_steps", "keep_best",
                      "early_stopping_patience", "epochs", "batch_size", "learning_rate",
                      "warmup_proportion", "use_amp", "processes",
                      "train_file_sha256", "validation_file_sha256")
 # What every run had before its key was recorded (predict.py reads a missing key so too).
-OLDER_RUNS_HAD = {"truncate": "head"}
+OLDER_RUNS_HAD = {"truncate": "head", "task": "single-label", "text_pair_column": None,
+                  "threshold": None, "label_separator": None}
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
             "scikit-learn", "matplotlib")
 
@@ -57,7 +59,9 @@ def model_settings(args, use_amp, runtime):
     if args.train_file:  # the labels come from the files, once read (labels.py)
         from imdb_bert.data import text_files  # train.py only: predict.py needs no pandas here
         del settings["label_list"], settings["label_names"]
-        settings.update(text_files.settings(args))
+        settings.update(text_files.settings(args), task=args.task,
+                        text_pair_column=args.text_pair_column, threshold=args.threshold,
+                        label_separator=args.label_separator)
     if args.eval_only:
         return {key: settings[key] for key in EVALUATION_SETTINGS if key in settings}
     return settings

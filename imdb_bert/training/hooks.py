@@ -18,6 +18,8 @@ import numpy as np
 from imdb_bert import signals
 from imdb_bert.compat import tf
 from imdb_bert.model.classifier import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
+from imdb_bert.model.heads import EVAL_OUTPUTS
+from imdb_bert.model.tasks import SINGLE_LABEL
 
 
 class StopOnSignalHook(tf.train.SessionRunHook):
@@ -121,18 +123,20 @@ class ProgressHook(tf.train.SessionRunHook):
 
 
 class EvalPredictionsHook(tf.train.SessionRunHook):
-    """Collects each evaluated example's label and log-probabilities in `batches`, in
-    input order, so the evaluation pass also yields what the plots and the CSV need. Pass
-    it to estimator.evaluate(hooks=[...]) and read `batches` afterwards."""
+    """Collects each evaluated example's label and log-probabilities (multi-label: each
+    label's probability; regression: the value) in `batches`, in input order, so the
+    evaluation pass also yields what the plots and the CSV need. Pass it to
+    estimator.evaluate(hooks=[...]) and read `batches` afterwards."""
 
-    def __init__(self):
+    def __init__(self, task=SINGLE_LABEL):
         self.batches = []
+        self._outputs = LOG_PROBS if task == SINGLE_LABEL else EVAL_OUTPUTS
 
     def begin(self):
         self.batches = []
         graph = tf.get_default_graph()
         self._tensors = {"label_ids": graph.get_tensor_by_name(EVAL_LABEL_IDS + ":0"),
-                         "log_probs": graph.get_tensor_by_name(LOG_PROBS + ":0")}
+                         "outputs": graph.get_tensor_by_name(self._outputs + ":0")}
 
     def before_run(self, run_context):
         return tf.train.SessionRunArgs(self._tensors)

@@ -12,6 +12,7 @@ import os
 
 from imdb_bert.compat import tf
 from imdb_bert.evaluation import report
+from imdb_bert.model.tasks import BEST_METRIC, METRIC_NAMES, SINGLE_LABEL
 from imdb_bert.output import files, run_state
 from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LEARNING_CURVES,
                                     VALIDATION_HISTORY, read_json, write_json)
@@ -40,7 +41,7 @@ class Validation(NoValidation):
     and writes (process 0), `agree` spreads its stop decision to every process."""
 
     def __init__(self, output_dir, input_fn, steps, examples_per_step, train_size, keep_best,
-                 patience, leads, agree):
+                 patience, leads, agree, task=SINGLE_LABEL):
         self.output_dir = output_dir
         self.input_fn = input_fn
         self.steps = steps
@@ -51,12 +52,15 @@ class Validation(NoValidation):
         self.agree = agree
         self.history_path = os.path.join(output_dir, VALIDATION_HISTORY)
         self.history = read_json(self.history_path) or []
+        self.metric, self.higher_is_better = BEST_METRIC[task]
 
     def best(self):
-        """The history entry of the highest validation accuracy (ties: the earlier)."""
+        """The history entry of the best validation metric (tasks.BEST_METRIC: accuracy,
+        micro F1 or the loss; ties: the earlier)."""
         if not self.history:
             return None
-        return max(self.history, key=lambda entry: (entry["eval_accuracy"],
+        sign = 1 if self.higher_is_better else -1
+        return max(self.history, key=lambda entry: (sign * entry[self.metric],
                                                     -entry["global_step"]))
 
     def stopped_early(self):
@@ -92,8 +96,10 @@ class Validation(NoValidation):
         entry = dict(result, epoch=round(step * self.epochs_per_step, 4))
         self.history.append(entry)
         write_json(self.history_path, self.history)
-        print("Validation at step %d (epoch %.2f): accuracy %.4f, loss %.4f"
-              % (step, entry["epoch"], entry["eval_accuracy"], entry["loss"]))
+        shown = "" if self.metric == "loss" else "%s %.4f, " % (
+            METRIC_NAMES[self.metric], entry[self.metric])
+        print("Validation at step %d (epoch %.2f): %sloss %.4f"
+              % (step, entry["epoch"], shown, entry["loss"]))
         if self.keep_best and self.best() is entry:
             keep_checkpoint(self.output_dir, estimator.latest_checkpoint(), step)
 
@@ -110,7 +116,8 @@ class Validation(NoValidation):
         if self.leads and self.history:
             report.write_learning_curves(
                 os.path.join(self.output_dir, LEARNING_CURVES),
-                training_losses(self.output_dir), self.history, best["global_step"])
+                training_losses(self.output_dir), self.history, best["global_step"],
+                self.metric)
 
 
 def evaluation_steps(num_train_steps, every_steps):
