@@ -32,14 +32,20 @@ from imdb_bert import signals
 from imdb_bert.errors import CONTEXT, UserError, run_script
 from imdb_bert.output import files, run_settings, run_state
 from imdb_bert.output.files import checkpoint_step, newest_export
-from imdb_bert.serving import onnx_model
+from imdb_bert.model.tasks import SINGLE_LABEL, task_of
+from imdb_bert.serving import answers, inputs, onnx_model
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sentences", nargs="*", help="sentences to classify")
-    p.add_argument("--file", help="read sentences from this file, one per line (- for stdin)")
+    p.add_argument("--file", help="read sentences from this file, one per line (- for stdin); "
+                                  "a .csv, .tsv or .jsonl file: its rows, in the columns "
+                                  "the model was trained on")
+    p.add_argument("--pair", action="append", metavar="TEXT",
+                   help="the second text of a sentence pair (a model trained with "
+                        "--text-pair-column): one --pair per sentence, in their order")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     p.add_argument("--jsonl", action="store_true",
                    help="print one JSON object per line (the elements of --json's list), "
@@ -65,13 +71,13 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's log")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)  # "a" --pair "b" "c" --pair "d": sentences in order
 
 
 def read_sentences(args):
     """The sentences to classify, in order; blank lines of --file are skipped."""
     sentences = list(args.sentences)
-    if args.file:
+    if args.file and not inputs.is_table(args.file):  # a table: inputs.py, once settings are read
         try:
             if args.file == "-":
                 lines = split_lines(sys.stdin.buffer.read().decode("utf-8"))
@@ -89,7 +95,7 @@ def read_sentences(args):
             print("Skipped %d blank lines of %s" % (len(lines) - len(kept), args.file),
                   file=sys.stderr)
         sentences += kept
-    if not sentences:
+    if not sentences and not inputs.is_table(args.file):
         raise UserError("No sentences to classify: give them as arguments or with --file.")
     return sentences
 
@@ -154,6 +160,7 @@ def main(argv=None):
         raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
                         "the folder it wrote)." % args.output_dir)
     settings = model_settings(args)
+    sentences, pairs = inputs.sentences_and_pairs(args, settings, sentences)
     run_state.check_trained(args.output_dir, checkpoint, settings, args.allow_untrained)
     export_dir, export_info = newest_export(args.output_dir)
     if args.from_checkpoint:
@@ -166,19 +173,19 @@ def main(argv=None):
         if reason == "no %s in it" % onnx_model.MODEL_FILE:
             say_how_to_write_the_onnx_copy(args)
 
-    output = Output(sentences, settings["label_names"], args)
+    output = Output(sentences, settings, args, pairs)
     log_probs = None
     if export_dir and not reason:
         print("Predicting with ONNX Runtime on the CPU: %s"
               % onnx_model.model_path(export_dir), file=sys.stderr)
         try:
             log_probs = predict_with_onnx(export_dir, settings, sentences, args.batch_size,
-                                          output.write)
+                                          output.write, pairs)
         except onnx_model.DamagedModel as damage:
             reason = "its ONNX copy cannot be loaded: %s" % damage
     if log_probs is None:
         predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason,
-                                output.write)
+                                output.write, pairs)
     output.finish()
     return 0
 
@@ -208,16 +215,16 @@ def onnx_unusable(args, export_dir, sentence_count):
     return None
 
 
-def predict_with_onnx(export_dir, settings, sentences, batch_size, on_batch):
+def predict_with_onnx(export_dir, settings, sentences, batch_size, on_batch, pairs):
     batch_count = -(-len(sentences) // batch_size)
     with tqdm(total=batch_count, desc="Predicting", unit=" batches",
               disable=len(sentences) <= batch_size, file=sys.stderr) as progress:
         return onnx_model.predict(export_dir, settings, sentences, batch_size, progress.update,
-                                  on_batch)
+                                  on_batch, pairs)
 
 
 def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason,
-                            on_batch):
+                            on_batch, pairs):
     """Log-probabilities from the SavedModel in `export_dir`, else (none, or damaged) from
     the checkpoint through the Estimator. TensorFlow is imported here only: the ONNX path
     answers in less time than its import takes."""
@@ -237,21 +244,23 @@ def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, r
               file=sys.stderr)
         try:
             return predict_from_export(export_dir, settings, sentences, args.batch_size,
-                                       session_config, on_batch)
+                                       session_config, on_batch, pairs)
         except DamagedExport as damage:
             reason = "the export %s is damaged: %s" % (export_dir, damage)
     print("Restoring %s through the Estimator (%s)." % (checkpoint, reason), file=sys.stderr)
-    return restore_and_predict(args, checkpoint, settings, sentences, session_config, on_batch)
+    return restore_and_predict(args, checkpoint, settings, sentences, session_config, on_batch,
+                               pairs)
 
 
-def restore_and_predict(args, checkpoint, settings, sentences, session_config, on_batch):
+def restore_and_predict(args, checkpoint, settings, sentences, session_config, on_batch,
+                        pairs):
     """Log-probabilities from `checkpoint` through the Estimator; from the newest one if a
     training run that writes the folder deletes it first."""
     from imdb_bert.serving.inference import CheckpointGone, predict_from_checkpoint
     while True:
         try:
             return predict_from_checkpoint(args.output_dir, checkpoint, settings, sentences,
-                                           args.batch_size, session_config, on_batch)
+                                           args.batch_size, session_config, on_batch, pairs)
         except CheckpointGone:
             newer = files.latest_checkpoint(args.output_dir)
             if newer in (None, checkpoint):
@@ -264,8 +273,9 @@ def restore_and_predict(args, checkpoint, settings, sentences, session_config, o
 
 
 def check_label_count(output_dir, log_probs, label_names):
-    """The model's outputs must be the labels model_settings.json names."""
-    if np.shape(log_probs)[-1] != len(label_names):
+    """The model's outputs must be the labels model_settings.json names (a regression's
+    values, one per sentence, name none)."""
+    if np.ndim(log_probs) == 2 and np.shape(log_probs)[-1] != len(label_names):
         raise UserError("The model in %s has %d outputs but its model_settings.json names %d "
                         "labels (%s): the folder mixes two runs. Train again with "
                         "--do-delete, or pass the --output-dir of the run."
@@ -280,10 +290,12 @@ class Output:
     takes effect once it is written, so every line on stdout is whole."""
     current = None  # for the signal handler: what has been done
 
-    def __init__(self, sentences, label_names, args):
+    def __init__(self, sentences, settings, args, pairs=None):
         self.sentences = sentences
-        self.label_names = label_names
+        self.settings = settings
+        self.label_names = settings["label_names"]
         self.args = args
+        self.pairs = pairs  # the second texts of sentence pairs, or None
         self.done = 0
         self.items = []  # --json's list
         self.writing = False
@@ -295,8 +307,13 @@ class Output:
         check_label_count(self.args.output_dir, log_probs, self.label_names)
         self.writing = True
         sentences = self.sentences[self.done:self.done + len(log_probs)]
-        items = [prediction(sentence, lps, self.label_names)
+        task = task_of(self.settings)
+        items = [prediction(sentence, lps, self.label_names) if task == SINGLE_LABEL
+                 else answers.answer(task, sentence, lps, self.settings)
                  for sentence, lps in zip(sentences, log_probs)]
+        if self.pairs is not None:
+            for item, pair in zip(items, self.pairs[self.done:]):
+                item["pair"] = pair
         if self.args.json:
             self.items += items
         elif self.args.jsonl:
@@ -324,10 +341,16 @@ def prediction(sentence, log_probs, label_names):
 
 
 def plain_line(item):
+    """label, its probability, the log-probabilities, the sentence (and its pair); for
+    multi-label and regression, answers.plain_text's fields, then the sentence."""
+    texts = "\t".join(item[key].translate(LINE_BREAKS) for key in ("sentence", "pair")
+                      if key in item)
+    if "label" not in item:
+        return "%s\t%s" % (answers.plain_text(item), texts)
     probabilities = item["probabilities"]
     return "%s\t%.4f\t[%s]\t%s" % (item["label"], max(probabilities),
                                    ", ".join("%.4f" % lp for lp in item["log_probabilities"]),
-                                   item["sentence"].translate(LINE_BREAKS))
+                                   texts)
 
 
 class Interrupted(BaseException):

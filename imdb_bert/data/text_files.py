@@ -95,19 +95,10 @@ def read_file(path, text_column, label_column, pair_column=None, parse_label=Non
     """The file's rows as a DataFrame (sentence, polarity, and with `pair_column` its text
     in text_b), with a progress bar. `parse_label(cell, path, row number)` turns a label
     cell into the row's label (label_cells.py); without it, a label is text."""
-    extension = os.path.splitext(path)[1].lower()
-    size = os.path.getsize(path)
     columns = [(text_column, "--text-column"), (label_column, "--label-column")]
     if pair_column:
         columns.append((pair_column, "--text-pair-column"))
-    with open(path, "rb") as f, tqdm(total=size, desc="Loading %s" % path, unit="B",
-                                     unit_scale=True, leave=False, mininterval=1.0,
-                                     disable=size < (1 << 24)) as bar:
-        lines = decoded_lines(f, path, bar)
-        if extension == ".jsonl":
-            cells, numbers = jsonl_rows(lines, path, columns)
-        else:
-            cells, numbers = table_rows(lines, path, DELIMITERS[extension], columns)
+    cells, numbers = read_cells(path, columns)
     texts = [as_text(cell) for cell in cells[0]]
     check_values(path, texts, numbers, "text", text_column)
     table = {"sentence": texts}
@@ -121,6 +112,20 @@ def read_file(path, text_column, label_column, pair_column=None, parse_label=Non
         table["polarity"] = [label_text(cell) for cell in cells[1]]
         check_values(path, table["polarity"], numbers, "label", label_column)
     return pd.DataFrame(table)
+
+
+def read_cells(path, columns):
+    """([cells of each of `columns`], row numbers) of a .csv, .tsv or .jsonl file, with a
+    progress bar; `columns`: (name, flag) pairs, the flag for a message naming it."""
+    extension = os.path.splitext(path)[1].lower()
+    size = os.path.getsize(path)
+    with open(path, "rb") as f, tqdm(total=size, desc="Loading %s" % path, unit="B",
+                                     unit_scale=True, leave=False, mininterval=1.0,
+                                     disable=size < (1 << 24)) as bar:
+        lines = decoded_lines(f, path, bar)
+        if extension == ".jsonl":
+            return jsonl_rows(lines, path, columns)
+        return table_rows(lines, path, DELIMITERS[extension], columns)
 
 
 def decoded_lines(binary_file, path, bar):

@@ -4,7 +4,7 @@ from tqdm import tqdm
 
 from imdb_bert import device
 from imdb_bert.compat import hub, run_classifier, tf, tokenization
-from imdb_bert.features.fast_tokenizer import FastTokenizer, encode, encode_pairs
+from imdb_bert.features.fast_tokenizer import FastTokenizer, encode_inputs
 from imdb_bert.features.truncation import HEAD, truncating
 from imdb_bert.model.tasks import SINGLE_LABEL
 
@@ -81,14 +81,11 @@ def fast_convert_examples(examples, label_list, max_seq_length, tokenizer, trunc
     """The same InputFeatures as run_classifier.convert_examples_to_features (single
     sentences, or pairs with text_b); `tokenizer` is a FastTokenizer."""
     label_map = {label: i for i, label in enumerate(label_list)}
-    texts = [example.text_a for example in examples]
-    if any(example.text_b is not None for example in examples):
-        encoded = encode_pairs(texts, [example.text_b for example in examples],
-                               max_seq_length, tokenizer)
-    else:
-        encoded = [(input_ids, input_mask, [0] * max_seq_length) for input_ids, input_mask
-                   in encode(texts, max_seq_length, tokenizer, truncate)]
+    pairs = [example.text_b for example in examples]
+    encoded = encode_inputs([example.text_a for example in examples],
+                            None if all(pair is None for pair in pairs) else pairs,
+                            max_seq_length, tokenizer, truncate)
     return [run_classifier.InputFeatures(
         input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids,
         label_id=label_map[example.label], is_real_example=True)
-        for example, (input_ids, input_mask, segment_ids) in zip(examples, encoded)]
+        for example, input_ids, input_mask, segment_ids in zip(examples, *encoded)]

@@ -138,6 +138,17 @@ def encode(texts, max_seq_length, tokenizer, truncate=HEAD):
     return encoded
 
 
+def encode_inputs(texts, pairs, max_seq_length, tokenizer, truncate=HEAD):
+    """(input_ids, input_mask, segment_ids), each a list over the texts: of single texts
+    (`pairs` None) or of pairs, as the model's inputs take them."""
+    if pairs is None:
+        encoded = [(ids, mask, [0] * max_seq_length)
+                   for ids, mask in encode(texts, max_seq_length, tokenizer, truncate)]
+    else:
+        encoded = encode_pairs(texts, pairs, max_seq_length, tokenizer)
+    return tuple(list(column) for column in zip(*encoded))
+
+
 def encode_pairs(texts_a, texts_b, max_seq_length, tokenizer):
     """(input_ids, input_mask, segment_ids) of each pair as run_classifier builds them:
     [CLS] a [SEP] b [SEP], segment ids 0 up to the first [SEP] and 1 after it, the pair cut

@@ -14,12 +14,13 @@ import numpy as np
 
 from imdb_bert import device
 from imdb_bert.features import conversion
-from imdb_bert.features.fast_tokenizer import encode
+from imdb_bert.features.fast_tokenizer import encode_inputs
 from imdb_bert.model.classifier import serving_input_receiver_fn_builder
 from imdb_bert.output.files import EXPORT_INFO, checkpoint_step, export_root, newest_export, \
     remove_old_exports
 from imdb_bert.serving import onnx_model
-from imdb_bert.serving.inference import saved_model_log_probs
+from imdb_bert.model.tasks import SERVING_OUTPUT, SINGLE_LABEL, task_of
+from imdb_bert.serving.inference import saved_model_outputs
 
 
 def export_for_prediction(estimator, checkpoint, output_dir, max_seq_length):
@@ -87,15 +88,20 @@ def add_onnx_copy(export_dir, settings):
 
 
 def onnx_difference(export_dir, onnx_file, settings):
-    """The largest difference in probability between the SavedModel (float32, on the CPU:
-    a GPU's TF32 matmuls would differ by more than the tolerance) and the ONNX file."""
+    """The largest difference in probability (regression: in value) between the SavedModel
+    (float32, on the CPU: a GPU's TF32 matmuls would differ by more than the tolerance) and
+    the ONNX file. A model of sentence pairs gets the sentences as pairs with themselves."""
     tokenizer = conversion.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
                                           settings["do_lower_case"], fast=True)
-    encoded = encode(CHECK_SENTENCES, settings["max_seq_length"], tokenizer)
-    input_ids, input_mask = [ids for ids, _ in encoded], [mask for _, mask in encoded]
+    pairs = CHECK_SENTENCES if settings.get("text_pair_column") else None
+    inputs = encode_inputs(CHECK_SENTENCES, pairs, settings["max_seq_length"], tokenizer)
     config = device.base_session_config()
     config.device_count["GPU"] = 0
-    expected = saved_model_log_probs(export_dir, input_ids, input_mask, len(encoded), config)
-    actual = onnx_model.log_probabilities(onnx_model.session(onnx_file), input_ids,
-                                          input_mask, len(encoded))
-    return float(np.abs(np.exp(actual) - np.exp(expected)).max())
+    task = task_of(settings)
+    expected = saved_model_outputs(export_dir, inputs, len(CHECK_SENTENCES), config,
+                                   SERVING_OUTPUT[task])
+    actual = onnx_model.outputs(onnx_model.session(onnx_file), inputs, len(CHECK_SENTENCES),
+                                SERVING_OUTPUT[task])
+    if task == SINGLE_LABEL:  # log-probabilities
+        expected, actual = np.exp(expected), np.exp(actual)
+    return float(np.abs(actual - expected).max())

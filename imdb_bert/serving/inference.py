@@ -13,6 +13,8 @@ from imdb_bert.features import conversion
 from imdb_bert.features.truncation import HEAD
 from imdb_bert.model import hub_module
 from imdb_bert.model.classifier import model_fn_builder
+from imdb_bert.model.tasks import CHECKPOINT_OUTPUT, SERVING_OUTPUT, output_count, task_of
+from imdb_bert.serving.onnx_model import INPUTS
 from imdb_bert.output import files
 
 
@@ -25,13 +27,13 @@ class CheckpointGone(Exception):
     same folder keeps only its newest checkpoints."""
 
 
-def sentence_features(sentences, settings, tokenizer):
-    """The notebook's getPrediction features: dummy label, the model's max_seq_length."""
-    examples = conversion.make_examples(sentences, [settings["label_list"][0]] * len(sentences))
-    return conversion.convert_examples(examples, settings["label_list"],
-                                     settings["max_seq_length"], tokenizer,
-                                     desc="Converting sentences",
-                                     truncate=settings.get("truncate", HEAD))
+def sentence_features(sentences, settings, tokenizer, pairs=None):
+    """The notebook's getPrediction features: dummy label, the model's max_seq_length;
+    with `pairs`, each sentence's second text."""
+    examples = conversion.make_examples(sentences, [0] * len(sentences), pairs)
+    return conversion.convert_examples(examples, [0], settings["max_seq_length"], tokenizer,
+                                       desc="Converting sentences",
+                                       truncate=settings.get("truncate", HEAD))
 
 
 def batches(items, size):
@@ -44,60 +46,66 @@ LOAD_ERRORS = (tf.errors.OpError, OSError, ValueError, KeyError, DecodeError)
 
 
 def predict_from_export(export_dir, settings, sentences, batch_size, session_config,
-                        on_batch=None):
-    """Log-probabilities [n, 2] from the exported SavedModel, each batch's also passed to
-    `on_batch` as soon as they are computed; DamagedExport if it cannot be loaded."""
+                        on_batch=None, pairs=None):
+    """The task's outputs (tasks.SERVING_OUTPUT: log-probabilities [n, labels] for
+    single-label) from the exported SavedModel, each batch's also passed to `on_batch` as
+    soon as they are computed; DamagedExport if it cannot be loaded."""
     try:
         tokenizer = conversion.create_tokenizer(
             os.path.join(export_dir, "assets", "vocab.txt"), settings["do_lower_case"],
             fast=True)
     except LOAD_ERRORS as e:
         raise DamagedExport("%s: %s" % (type(e).__name__, e)) from e
-    feats = sentence_features(sentences, settings, tokenizer)
+    feats = sentence_features(sentences, settings, tokenizer, pairs)
     progress = tqdm(total=len(batches(feats, batch_size)), desc="Predicting", unit=" batches",
                     disable=len(feats) <= batch_size, file=sys.stderr)
+    inputs = ([f.input_ids for f in feats], [f.input_mask for f in feats],
+              [f.segment_ids for f in feats])
     with progress:
-        return saved_model_log_probs(export_dir, [f.input_ids for f in feats],
-                                     [f.input_mask for f in feats], batch_size, session_config,
-                                     progress.update, on_batch)
+        return saved_model_outputs(export_dir, inputs, batch_size, session_config,
+                                   SERVING_OUTPUT[task_of(settings)], progress.update,
+                                   on_batch)
 
 
-def saved_model_log_probs(export_dir, input_ids, input_mask, batch_size, session_config,
-                          progress=None, on_batch=None):
-    """Log-probabilities [n, 2] of encoded single sentences (segment ids all 0) from the
-    SavedModel in `export_dir`."""
+def saved_model_outputs(export_dir, inputs, batch_size, session_config,
+                        output_name="log_probabilities", progress=None, on_batch=None):
+    """The output `output_name` of the SavedModel in `export_dir` for `inputs`, the lists
+    (input_ids, input_mask, segment_ids) of the encoded sentences."""
     with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
         try:
             meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
             signature = meta_graph.signature_def["serving_default"]
-            output = signature.outputs["log_probabilities"].name
+            output = signature.outputs[output_name].name
         except LOAD_ERRORS as e:
             message = e.message if isinstance(e, tf.errors.OpError) else str(e)
             raise DamagedExport("%s: %s" % (type(e).__name__, message.splitlines()[0])) from e
-        log_probs = []
-        for start in range(0, len(input_ids), batch_size):
-            ids = np.asarray(input_ids[start:start + batch_size], np.int32)
-            feed = {signature.inputs["input_ids"].name: ids,
-                    signature.inputs["input_mask"].name: input_mask[start:start + batch_size],
-                    signature.inputs["segment_ids"].name: np.zeros_like(ids)}
-            log_probs.append(sess.run(output, feed))
+        outputs = []
+        for start in range(0, len(inputs[0]), batch_size):
+            feed = {signature.inputs[name].name: np.asarray(values[start:start + batch_size],
+                                                            np.int32)
+                    for name, values in zip(INPUTS, inputs)}
+            outputs.append(sess.run(output, feed))
             if on_batch:
-                on_batch(log_probs[-1])
+                on_batch(outputs[-1])
             if progress:
                 progress(1)
-    return np.concatenate(log_probs)
+    return np.concatenate(outputs)
 
 
 def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size,
-                            session_config, on_batch=None):
-    """Log-probabilities [n, 2] from `checkpoint`, through the Estimator and model_fn; those
-    of each `batch_size` sentences also passed to `on_batch` as soon as they are computed."""
+                            session_config, on_batch=None, pairs=None):
+    """The task's outputs (log-probabilities for single-label) from `checkpoint`, through
+    the Estimator and model_fn; those of each `batch_size` sentences also passed to
+    `on_batch` as soon as they are computed."""
     bert_hub = hub_module.resolve(settings["bert_hub"])
     tokenizer = conversion.create_tokenizer_from_hub_module(bert_hub, fast=True)
-    feats = sentence_features(sentences, settings, tokenizer)
+    feats = sentence_features(sentences, settings, tokenizer, pairs)
+    task = task_of(settings)
     estimator = tf.estimator.Estimator(
-        model_fn=model_fn_builder(num_labels=len(settings["label_list"]), learning_rate=0.0,
-                                  num_train_steps=1, num_warmup_steps=0, bert_hub=bert_hub),
+        model_fn=model_fn_builder(num_labels=output_count(task, settings["label_list"]),
+                                  learning_rate=0.0, num_train_steps=1, num_warmup_steps=0,
+                                  bert_hub=bert_hub, task=task,
+                                  threshold=settings.get("threshold")),
         config=tf.estimator.RunConfig(model_dir=output_dir, session_config=session_config),
         params={"batch_size": batch_size})
     input_fn = run_classifier.input_fn_builder(
@@ -108,7 +116,7 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
         for prediction in tqdm(estimator.predict(input_fn, checkpoint_path=checkpoint),
                                total=len(feats), desc="Predicting", unit=" sentences",
                                disable=len(feats) <= batch_size, file=sys.stderr):
-            predictions.append(prediction["probabilities"])
+            predictions.append(prediction[CHECKPOINT_OUTPUT[task]])
             if on_batch and (len(predictions) % batch_size == 0
                              or len(predictions) == len(feats)):
                 on_batch(np.stack(predictions[(len(predictions) - 1) // batch_size

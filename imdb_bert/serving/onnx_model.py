@@ -12,8 +12,9 @@ import sys
 
 import numpy as np
 
-from imdb_bert.features.fast_tokenizer import FastTokenizer, encode
+from imdb_bert.features.fast_tokenizer import FastTokenizer, encode_inputs
 from imdb_bert.features.truncation import HEAD
+from imdb_bert.model.tasks import SERVING_OUTPUT, task_of
 
 MODEL_FILE = "model.onnx"
 OPSET = 17
@@ -118,18 +119,17 @@ def session(path):
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def log_probabilities(model, input_ids, input_mask, batch_size, progress=None, on_batch=None):
-    """Log-probabilities [n, 2] of the encoded sentences (segment ids all 0, as for single
-    sentences) from an ONNX Runtime session, `batch_size` at a time; each batch's are also
-    passed to `on_batch` as soon as they are computed."""
-    input_ids = np.asarray(input_ids, dtype=np.int32)
-    input_mask = np.asarray(input_mask, dtype=np.int32)
+def outputs(model, inputs, batch_size, output_name="log_probabilities", progress=None,
+            on_batch=None):
+    """The output `output_name` (tasks.SERVING_OUTPUT) of an ONNX Runtime session for
+    `inputs`, the lists (input_ids, input_mask, segment_ids) of the encoded sentences,
+    `batch_size` at a time; each batch's are also passed to `on_batch` as soon as they are
+    computed."""
+    inputs = [np.asarray(values, dtype=np.int32) for values in inputs]
     outputs = []
-    for start in range(0, len(input_ids), batch_size):
-        ids = input_ids[start:start + batch_size]
-        feed = dict(zip(INPUTS, (ids, input_mask[start:start + batch_size],
-                                 np.zeros_like(ids))))
-        outputs.append(model.run(["log_probabilities"], feed)[0])
+    for start in range(0, len(inputs[0]), batch_size):
+        feed = {name: values[start:start + batch_size] for name, values in zip(INPUTS, inputs)}
+        outputs.append(model.run([output_name], feed)[0])
         if on_batch:
             on_batch(outputs[-1])
         if progress:
@@ -141,19 +141,21 @@ class DamagedModel(Exception):
     """model.onnx or the export's vocab cannot be loaded."""
 
 
-def predict(export_dir, settings, sentences, batch_size, progress=None, on_batch=None):
-    """Log-probabilities [n, 2] of `sentences` from the export's model.onnx, tokenized with
-    its vocab as train.py's features were; DamagedModel if either cannot be loaded."""
+def predict(export_dir, settings, sentences, batch_size, progress=None, on_batch=None,
+            pairs=None):
+    """The task's outputs (log-probabilities [n, labels] for single-label) for `sentences`
+    (with `pairs`, their second texts) from the export's model.onnx, tokenized with its
+    vocab as train.py's features were; DamagedModel if either cannot be loaded."""
     try:
         tokenizer = FastTokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
                                   settings["do_lower_case"])
         model = session(model_path(export_dir))
     except Exception as e:  # onnxruntime and tokenizers raise plain Exceptions
         raise DamagedModel("%s: %s" % (type(e).__name__, str(e).splitlines()[0])) from e
-    encoded = encode(sentences, settings["max_seq_length"], tokenizer,
-                     settings.get("truncate", HEAD))
-    return log_probabilities(model, [ids for ids, _ in encoded],
-                             [mask for _, mask in encoded], batch_size, progress, on_batch)
+    inputs = encode_inputs(sentences, pairs, settings["max_seq_length"], tokenizer,
+                           settings.get("truncate", HEAD))
+    return outputs(model, inputs, batch_size, SERVING_OUTPUT[task_of(settings)], progress,
+                   on_batch)
 
 
 def nvidia_driver_present():
