@@ -217,17 +217,22 @@ def test_predict_pairs_on_each_path_and_from_the_test_file(pairs):
 
 
 def test_predict_multi_label_on_each_path(multi_label):
+    """Test texts with no label, one and both: each path predicts what the evaluation did
+    (test_predictions.csv), an empty list included."""
     output_dir = multi_label[0]
-    texts = ["great excellent wonderful great film", "the film was a film",
-             "awful terrible boring , but great excellent wonderful"]
-    answers = predictions_on_each_path(output_dir, *texts)
+    table = pd.read_csv(os.path.join(output_dir, "test_predictions.csv"), keep_default_na=False)
+    rows = [table[table["polarity"] == labels].iloc[0]
+            for labels in ("", "praise", "complaint|praise")]
+    answers = predictions_on_each_path(output_dir, *[row["sentence"] for row in rows])
     for items in answers.values():
-        assert [item["labels"] for item in items] == [["praise"], [], ["complaint", "praise"]]
+        assert ["|".join(item["labels"]) for item in items] == [
+            row["predicted_labels"] for row in rows]
         assert all(item["label_names"] == sorted(TOPICS) for item in items)
+    assert answers["onnx"][0]["labels"] == []
     np.testing.assert_allclose([i["probabilities"] for i in answers["onnx"]],
                                [i["probabilities"] for i in answers["savedmodel"]], atol=1e-4)
-    plain = run_predict("--output-dir", output_dir, texts[1])
-    assert plain.stdout.startswith("-\t" + texts[1])
+    plain = run_predict("--output-dir", output_dir, rows[0]["sentence"])
+    assert plain.stdout == "-\t%s\n" % rows[0]["sentence"]
 
 
 def test_predict_regression_on_each_path(regression):
@@ -284,7 +289,7 @@ def test_bad_input_stops_with_one_line(tiny_module, tmp_path):
         result = run_train(*training_flags(output_dir, tiny_module, *flags))
         assert result.returncode == 2, result.stderr[-2000:]
         last = result.stderr.strip().splitlines()[-1]
-        assert last.startswith("error: " + message), last
+        assert last.startswith("error: ") and message in last, last
         assert "Traceback" not in result.stderr
         assert not os.path.exists(os.path.join(output_dir, "model_settings.json"))
     for flags, message in cases[2:4]:
