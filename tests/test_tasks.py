@@ -303,3 +303,34 @@ def test_bad_input_stops_with_one_line(tiny_module, tmp_path):
         with pytest.raises(UserError) as error:
             train.parse_args(training_flags(str(tmp_path / "out"), tiny_module, *flags))
         assert message in str(error.value)
+
+
+def horovod_installed():
+    import importlib.util
+    return importlib.util.find_spec("horovod") is not None
+
+
+@pytest.mark.skipif(not horovod_installed(), reason="Horovod is not installed (make horovod)")
+def test_horovod_trains_pairs_in_step(tiny_module, tmp_path):
+    """Two processes on sentence pairs with the regression head: both end at the planned
+    step with the same weights, and process 0 evaluates."""
+    import subprocess
+    from test_horovod import DIGEST, environment, horovodrun_command
+    rows = [(first, second, 1.0 if label == "yes" else 0.0)
+            for first, second, label in pair_rows(4, 40)]
+    train = write_table(tmp_path / "train.csv", rows, ("question", "answer", "score"))
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    args = ["--horovod", *training_flags(output_dir, tiny_module, "--train-file", train,
+                                         "--test-file", train, "--text-column", "question",
+                                         "--text-pair-column", "answer", "--label-column",
+                                         "score", "--task", "regression", epochs="1"),
+            "--batch-size", "4"]  # 40 pairs at a global batch of 8: 5 steps
+    result = subprocess.run(horovodrun_command(args), cwd=os.path.dirname(train),
+                            env=environment(str(tmp_path)), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    digests = sorted(DIGEST.findall(result.stderr))
+    assert [(rank, step) for rank, _, step, _ in digests] == [("0", "5"), ("1", "5")]
+    assert digests[0][3] == digests[1][3]
+    results = read_json(os.path.join(output_dir, "eval_results.json"))
+    assert set(results) == {"mse", "mae", "pearson", "spearman", "r2", "loss", "global_step"}
