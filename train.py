@@ -15,13 +15,13 @@ import config
 from imdb_bert import device, errors, signals
 from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.data import aclimdb, text_files
+from imdb_bert.data.label_cells import DEFAULT_SEPARATOR
 from imdb_bert.data.labels import file_labels, imdb_labels
 from imdb_bert.errors import UserError, run_script
 from imdb_bert.evaluation import report, task_report
 from imdb_bert.features import conversion, feature_cache
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
-from imdb_bert.data.label_cells import DEFAULT_SEPARATOR
 from imdb_bert.model.classifier import model_fn_builder
 from imdb_bert.model.tasks import (DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, SINGLE_LABEL,
                                    TASKS, output_count)

@@ -103,9 +103,9 @@ def pairs(tiny_module, tmp_path_factory):
     train = write_table(folder / "train.csv", pair_rows(1, 200),
                         ("question", "answer", "label"))
     test = pair_jsonl(folder / "test.jsonl", pair_rows(2, 60))
-    return trained_run(tiny_module, folder, "--train-file", train, "--test-file", test,
-                       "--text-column", "question", "--text-pair-column", "answer",
-                       "--label-column", "label") + (test,)
+    flags = ["--train-file", train, "--test-file", test, "--text-column", "question",
+             "--text-pair-column", "answer", "--label-column", "label"]
+    return trained_run(tiny_module, folder, *flags) + (test, flags)
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +130,7 @@ def regression(tiny_module, tmp_path_factory):
 
 
 def test_pairs_learn_from_both_texts_and_report_as_single_label(pairs):
-    output_dir, result, _ = pairs
+    output_dir, result, _, _ = pairs
     settings = read_json(os.path.join(output_dir, "model_settings.json"))
     assert (settings["task"], settings["text_column"], settings["text_pair_column"]) == (
         "single-label", "question", "answer")
@@ -195,7 +195,7 @@ def predictions_on_each_path(output_dir, *inputs):
 
 
 def test_predict_pairs_on_each_path_and_from_the_test_file(pairs):
-    output_dir, _, test_file = pairs
+    output_dir, _, test_file, _ = pairs
     both, one = "great wonderful film , loved it", "awful boring plot"
     answers = predictions_on_each_path(output_dir, both, "--pair", "excellent superb story",
                                        both, "--pair", one)
@@ -214,6 +214,19 @@ def test_predict_pairs_on_each_path_and_from_the_test_file(pairs):
     assert accuracy == pytest.approx(results["eval_accuracy"], abs=1e-6)
     unpaired = run_predict("--output-dir", output_dir, both)
     assert unpaired.returncode == 2 and "give one --pair after each sentence" in unpaired.stderr
+
+
+def test_eval_only_with_another_task_or_columns_stops_before_restoring(pairs, tiny_module):
+    output_dir, _, _, flags = pairs
+    before = sorted(os.listdir(output_dir))
+    single = [flag for flag in flags if flag not in ("--text-pair-column", "answer")]
+    for changed, message in ((single, "text_pair_column: 'answer' now None"),
+                             (flags + ["--task", "regression"],
+                              "task: 'single-label' now 'regression'")):
+        result = run_train(*training_flags(output_dir, tiny_module, *changed), "--eval-only")
+        assert result.returncode == 2, result.stderr[-2000:]
+        assert message in result.stderr and "Traceback" not in result.stderr
+    assert sorted(os.listdir(output_dir)) == before
 
 
 def test_predict_multi_label_on_each_path(multi_label):

@@ -131,7 +131,8 @@ def test_empty_files_and_bad_json(tmp_path):
 def file_args(tmp_path, **flags):
     values = dict(train_file=None, test_file=None, validation_file=None,
                   text_column="sentence", label_column="polarity", labels=None,
-                  positive_label=None, seed=42)
+                  positive_label=None, seed=42, task="single-label", text_pair_column=None,
+                  label_separator=None, threshold=None)
     values.update(flags)
     return argparse.Namespace(**values)
 

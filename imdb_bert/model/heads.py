@@ -34,13 +34,13 @@ def metric_fn(task, labels, predicted):
     the evaluated examples: each batch's values are collected, and the metrics computed by
     task_metrics' own functions at the end, so they are scikit-learn's and scipy's."""
     if task == MULTI_LABEL:
-        true, score, keys = labels, predicted, task_metrics.MULTI_LABEL_KEYS
-        scores = task_metrics.multi_label_scores
+        true, keys, scores = (labels, task_metrics.MULTI_LABEL_KEYS,
+                              task_metrics.multi_label_scores)
     else:
-        true, score, keys = labels[:, 0], predicted, task_metrics.REGRESSION_KEYS
-        scores = task_metrics.regression_scores
+        true, keys, scores = (labels[:, 0], task_metrics.REGRESSION_KEYS,
+                              task_metrics.regression_scores)
     all_true, update_true = collected(tf.cast(true, tf.float32), "true_values")
-    all_predicted, update_predicted = collected(tf.cast(score, tf.float32),
+    all_predicted, update_predicted = collected(tf.cast(predicted, tf.float32),
                                                 "predicted_values")
     update = tf.group(update_true, update_predicted)
 
