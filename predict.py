@@ -5,6 +5,7 @@ notebook's getPrediction, from the command line, without retraining).
     python predict.py "That movie was absolutely awful" "Absolutely fantastic!"
     python predict.py --file reviews.txt --json        # one sentence per line; - is stdin
     python predict.py --file reviews.txt --jsonl       # one JSON object per line, streamed
+    python predict.py "first text" --pair "second"     # a model of sentence pairs
 
 Output, one line per sentence: label, probability of that label, the log-probabilities of
 [Negative, Positive] (or of the run's labels, in the order of model_settings.json's

@@ -4,6 +4,7 @@ Sentiment with BERT on TF Hub", step by step, as a script.
     python train.py                       # the notebook's run: BERT-Base, 5000/5000 reviews
     python train.py --bert-hub DIR        # a local Hub module (see imdb_bert/tools/make_hub_module.py)
     python train.py --train-file train.csv --test-file test.csv   # your own labelled texts
+    python train.py ... --text-pair-column b --task multi-label  # pairs, multi-label, regression
     horovodrun -np 4 python train.py --horovod   # 4 GPUs (make horovod installs Horovod)
 """
 import argparse

@@ -14,6 +14,7 @@ import pandas as pd  # noqa: E402
 from sklearn import metrics  # noqa: E402
 
 import config  # noqa: E402
+from imdb_bert.data.text_files import TEXT_B  # noqa: E402
 from imdb_bert.model.tasks import METRIC_NAMES, SINGLE_LABEL  # noqa: E402
 from imdb_bert.output.files import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
                                     TEST_PREDICTIONS, write_file)
@@ -85,7 +86,7 @@ def texts_table(test, labels):
     pairs) under the columns' names."""
     table = pd.DataFrame({labels.columns[0]: test[config.DATA_COLUMN]})
     if labels.pair_column:
-        table[labels.pair_column] = test["text_b"]
+        table[labels.pair_column] = test[TEXT_B]
     return table
 
 

@@ -3,14 +3,14 @@ single-label lines and objects are predict.py's own): the --json/--jsonl object 
 plain line."""
 import numpy as np
 
-from imdb_bert.model.tasks import DEFAULT_THRESHOLD, MULTI_LABEL
+from imdb_bert.model.tasks import MULTI_LABEL
 
 
 def answer(task, sentence, outputs, settings):
     """The --json object of one input: multi-label `labels` (those at or above the
     threshold, possibly none) and every label's probability; regression `value`."""
     if task == MULTI_LABEL:
-        threshold = settings.get("threshold") or DEFAULT_THRESHOLD
+        threshold = settings["threshold"]
         names = settings["label_names"]
         return {"sentence": sentence,
                 "labels": [name for name, p in zip(names, outputs) if p >= threshold],
