@@ -344,7 +344,8 @@ def parse_args(argv=None):
     add_validation_flags(p)
     add_speed_flags(p)
     p.add_argument("--eval-only", action="store_true",
-                   help="evaluate the latest checkpoint in the output dir, without training")
+                   help="evaluate the trained model in the output dir without training: the best "
+                        "checkpoint kept by --keep-best, else the latest")
     p.add_argument("--horovod", action="store_true",
                    help="data-parallel training in every process horovodrun starts (one per "
                         "GPU); --batch-size is per process, so the global batch is "
@@ -356,7 +357,8 @@ def parse_args(argv=None):
         ("--eval-every-steps", args.eval_every_steps), ("--keep-best", args.keep_best),
         ("--early-stopping-patience", args.early_stopping_patience)) if value]
     if needs_validation and not args.validation_samples and not args.validation_file:
-        p.error("%s needs --validation-samples N" % ", ".join(needs_validation))
+        p.error("%s needs --validation-samples N or --validation-file FILE"
+                % ", ".join(needs_validation))
     check_file_flags(p, args)
     return args
 

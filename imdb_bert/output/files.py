@@ -215,5 +215,6 @@ def remove_old_exports(output_dir, keep):
 
 
 def features_file(output_dir, split, key):
-    """The TFRecord file of cached features of `split` ("train" or "test") under `key`."""
+    """The TFRecord file of cached features of `split` ("train", "validation" or "test")
+    under `key`."""
     return os.path.join(output_dir, "%s%s-%s.tf_record" % (FEATURES_PREFIX, split, key))
