@@ -4,6 +4,7 @@ import ast
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,95 @@ def test_every_training_or_prediction_session_gets_a_config():
                     and not any(keyword.arg == "config" for keyword in node.keywords)):
                 configless.append("%s:%d" % (os.path.relpath(path, ROOT), node.lineno))
     assert configless == []
+
+
+def package_module(path):
+    """imdb_bert/output/files.py -> imdb_bert.output.files (a package: its __init__)."""
+    name = os.path.relpath(path, ROOT)[:-len(".py")].replace(os.sep, ".")
+    return name[:-len(".__init__")] if name.endswith(".__init__") else name
+
+
+def imported_package_modules(path, known):
+    """The modules of `known` that `path` imports, at its top or inside a function
+    (`from imdb_bert.output import files` imports imdb_bert.output.files)."""
+    for module in imported_modules(path):
+        if module in known:
+            yield module
+    with open(path) as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            for alias in node.names:
+                if "%s.%s" % (node.module, alias.name) in known:
+                    yield "%s.%s" % (node.module, alias.name)
+
+
+def import_cycle(graph):
+    """One cycle of the {module: imported modules} graph, as a list, or None."""
+    state = {}
+
+    def visit(module, path):
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                return path[path.index(imported):] + [imported]
+            if imported not in state:
+                cycle = visit(imported, path + [imported])
+                if cycle:
+                    return cycle
+        state[module] = "done"
+        return None
+
+    for module in sorted(graph):
+        if module not in state:
+            cycle = visit(module, [module])
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_package_has_no_import_cycle_and_never_imports_the_tests():
+    paths = glob.glob(os.path.join(ROOT, "imdb_bert", "**", "*.py"), recursive=True)
+    known = {package_module(path) for path in paths}
+    graph = {package_module(path): set(imported_package_modules(path, known)) - {
+        package_module(path)} for path in paths}
+    assert import_cycle(graph) is None
+    assert import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    users = SOURCES + glob.glob(os.path.join(ROOT, "bench", "*.py"))
+    assert [path for path in users for module in imported_modules(path)
+            if module.split(".")[0] in ("conftest", "tests")] == []
+
+
+# The package's rooms, in the order docs/layout.md draws them: each imports only from the
+# rooms before it and from the modules at the package's top.
+ROOMS = ["data", "output", "features", "model", "evaluation", "training", "serving", "tools"]
+
+
+def test_each_room_imports_only_from_the_rooms_before_it():
+    paths = glob.glob(os.path.join(ROOT, "imdb_bert", "**", "*.py"), recursive=True)
+    known = {package_module(path) for path in paths}
+    rooms = {module: module.split(".")[1] if module.count(".") > 1 else None
+             for module in known}
+    assert set(rooms.values()) - {None} == set(ROOMS)
+    upward = []
+    for path in paths:
+        module = package_module(path)
+        for imported in imported_package_modules(path, known):
+            room, imported_room = rooms[module], rooms[imported]
+            if imported_room and (room is None
+                                  or ROOMS.index(imported_room) > ROOMS.index(room)):
+                upward.append("%s -> %s" % (module, imported))
+    assert upward == []
+    layout_md = open(os.path.join(ROOT, "docs", "layout.md")).read()
+    assert re.findall(r"^  (\w+)/ ", layout_md, re.M) == ROOMS
+
+
+def test_package_tools_run_from_any_folder_with_the_project_on_the_path(tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for module in ("imdb_bert.tools.make_hub_module", "imdb_bert.serving"):
+        result = subprocess.run([sys.executable, "-m", module, "--help"], cwd=str(tmp_path),
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage:" in result.stdout, result.stderr[-2000:]
 
 
 def functions(path):

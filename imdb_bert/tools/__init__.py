@@ -1,0 +1,1 @@
+"""Beside the pipeline: the Hub module exporter, make gpu-check, generated reviews."""
