@@ -44,8 +44,8 @@ def test_the_tf2onnx_child_dies_with_its_parent_killed_by_sigkill(tmp_path):
     (tmp_path / "tf2onnx" / "convert.py").write_text(SLOW_TF2ONNX)
     pid_file = tmp_path / "child.pid"
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from imdb_bert "
-         "import onnx_model; onnx_model.convert(sys.argv[2])", ROOT, str(tmp_path / "1")],
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from imdb_bert."
+         "serving import onnx_model; onnx_model.convert(sys.argv[2])", ROOT, str(tmp_path / "1")],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(tmp_path),
                            TF2ONNX_PID_FILE=str(pid_file)))
     deadline = time.time() + 120
