@@ -2,7 +2,7 @@
 Sentiment with BERT on TF Hub", step by step, as a script.
 
     python train.py                       # the notebook's run: BERT-Base, 5000/5000 reviews
-    python train.py --bert-hub DIR        # a local Hub module (see imdb_bert/tools/make_hub_module.py)
+    python train.py --bert-hub DIR        # a local Hub module (imdb_bert/tools/make_hub_module.py)
     python train.py --train-file train.csv --test-file test.csv   # your own labelled texts
     horovodrun -np 4 python train.py --horovod   # 4 GPUs (make horovod installs Horovod)
 """
@@ -49,14 +49,14 @@ def main(argv=None):
 
     # Step 3: InputExamples.
     train_InputExamples = conversion.make_examples(train[config.DATA_COLUMN],
-                                                 train[config.LABEL_COLUMN])
+                                                   train[config.LABEL_COLUMN])
     test_InputExamples = conversion.make_examples(test[config.DATA_COLUMN],
-                                                test[config.LABEL_COLUMN])
+                                                  test[config.LABEL_COLUMN])
 
     # Step 4: the tokenizer that comes with the Hub module.
     bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
     tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case,
-                                          fast=not args.reference_tokenizer)
+                                            fast=not args.reference_tokenizer)
     run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
 
     # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
@@ -146,7 +146,7 @@ def load_data(args, run):
         dev, labels = None, imdb_labels()
     if dev is None:
         train, dev = aclimdb.sample_train_and_validation(train, args.train_samples,
-                                                      args.validation_samples, args.seed)
+                                                         args.validation_samples, args.seed)
     else:  # --validation-file: all its rows, or --validation-samples of them
         train = aclimdb.sample(train, args.train_samples, args.seed)
         dev = aclimdb.sample(dev, args.validation_samples or None, args.seed)
@@ -209,7 +209,7 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
               "sample" % len(dev))
     input_fn = feature_cache.input_fn_builder(
         convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
-                                                     dev[config.LABEL_COLUMN])),
+                                                       dev[config.LABEL_COLUMN])),
         args.max_seq_length, is_training=False, drop_remainder=False)
     global_batch_size = run.global_batch_size(args.batch_size)
     every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))

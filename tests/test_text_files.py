@@ -1,5 +1,5 @@
-"""The user's files (imdb_bert/data/text_files.py) and their labels (imdb_bert/data/labels.py), read
-without training: formats, quoting, encodings, columns, labels and every bad input."""
+"""The user's files (imdb_bert/data/text_files.py) and their labels
+(imdb_bert/data/labels.py), read without training: formats, quoting, encodings, columns, labels and every bad input."""
 import argparse
 import csv
 import json

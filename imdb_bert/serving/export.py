@@ -90,7 +90,7 @@ def onnx_difference(export_dir, onnx_file, settings):
     """The largest difference in probability between the SavedModel (float32, on the CPU:
     a GPU's TF32 matmuls would differ by more than the tolerance) and the ONNX file."""
     tokenizer = conversion.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
-                                          settings["do_lower_case"], fast=True)
+                                            settings["do_lower_case"], fast=True)
     encoded = encode(CHECK_SENTENCES, settings["max_seq_length"], tokenizer)
     input_ids, input_mask = [ids for ids, _ in encoded], [mask for _, mask in encoded]
     config = device.base_session_config()

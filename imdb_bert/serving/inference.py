@@ -29,9 +29,9 @@ def sentence_features(sentences, settings, tokenizer):
     """The notebook's getPrediction features: dummy label, the model's max_seq_length."""
     examples = conversion.make_examples(sentences, [settings["label_list"][0]] * len(sentences))
     return conversion.convert_examples(examples, settings["label_list"],
-                                     settings["max_seq_length"], tokenizer,
-                                     desc="Converting sentences",
-                                     truncate=settings.get("truncate", HEAD))
+                                       settings["max_seq_length"], tokenizer,
+                                       desc="Converting sentences",
+                                       truncate=settings.get("truncate", HEAD))
 
 
 def batches(items, size):

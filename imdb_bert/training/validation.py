@@ -88,7 +88,7 @@ class Validation(NoValidation):
 
     def evaluate(self, estimator, step):
         result = report.plain_metrics(estimator.evaluate(self.input_fn, steps=None,
-                                                  name="validation"))
+                                                         name="validation"))
         entry = dict(result, epoch=round(step * self.epochs_per_step, 4))
         self.history.append(entry)
         write_json(self.history_path, self.history)
