@@ -187,9 +187,10 @@ def test_the_notebooks_step_1_constants_are_the_flag_defaults(monkeypatch):
 
 
 def test_output_folder_settings_and_export_lookup_need_no_tensorflow(trained):
-    script = ("import sys; from imdb_bert.output import files as o; "
-              "folder, info = o.newest_export(sys.argv[1]); "
-              "print(info['global_step'], o.read_settings(sys.argv[1])['max_seq_length'], "
+    script = ("import sys; from imdb_bert.output import files, run_settings; "
+              "folder, info = files.newest_export(sys.argv[1]); "
+              "print(info['global_step'], "
+              "run_settings.read_settings(sys.argv[1])['max_seq_length'], "
               "'tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script, trained[0]], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
