@@ -148,5 +148,5 @@ def test_make_quick_defaults_to_bert_mini_from_googles_url():
     url = "https://storage.googleapis.com/bert_models/2020_02_20/uncased_L-4_H-256_A-4.zip"
     assert "-m imdb_bert.tools.quick %s data/hub/uncased_L-4_H-256_A-4\n" % url in dry_run
     assert ("train.py --bert-hub data/hub/uncased_L-4_H-256_A-4 --output-dir "
-            "OUTPUT_Bert_quick --train-samples 3000 --test-samples 1000 "
+            "OUTPUT_Bert_quick --train-samples 2000 --test-samples 1000 "
             "--learning-rate 1e-4 --epochs 2") in dry_run
