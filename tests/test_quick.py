@@ -141,6 +141,16 @@ def test_a_zip_without_a_checkpoint_is_refused_saying_what_is_missing(tmp_path, 
     assert not os.path.exists(tmp_path / "hub")
 
 
+def test_a_module_folder_holding_something_else_is_left_alone(tmp_path, checkpoint_folder,
+                                                              capsys):
+    module = tmp_path / "hub"
+    module.mkdir()
+    (module / "notes.txt").write_text("mine")
+    assert quick.main([str(checkpoint_folder), str(module)]) == 2
+    assert "%s holds files but no Hub module" % module in capsys.readouterr().err
+    assert os.listdir(module) == ["notes.txt"]
+
+
 def test_make_quick_defaults_to_bert_mini_from_googles_url():
     dry_run = subprocess.run(
         [shutil.which("make"), "--no-print-directory", "-n", "quick", "INSTALLED="],

@@ -13,8 +13,6 @@ import tempfile
 import urllib.request
 import zipfile
 
-from imdb_bert.tools import make_hub_module
-
 DOWNLOAD_TIMEOUT_SECONDS = 60
 
 
@@ -42,6 +40,8 @@ def make_module(source, module_dir):
     interrupted download or export leaves no half module that a rerun would take as done."""
     parent = os.path.dirname(os.path.abspath(module_dir))
     os.makedirs(parent, exist_ok=True)
+    # Imported here: TensorFlow's seconds of start-up only when a module is made.
+    from imdb_bert.tools import make_hub_module
     with tempfile.TemporaryDirectory(dir=parent, prefix=".quick-") as work:
         checkpoint = download(source, work) if is_url(source) else source
         print("Exporting %s to a Hub module in %s" % (checkpoint, module_dir))
@@ -58,6 +58,10 @@ def main(argv=None):
     if os.path.isfile(os.path.join(args.module_dir, "saved_model.pb")):
         print("Using the Hub module made earlier in %s" % args.module_dir)
         return 0
+    if os.path.isdir(args.module_dir) and os.listdir(args.module_dir):
+        print("error: %s holds files but no Hub module; delete it, or give make quick "
+              "another folder: QUICK_HUB=DIR" % args.module_dir, file=sys.stderr)
+        return 2
     try:
         make_module(args.source, args.module_dir)
     except (OSError, ValueError, zipfile.BadZipFile) as e:
