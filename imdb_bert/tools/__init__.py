@@ -1,1 +1,2 @@
-"""Beside the pipeline: the Hub module exporter, make gpu-check, generated reviews."""
+"""Beside the pipeline: the Hub module exporter, make quick, make gpu-check, generated
+reviews."""
