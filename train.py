@@ -33,10 +33,7 @@ def main(argv=None):
     args = parse_args(argv)
     quiet_tf_logging(args.verbose)
     start_time = datetime.now()
-    if args.cpu:
-        device.use_cpu_only()  # before anything starts CUDA
-    else:
-        device.refuse_gpus_tensorflow_cannot_run()  # exit 2 rather than a crash in CUDA
+    device.hide_or_check_gpus(args.cpu)  # before anything else starts CUDA
     # One process, or one of several Horovod processes: the runtime owns what differs.
     run = runtime.start(args)
 

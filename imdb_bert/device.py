@@ -249,6 +249,15 @@ def refuse_gpus_tensorflow_cannot_run():
         raise UserError(problem + ".")
 
 
+def hide_or_check_gpus(cpu_only):
+    """train.py's first look at the GPUs: with --cpu, hide them; else stop (exit code 2)
+    where TensorFlow lists a GPU it cannot run, rather than crash in CUDA later."""
+    if cpu_only:
+        use_cpu_only()
+    else:
+        refuse_gpus_tensorflow_cannot_run()
+
+
 def use_cpu_only():
     """--cpu: hide every GPU from CUDA before anything here starts it, so that every session
     (those with a config of their own too) and every subprocess runs on the CPU; CUDA reads
