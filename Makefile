@@ -20,9 +20,16 @@ ARGS ?=
 PYTHON ?= $(shell for p in python3.11 python3.10 python3.9; do \
 	$$p -c 'import sys' >/dev/null 2>&1 && { echo $$p; break; }; done)
 
-# Horovod's build options: TensorFlow and Gloo, nothing else.
+# Horovod's build options: TensorFlow and Gloo, nothing else; and two for today's tools.
+# GCC 13 and newer: Horovod 0.28.1's common.h throws std::logic_error without <stdexcept>
+# and group_table.h lacks <string>, fixed upstream after 0.28.1 ("add missing headers",
+# horovod PR #3957, commit ff4ca09d): both headers are included in every C++ file.
+# CMake 4 and newer (pip's cmake today) refuses the cmake_minimum_required of Horovod's
+# and Gloo's CMakeLists below 3.5; Horovod's own CI sets CMAKE_POLICY_VERSION_MINIMUM=3.5
+# (horovod PR #4310). Older CMake ignores the variable.
 HOROVOD_BUILD := HOROVOD_WITH_TENSORFLOW=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
-	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1
+	HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITHOUT_MXNET=1 \
+	CXXFLAGS="$(strip -include stdexcept -include string $(CXXFLAGS))" CMAKE_POLICY_VERSION_MINIMUM=3.5
 # On a machine with a CUDA 12 toolkit (nvcc) and NCCL, Horovod's GPU operations run on NCCL,
 # which "will significantly improve performance over the CPU version" (Horovod's
 # docs/gpus.rst): HOROVOD_GPU_OPERATIONS=NCCL, with NCCL from NCCL_HOME (a folder holding

@@ -33,6 +33,7 @@ def main(argv=None):
     args = parse_args(argv)
     quiet_tf_logging(args.verbose)
     start_time = datetime.now()
+    device.hide_or_check_gpus(args.cpu)  # before anything else starts CUDA
     # One process, or one of several Horovod processes: the runtime owns what differs.
     run = runtime.start(args)
 
@@ -160,10 +161,13 @@ def choose_device(args, run):
     is on: it is for GPUs only)."""
     device_line = device.describe()
     print(device_line)
+    first_start = device.first_start_note()
+    if first_start:
+        print(first_start)
     errors.CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
                           max_seq_length=args.max_seq_length)  # for an out-of-memory error
     session_config, speed_messages, use_amp = device.session_config(
-        args.bf16, args.use_xla, args.use_amp)
+        args.bf16, args.use_xla, args.use_amp, tf32=not args.no_tf32)
     for message in speed_messages:
         print(message)
     return device_line, run.configure(session_config, args.batch_size), use_amp
@@ -487,6 +491,13 @@ def add_speed_flags(p):
                    help="XLA JIT compilation (GPU; off by default, as in the notebook)")
     p.add_argument("--use-amp", action="store_true",
                    help="float16 mixed precision with loss scaling (GPU; off by default)")
+    p.add_argument("--no-tf32", action="store_true",
+                   help="float32 matmuls in full float32 on Ampere and newer GPUs, which "
+                        "TensorFlow otherwise runs in TensorFloat-32 (slower)")
+    p.add_argument("--cpu", action="store_true",
+                   help="train on the CPU even where a GPU is (many times slower); e.g. on "
+                        "a GPU TensorFlow 2.15 cannot run (Blackwell) or whose driver is "
+                        "too old")
     p.add_argument("--no-onnx", action="store_true",
                    help="write no model.onnx beside the export (saves tf2onnx's time; "
                         "predict.py then uses the SavedModel)")
