@@ -228,9 +228,10 @@ def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, r
     if not args.verbose:
         tf.logging.set_verbosity(tf.logging.WARN)
     session_config, speed_messages, _ = device.session_config(bf16=args.bf16)
-    for message in speed_messages:
+    on_cpu_instead = device.cpu_where_tensorflow_cannot_run(session_config)
+    for message in speed_messages + [on_cpu_instead] * bool(on_cpu_instead):
         print(message, file=sys.stderr)
-    CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
+    CONTEXT.update(device="the CPU" if on_cpu_instead else device.device_name(), batch_size=args.batch_size,
                    max_seq_length=settings["max_seq_length"])  # for an out-of-memory error
     if export_dir:
         print("Predicting with the SavedModel %s (%s)." % (export_dir, reason),

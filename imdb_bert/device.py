@@ -224,7 +224,7 @@ def listed_gpus():
 
 
 def listed_gpu_problem():
-    """Why TensorFlow 2.15 would crash on a GPU it lists, or None. TensorFlow lists a GPU
+    """(why TensorFlow 2.15 would crash on a GPU it lists, what to do), or None. It lists a GPU
     whose driver is too old for its PTX (the CUDA 12.2 runtime starts from 525.60.13 on)
     and a Blackwell GPU, then fails in the first kernel's PTX compile; the driver is
     nvidia-smi's (when it is missing, only the Blackwell rule applies)."""
@@ -232,13 +232,14 @@ def listed_gpu_problem():
     driver = smi_gpus[0][1] if smi_gpus else ""
     for name, capability in listed_gpus():
         if is_blackwell(capability):
-            return ("%s. To do: %s, or on a machine with an older GPU"
-                    % (blackwell_problem(name, capability), CPU_FLAG_HINT))
+            return (blackwell_problem(name, capability),
+                    "%s, or on a machine with an older GPU" % CPU_FLAG_HINT)
         needed = minimum_driver(capability)
         if driver[:1].isdigit() and version_tuple(driver) < version_tuple(needed):
             return ("%s (compute capability %s) needs NVIDIA driver %s or newer with "
-                    "TensorFlow 2.15 (CUDA 12.2), and this machine has %s. To do: update the "
-                    "NVIDIA driver, or %s" % (name, capability, needed, driver, CPU_FLAG_HINT))
+                    "TensorFlow 2.15 (CUDA 12.2), and this machine has %s"
+                    % (name, capability, needed, driver),
+                    "update the NVIDIA driver, or %s" % CPU_FLAG_HINT)
     return None
 
 
@@ -246,7 +247,18 @@ def refuse_gpus_tensorflow_cannot_run():
     """Stop (exit code 2) before training on a GPU where TensorFlow 2.15 would crash."""
     problem = listed_gpu_problem()
     if problem:
-        raise UserError(problem + ".")
+        raise UserError("%s. To do: %s." % problem)
+
+
+def cpu_where_tensorflow_cannot_run(config):
+    """predict.py's TensorFlow paths on a GPU that TensorFlow lists but would crash on
+    (listed_gpu_problem): `config`'s sessions run on the CPU instead (device_count, which a
+    session given a config obeys, as onnx_difference's does). The line saying so, or None."""
+    problem = listed_gpu_problem()
+    if problem is None:
+        return None
+    config.device_count["GPU"] = 0
+    return "Predicting on the CPU: %s." % problem[0]
 
 
 def hide_or_check_gpus(cpu_only):

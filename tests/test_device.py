@@ -441,6 +441,26 @@ def test_a_listed_blackwell_gpu_is_refused_whatever_the_driver(monkeypatch, tmp_
         "slower), or on a machine with an older GPU." % (name, capability))
 
 
+@pytest.mark.parametrize("name, capability, driver, on_cpu", [
+    *((name, capability, ABOVE, True) for name, capability in BLACKWELL),
+    ("NVIDIA H100 80GB HBM3", "9.0", BELOW, True), ("NVIDIA H100 80GB HBM3", "9.0", AT, False),
+    ("Tesla T4", "7.5", BELOW, False)])
+def test_predict_runs_tensorflow_on_the_cpu_where_the_listed_gpu_would_crash(
+        monkeypatch, tmp_path, name, capability, driver, on_cpu):
+    """predict.py needs no --cpu: its sessions' config keeps them off such a GPU."""
+    fake_driver(monkeypatch, tmp_path, name, driver, capability)
+    tensorflow_lists(monkeypatch, name, capability)
+    config = device.base_session_config()
+    line = device.cpu_where_tensorflow_cannot_run(config)
+    assert (config.device_count.get("GPU") == 0) is on_cpu
+    if on_cpu:
+        assert line.startswith("Predicting on the CPU: %s (compute capability %s"
+                               % (("TensorFlow 2.15 cannot run on " if device.is_blackwell(capability)
+                                   else "") + name, capability))
+    else:
+        assert line is None
+
+
 @pytest.mark.parametrize("name, capability", BLACKWELL)
 def test_a_blackwell_gpu_tensorflow_does_not_list_is_named_as_the_cause(monkeypatch, tmp_path,
                                                                        name, capability):
@@ -512,7 +532,7 @@ def stop(*args):
     print("CUDA_VISIBLE_DEVICES=%r" % os.environ.get("CUDA_VISIBLE_DEVICES"))
     sys.exit(7)
 
-train.files.model_settings = stop
+train.run_settings.model_settings = stop
 run_script(train.main)
 """
 

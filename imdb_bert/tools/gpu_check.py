@@ -328,7 +328,7 @@ def main(argv=None):
     from imdb_bert import device
     problem = device.listed_gpu_problem()
     if problem:  # every check would crash in the first kernel's PTX compile
-        print("FAIL  %s." % problem)
+        print("FAIL  %s. To do: %s." % problem)
         return 1
     tmp = args.keep or tempfile.mkdtemp(prefix="gpu-check-")
     failed = 0
