@@ -409,6 +409,9 @@ def add_file_flags(p):
     p.add_argument("--positive-label", default=None,
                    help="with two labels, the one precision, recall and F1 are about; "
                         "without it, the second")
+    p.add_argument("--allow-multiline-fields", action="store_true",
+                   help="accept .csv/.tsv rows whose quoted text spans lines and holds the "
+                        "delimiter (refused by default: a stray quote merges rows so)")
 
 
 class NotebookDefault(int):
@@ -426,7 +429,8 @@ def check_file_flags(p, args):
             ("--validation-file", args.validation_file), ("--labels", args.labels),
             ("--positive-label", args.positive_label),
             ("--text-column", args.text_column != config.DATA_COLUMN),
-            ("--label-column", args.label_column != config.LABEL_COLUMN)) if value]
+            ("--label-column", args.label_column != config.LABEL_COLUMN),
+            ("--allow-multiline-fields", args.allow_multiline_fields)) if value]
         if given:
             p.error("%s need --train-file and --test-file" % ", ".join(given))
     for name in ("train_samples", "test_samples"):
