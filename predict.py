@@ -267,8 +267,8 @@ def check_label_count(output_dir, log_probs, label_names):
     """The model's outputs must be the labels model_settings.json names."""
     if np.shape(log_probs)[-1] != len(label_names):
         raise UserError("The model in %s has %d outputs but its model_settings.json names %d "
-                        "labels (%s): the folder mixes two runs. Train again with "
-                        "--do-delete, or pass the --output-dir of the run."
+                        "labels (%s): the folder mixes two runs. Pass the --output-dir "
+                        "of the run, or train again with another --output-dir."
                         % (output_dir, np.shape(log_probs)[-1], len(label_names),
                            ", ".join(map(str, label_names))))
 

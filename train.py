@@ -40,7 +40,7 @@ def main(argv=None):
     OUTPUT_DIR = make_output_dir(args, run)
     device_line, session_config, use_amp = choose_device(args, run)
     settings = run_settings.model_settings(args, use_amp, run)
-    run_settings.check_settings(OUTPUT_DIR, settings)  # before the slow steps
+    run_settings.check_settings(OUTPUT_DIR, settings, args.eval_only)  # before the slow steps
 
     # Step 2: the data as DataFrames (aclImdb, or --train-file and --test-file), a sample
     # "to keep training fast", and the labels (as many as the head has outputs).
@@ -57,7 +57,8 @@ def main(argv=None):
     bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
     tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case,
                                           fast=not args.reference_tokenizer)
-    run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
+    run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case),
+                                args.eval_only)
 
     # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
     # OUTPUT_DIR that training and evaluation read (and a rerun reuses).
@@ -161,7 +162,8 @@ def choose_device(args, run):
     device_line = device.describe()
     print(device_line)
     errors.CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
-                          max_seq_length=args.max_seq_length)  # for an out-of-memory error
+                          max_seq_length=args.max_seq_length,
+                          eval_only=args.eval_only)  # for an out-of-memory error
     session_config, speed_messages, use_amp = device.session_config(
         args.bf16, args.use_xla, args.use_amp)
     for message in speed_messages:
@@ -352,6 +354,9 @@ def parse_args(argv=None):
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's deprecation warnings too")
     args = p.parse_args(argv)
+    if args.eval_only and args.do_delete:  # before anything is touched
+        raise UserError("--eval-only evaluates the checkpoints in the output dir, which "
+                        "--do-delete would delete first: leave out --do-delete.")
     needs_validation = [flag for flag, value in (
         ("--eval-every-steps", args.eval_every_steps), ("--keep-best", args.keep_best),
         ("--early-stopping-patience", args.early_stopping_patience)) if value]

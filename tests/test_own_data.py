@@ -237,6 +237,7 @@ def test_a_changed_file_or_label_list_stops_before_restoring(binary, tmp_path):
     result = run_train(*swapped, "--eval-only")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "label_list: ['pos', 'neg'] now ['neg', 'pos']" in result.stderr, result.stderr
+    assert "--do-delete" not in result.stderr  # --eval-only keeps the model
     assert sorted(os.listdir(output_dir)) == before
 
 
@@ -279,3 +280,25 @@ def test_binary_metrics_follow_the_positive_label_and_n_classes_keep_accuracy():
     assert first["precision"] == pytest.approx(0.5) and first["recall"] == pytest.approx(0.5)
     three = metric_values([0, 1, 2, 2], [0, 2, 2, 2], 3, 1)
     assert set(three) == {"eval_accuracy"} and three["eval_accuracy"] == pytest.approx(0.75)
+
+
+def folder_state(folder):
+    """{name: (size, mtime)} of every file in `folder`, to tell that nothing was touched."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            (os.path.getsize(os.path.join(root, name)),
+             os.path.getmtime(os.path.join(root, name)))
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def test_eval_only_with_do_delete_is_refused_before_anything_is_touched(binary, tmp_path):
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    shutil.copytree(binary[0], output_dir)
+    before = folder_state(output_dir)
+    args = [output_dir if arg == binary[0] else arg for arg in binary[3]]
+    result = run_train(*args, "--eval-only", "--do-delete")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr == ("error: --eval-only evaluates the checkpoints in the output "
+                             "dir, which --do-delete would delete first: leave out "
+                             "--do-delete.\n")
+    assert folder_state(output_dir) == before
+

@@ -126,8 +126,7 @@ def read_json(path):
     except ValueError as e:  # not UTF-8, or not JSON
         raise UnreadableFile(
             "%s is damaged (%s). Move it away and run again: train.py writes it anew (for "
-            "model_settings.json, from this run's flags); or pass --do-delete to start the "
-            "folder afresh." % (path, e)) from None
+            "model_settings.json, from this run's flags)." % (path, e)) from None
 
 
 def best_checkpoint(output_dir):

@@ -69,7 +69,7 @@ def notebook_settings(bert_hub, max_seq_length):
             "label_list": config.label_list, "label_names": config.LABEL_NAMES}
 
 
-def check_settings(output_dir, settings):
+def check_settings(output_dir, settings, eval_only=False):
     """Stop before touching checkpoints that were trained with other settings."""
     path = os.path.join(output_dir, MODEL_SETTINGS)
     previous = read_json(path)
@@ -84,17 +84,20 @@ def check_settings(output_dir, settings):
         print("Replacing %s: it was written for other settings (%s), but no checkpoint was "
               "saved beside it." % (path, ", ".join(changed)))
     elif changed:
+        # --eval-only wants the checkpoints as they are: no advice that deletes them.
+        way_out = ("Pass the values the model was trained with (the first of each pair), "
+                   "or the --output-dir of a run trained with these." if eval_only else
+                   "Pass another --output-dir, rerun with the old values, or add --do-delete.")
         raise UserError(
             "%s was written for other settings (%s), so its checkpoints do not fit this run. "
-            "Pass another --output-dir, rerun with the old values, or add --do-delete."
-            % (path, "; ".join("%s: %r now %r" % (k, previous.get(k), settings[k])
-                               for k in changed)))
+            "%s" % (path, "; ".join("%s: %r now %r" % (k, previous.get(k), settings[k])
+                                    for k in changed), way_out))
 
 
-def write_settings(output_dir, settings):
+def write_settings(output_dir, settings, eval_only=False):
     """Check `settings` against the folder's model_settings.json, then record them (over
     the recorded ones: --eval-only leaves the training settings as they were)."""
-    check_settings(output_dir, settings)
+    check_settings(output_dir, settings, eval_only)
     path = os.path.join(output_dir, MODEL_SETTINGS)
     write_json(path, dict(read_json(path) or {}, **settings))
 
