@@ -77,8 +77,8 @@ def main(argv=None):
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
         positive_index=labels.positive_index)
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
-    validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
-                                 OUTPUT_DIR)
+    validating = plan_validation(dev, labels, convert, len(train), num_train_steps, args,
+                                 run, OUTPUT_DIR)
     run_record = run_settings.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
     signals.record_interruptions(run_record)
@@ -97,10 +97,12 @@ def main(argv=None):
         validating.finish(run_record)
 
     # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
+    # --eval-only may evaluate another test set: its results are named for it.
     checkpoint = files.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
+    test_set = run_settings.other_test_set(OUTPUT_DIR, args) if args.eval_only else None
     signals.now("evaluation")
     evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR,
-             labels)
+             labels, test_set)
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
@@ -199,7 +201,8 @@ def make_estimator(model_fn, output_dir, session_config, args):
         model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size}))
 
 
-def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir):
+def plan_validation(dev, labels, convert, train_size, num_train_steps, args, run,
+                    output_dir):
     """Evaluations of the validation sample during training (--validation-samples), or
     none, as in the notebook (and with --eval-only, which does not train)."""
     if dev is None or args.eval_only:
@@ -209,6 +212,9 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
     else:
         print("Validation reviews: %d, from the training split and not in the training "
               "sample" % len(dev))
+    auc_note = report.undefined_auc_note(dev[config.LABEL_COLUMN], labels, "validation sample")
+    if auc_note:
+        print(auc_note)
     input_fn = feature_cache.input_fn_builder(
         convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
                                                      dev[config.LABEL_COLUMN])),
@@ -218,7 +224,7 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
     return validation.Validation(
         output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
         global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
-        run.leads, run.agree)
+        run.leads, run.agree, auc_undefined=bool(auc_note))
 
 
 def plan_steps(train_size, args, run):
@@ -272,22 +278,30 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
 
 
 def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir,
-             labels):
+             labels, test_set):
     """Step 11: the notebook's metrics of `checkpoint` on the test sample (for more than
     two labels: accuracy and loss, and per class in the report), printed and written to
-    eval_results.json, with the plots and test_predictions.csv from the same pass."""
+    eval_results.json, with the plots and test_predictions.csv from the same pass (named
+    for `test_set` when it is another test set than the run's own)."""
     test_input_fn = feature_cache.input_fn_builder(
         test_features_file, max_seq_length, is_training=False, drop_remainder=False)
     predictions = EvalPredictionsHook()
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
-    print(result)
     results = report.plain_metrics(result)
-    results.update(report.write_report(output_dir, test, predictions.batches, labels))
+    note = report.undefined_auc_note(test[config.LABEL_COLUMN], labels, "test sample")
+    if note:
+        print(note)
+        result["auc"] = results["auc"] = None
+    print(result)
+    results.update(report.write_report(output_dir, test, predictions.batches, labels,
+                                       test_set))
     if "per_class" in results:
         print(report.per_class_text(results))
-    files.write_json(os.path.join(output_dir, files.EVAL_RESULTS), results)
-    print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
+    eval_results = files.result_file(files.EVAL_RESULTS, test_set)
+    files.write_json(os.path.join(output_dir, eval_results), results)
+    print("Plots, %s and %s are in %s" % (
+        files.result_file(files.TEST_PREDICTIONS, test_set), eval_results, output_dir))
 
 
 def export(estimator, checkpoint, output_dir, args):
