@@ -185,11 +185,13 @@ def main(argv=None):
 
 def say_how_to_write_the_onnx_copy(args):
     """A line for an export without its ONNX copy (removed by hand, or a run with
-    --no-onnx): the command that writes it, where tf2onnx is installed."""
+    --no-onnx): the command that writes it, where tf2onnx is installed. The folder's path
+    is absolute: a relative one starting with "-" would be read as an option."""
     if not onnx_model.missing("tf2onnx", "onnx", "onnxruntime"):
         print("The export has no ONNX copy (%s), which answers without loading TensorFlow: "
               "python -m imdb_bert.serving %s writes it."
-              % (onnx_model.MODEL_FILE, shlex.quote(args.output_dir)), file=sys.stderr)
+              % (onnx_model.MODEL_FILE, shlex.quote(os.path.abspath(args.output_dir))),
+              file=sys.stderr)
 
 
 def onnx_unusable(args, export_dir, sentence_count):

@@ -106,10 +106,12 @@ def main(argv=None):
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
+    onnx_failure = None
     if not args.eval_only:
         signals.now("export")
-        export(estimator, checkpoint, OUTPUT_DIR, args)
-    run_record.write("completed", datetime.now())
+        onnx_failure = export(estimator, checkpoint, OUTPUT_DIR, args)
+    run_record.write("completed without the ONNX copy" if onnx_failure else "completed",
+                     datetime.now())
     return 0
 
 
@@ -306,7 +308,7 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
 
 def export(estimator, checkpoint, output_dir, args):
     """Step 12: export `checkpoint` for predict.py, unless a rerun finds it exported, and
-    add the ONNX copy (unless --no-onnx)."""
+    add the ONNX copy (unless --no-onnx); why its conversion failed, else None."""
     export_dir, new = export_for_prediction(estimator, checkpoint, output_dir,
                                             args.max_seq_length)
     if new:
@@ -315,7 +317,8 @@ def export(estimator, checkpoint, output_dir, args):
         print("%s already holds step %d: no new export." % (export_dir,
                                                             checkpoint_step(checkpoint)))
     if not args.no_onnx and not files.is_remote(output_dir):
-        add_onnx_copy(export_dir, run_settings.read_settings(output_dir))
+        return add_onnx_copy(export_dir, run_settings.read_settings(output_dir))
+    return None
 
 
 def sample_count(value):

@@ -117,9 +117,13 @@ def write_file(path, content):
             f.write(content)
         gfile().rename(tmp, path, overwrite=True)
         return
-    with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-        f.write(content)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(content)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # the write failed (a full disk): no half file left
+            os.remove(tmp)
 
 
 def write_json(path, obj):
