@@ -96,7 +96,7 @@ def read_file(path, text_column, label_column, allow_multiline=False):
     with open(path, "rb") as f, tqdm(total=size, desc="Loading %s" % path, unit="B",
                                      unit_scale=True, leave=False, mininterval=1.0,
                                      disable=size < (1 << 24)) as bar:
-        lines = decoded_lines(f, path, bar)
+        lines = decoded_lines(f, path, bar.update)
         if extension == ".jsonl":
             texts, labels, numbers = jsonl_rows(lines, path, text_column, label_column)
         else:
@@ -107,11 +107,13 @@ def read_file(path, text_column, label_column, allow_multiline=False):
     return pd.DataFrame({"sentence": texts, "polarity": labels})
 
 
-def decoded_lines(binary_file, path, bar):
+def decoded_lines(binary_file, path, progress=None):
     """The file's lines (split at "\\n" only: U+0085 and the like stay inside a line),
-    decoded from UTF-8; a line that is not UTF-8 is named."""
+    decoded from UTF-8, a BOM dropped; a line that is not UTF-8 is named. `progress` is
+    called with each line's size in bytes."""
     for number, raw in enumerate(binary_file, 1):
-        bar.update(len(raw))
+        if progress:
+            progress(len(raw))
         if number == 1 and raw.startswith(codecs.BOM_UTF8):
             raw = raw[len(codecs.BOM_UTF8):]
         try:
