@@ -97,21 +97,14 @@ def main(argv=None):
         validating.finish(run_record)
 
     # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
-    # --eval-only may evaluate another test set: its results are named for it.
     checkpoint = files.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
-    test_set = run_settings.other_test_set(OUTPUT_DIR, args) if args.eval_only else None
     signals.now("evaluation")
-    evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR,
-             labels, test_set)
+    evaluate(estimator, checkpoint, test, test_features_file, OUTPUT_DIR, labels, args)
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
-    onnx_failure = None
-    if not args.eval_only:
-        signals.now("export")
-        onnx_failure = export(estimator, checkpoint, OUTPUT_DIR, args)
-    run_record.write("completed without the ONNX copy" if onnx_failure else "completed",
-                     datetime.now())
+    outcome = "completed" if args.eval_only else export(estimator, checkpoint, OUTPUT_DIR, args)
+    run_record.write(outcome, datetime.now())
     return 0
 
 
@@ -279,14 +272,14 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
     return 128 + signal_number
 
 
-def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir,
-             labels, test_set):
+def evaluate(estimator, checkpoint, test, test_features_file, output_dir, labels, args):
     """Step 11: the notebook's metrics of `checkpoint` on the test sample (for more than
     two labels: accuracy and loss, and per class in the report), printed and written to
-    eval_results.json, with the plots and test_predictions.csv from the same pass (named
-    for `test_set` when it is another test set than the run's own)."""
+    eval_results.json, with the plots and test_predictions.csv from the same pass; named
+    for the test set when --eval-only evaluates another one than the run's own."""
+    test_set = run_settings.other_test_set(output_dir, args) if args.eval_only else None
     test_input_fn = feature_cache.input_fn_builder(
-        test_features_file, max_seq_length, is_training=False, drop_remainder=False)
+        test_features_file, args.max_seq_length, is_training=False, drop_remainder=False)
     predictions = EvalPredictionsHook()
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
@@ -308,7 +301,8 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
 
 def export(estimator, checkpoint, output_dir, args):
     """Step 12: export `checkpoint` for predict.py, unless a rerun finds it exported, and
-    add the ONNX copy (unless --no-onnx); why its conversion failed, else None."""
+    add the ONNX copy (unless --no-onnx); the run's outcome for run_info.json."""
+    signals.now("export")
     export_dir, new = export_for_prediction(estimator, checkpoint, output_dir,
                                             args.max_seq_length)
     if new:
@@ -316,9 +310,10 @@ def export(estimator, checkpoint, output_dir, args):
     else:
         print("%s already holds step %d: no new export." % (export_dir,
                                                             checkpoint_step(checkpoint)))
-    if not args.no_onnx and not files.is_remote(output_dir):
-        return add_onnx_copy(export_dir, run_settings.read_settings(output_dir))
-    return None
+    if not args.no_onnx and not files.is_remote(output_dir) and \
+            add_onnx_copy(export_dir, run_settings.read_settings(output_dir)):
+        return "completed without the ONNX copy"  # the conversion failed: said above
+    return "completed"
 
 
 def sample_count(value):
