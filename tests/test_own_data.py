@@ -303,6 +303,23 @@ def test_eval_only_with_do_delete_is_refused_before_anything_is_touched(binary, 
     assert folder_state(output_dir) == before
 
 
+def test_no_message_that_eval_only_reaches_advises_do_delete(tmp_path, monkeypatch):
+    """In-process: a changed setting and running out of memory, under --eval-only and not."""
+    from imdb_bert import errors
+    from imdb_bert.errors import UserError
+    from imdb_bert.output import run_settings
+    (tmp_path / "model_settings.json").write_text(json.dumps({"max_seq_length": 32}))
+    (tmp_path / "checkpoint").write_text("")
+    for eval_only in (True, False):
+        with pytest.raises(UserError) as refused:
+            run_settings.check_settings(str(tmp_path), {"max_seq_length": 64}, eval_only)
+        assert ("--do-delete" in str(refused.value)) is not eval_only
+        monkeypatch.setitem(errors.CONTEXT, "eval_only", eval_only)
+        monkeypatch.setitem(errors.CONTEXT, "batch_size", 32)
+        said = errors.out_of_memory_message(RuntimeError("OOM when allocating tensor"))
+        assert ("--do-delete" in said) is not eval_only and "--batch-size (e.g. 16)" in said
+
+
 RUN_RESULTS = ("eval_results.json", "test_predictions.csv", "confusion_matrix.png",
                "roc_curve.png", "model_settings.json")
 
