@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 import config
 from imdb_bert import signals
+from imdb_bert.data.text_files import decoded_lines
 from imdb_bert.errors import CONTEXT, UserError, run_script
 from imdb_bert.output import files, run_settings, run_state
 from imdb_bert.output.files import checkpoint_step, newest_export
@@ -69,17 +70,15 @@ def parse_args(argv=None):
 
 
 def read_sentences(args):
-    """The sentences to classify, in order; blank lines of --file are skipped."""
-    sentences = list(args.sentences)
+    """The sentences to classify, in order. A blank one (empty or only whitespace), as an
+    argument or a line of --file, is skipped and counted on stderr: it holds nothing to
+    classify."""
+    sentences = [sentence for sentence in args.sentences if sentence.strip()]
+    if len(sentences) < len(args.sentences):
+        print("Skipped %d blank arguments" % (len(args.sentences) - len(sentences)),
+              file=sys.stderr)
     if args.file:
-        try:
-            if args.file == "-":
-                lines = split_lines(sys.stdin.buffer.read().decode("utf-8"))
-            else:
-                with open(args.file, encoding="utf-8", newline="") as f:
-                    lines = split_lines(f.read())
-        except (OSError, UnicodeDecodeError) as e:
-            raise UserError("Cannot read sentences from %s: %s" % (args.file, e))
+        lines = file_lines(args.file)
         kept = [line for line in lines if line.strip()]
         if not kept and not sentences:
             raise UserError("%s holds no sentences%s: give one per line."
@@ -94,12 +93,23 @@ def read_sentences(args):
     return sentences
 
 
-def split_lines(text):
-    """Lines split at "\n" only ("\r\n" counts as one): reviews hold U+0085, U+2028, form
-    feeds and the like, at which str.splitlines() would also split a line."""
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
+def file_lines(path):
+    """The lines of --file `path` (- for stdin), read as train.py reads its files
+    (text_files.decoded_lines: UTF-8, a BOM dropped, a line that is not UTF-8 named), split
+    at "\n" only ("\r\n" counts as one): reviews hold U+0085, U+2028, form feeds and the
+    like, at which str.splitlines() would also split a line."""
+    try:
+        if path == "-":
+            return without_line_ends(decoded_lines(sys.stdin.buffer, "stdin"))
+        with open(path, "rb") as f:
+            return without_line_ends(decoded_lines(f, path))
+    except OSError as e:
+        raise UserError("Cannot read sentences from %s: %s" % (path, e))
+
+
+def without_line_ends(lines):
+    """The lines without their "\n" or "\r\n"."""
+    lines = [line[:-1] if line.endswith("\n") else line for line in lines]
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
@@ -185,11 +195,13 @@ def main(argv=None):
 
 def say_how_to_write_the_onnx_copy(args):
     """A line for an export without its ONNX copy (removed by hand, or a run with
-    --no-onnx): the command that writes it, where tf2onnx is installed."""
+    --no-onnx): the command that writes it, where tf2onnx is installed. The folder's path
+    is absolute: a relative one starting with "-" would be read as an option."""
     if not onnx_model.missing("tf2onnx", "onnx", "onnxruntime"):
         print("The export has no ONNX copy (%s), which answers without loading TensorFlow: "
               "python -m imdb_bert.serving %s writes it."
-              % (onnx_model.MODEL_FILE, shlex.quote(args.output_dir)), file=sys.stderr)
+              % (onnx_model.MODEL_FILE, shlex.quote(os.path.abspath(args.output_dir))),
+              file=sys.stderr)
 
 
 def onnx_unusable(args, export_dir, sentence_count):
@@ -268,8 +280,8 @@ def check_label_count(output_dir, log_probs, label_names):
     """The model's outputs must be the labels model_settings.json names."""
     if np.shape(log_probs)[-1] != len(label_names):
         raise UserError("The model in %s has %d outputs but its model_settings.json names %d "
-                        "labels (%s): the folder mixes two runs. Train again with "
-                        "--do-delete, or pass the --output-dir of the run."
+                        "labels (%s): the folder mixes two runs. Pass the --output-dir "
+                        "of the run, or train again with another --output-dir."
                         % (output_dir, np.shape(log_probs)[-1], len(label_names),
                            ", ".join(map(str, label_names))))
 
@@ -287,6 +299,7 @@ class Output:
         self.args = args
         self.done = 0
         self.items = []  # --json's list
+        self.printing_list = False  # --json's list is being printed (at the end)
         self.writing = False
         self.pending_signal = None
         Output.current = self
@@ -313,6 +326,7 @@ class Output:
 
     def finish(self):
         if self.args.json:
+            self.printing_list = True
             print(json.dumps(self.items, indent=2, ensure_ascii=False))
 
 
@@ -370,6 +384,9 @@ def interrupted_progress(output):
     if output is None:
         return "No sentence was classified."
     done, total = output.done, len(output.sentences)
+    if output.printing_list:
+        return ("%d of %d sentences were classified; --json's list was being printed and is "
+                "cut short." % (done, total))
     if output.args.json:
         return ("%d of %d sentences were classified; --json prints its list at the end only, "
                 "so nothing was printed (--jsonl writes each line as it goes)." % (done, total))

@@ -41,7 +41,7 @@ def main(argv=None):
     OUTPUT_DIR = make_output_dir(args, run)
     device_line, session_config, use_amp = choose_device(args, run)
     settings = run_settings.model_settings(args, use_amp, run)
-    run_settings.check_settings(OUTPUT_DIR, settings)  # before the slow steps
+    run_settings.check_settings(OUTPUT_DIR, settings, args.eval_only)  # before the slow steps
 
     # Step 2: the data as DataFrames (aclImdb, or --train-file and --test-file), a sample
     # "to keep training fast", and the labels (as many as the head has outputs).
@@ -58,7 +58,8 @@ def main(argv=None):
     bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
     tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case,
                                             fast=not args.reference_tokenizer)
-    run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
+    run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case),
+                                args.eval_only)
 
     # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
     # OUTPUT_DIR that training and evaluation read (and a rerun reuses).
@@ -77,8 +78,8 @@ def main(argv=None):
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
         positive_index=labels.positive_index)
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
-    validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
-                                 OUTPUT_DIR)
+    validating = plan_validation(dev, labels, convert, len(train), num_train_steps, args,
+                                 run, OUTPUT_DIR)
     run_record = run_settings.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
     signals.record_interruptions(run_record)
@@ -99,15 +100,12 @@ def main(argv=None):
     # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
     checkpoint = files.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
     signals.now("evaluation")
-    evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR,
-             labels)
+    evaluate(estimator, checkpoint, test, test_features_file, OUTPUT_DIR, labels, args)
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
-    if not args.eval_only:
-        signals.now("export")
-        export(estimator, checkpoint, OUTPUT_DIR, args)
-    run_record.write("completed", datetime.now())
+    outcome = "completed" if args.eval_only else export(estimator, checkpoint, OUTPUT_DIR, args)
+    run_record.write(outcome, datetime.now())
     return 0
 
 
@@ -165,7 +163,8 @@ def choose_device(args, run):
     if first_start:
         print(first_start)
     errors.CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
-                          max_seq_length=args.max_seq_length)  # for an out-of-memory error
+                          max_seq_length=args.max_seq_length,
+                          eval_only=args.eval_only)  # for an out-of-memory error
     session_config, speed_messages, use_amp = device.session_config(
         args.bf16, args.use_xla, args.use_amp, tf32=not args.no_tf32)
     for message in speed_messages:
@@ -201,7 +200,8 @@ def make_estimator(model_fn, output_dir, session_config, args):
         model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size}))
 
 
-def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir):
+def plan_validation(dev, labels, convert, train_size, num_train_steps, args, run,
+                    output_dir):
     """Evaluations of the validation sample during training (--validation-samples), or
     none, as in the notebook (and with --eval-only, which does not train)."""
     if dev is None or args.eval_only:
@@ -211,6 +211,9 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
     else:
         print("Validation reviews: %d, from the training split and not in the training "
               "sample" % len(dev))
+    auc_note = report.undefined_auc_note(dev[config.LABEL_COLUMN], labels, "validation sample")
+    if auc_note:
+        print(auc_note)
     input_fn = feature_cache.input_fn_builder(
         convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
                                                        dev[config.LABEL_COLUMN])),
@@ -220,7 +223,7 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
     return validation.Validation(
         output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
         global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
-        run.leads, run.agree)
+        run.leads, run.agree, auc_undefined=bool(auc_note))
 
 
 def plan_steps(train_size, args, run):
@@ -273,28 +276,37 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
     return 128 + signal_number
 
 
-def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir,
-             labels):
+def evaluate(estimator, checkpoint, test, test_features_file, output_dir, labels, args):
     """Step 11: the notebook's metrics of `checkpoint` on the test sample (for more than
     two labels: accuracy and loss, and per class in the report), printed and written to
-    eval_results.json, with the plots and test_predictions.csv from the same pass."""
+    eval_results.json, with the plots and test_predictions.csv from the same pass; named
+    for the test set when --eval-only evaluates another one than the run's own."""
+    test_set = run_settings.other_test_set(output_dir, args) if args.eval_only else None
     test_input_fn = feature_cache.input_fn_builder(
-        test_features_file, max_seq_length, is_training=False, drop_remainder=False)
+        test_features_file, args.max_seq_length, is_training=False, drop_remainder=False)
     predictions = EvalPredictionsHook()
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
-    print(result)
     results = report.plain_metrics(result)
-    results.update(report.write_report(output_dir, test, predictions.batches, labels))
+    note = report.undefined_auc_note(test[config.LABEL_COLUMN], labels, "test sample")
+    if note:
+        print(note)
+        result["auc"] = results["auc"] = None
+    print(result)
+    results.update(report.write_report(output_dir, test, predictions.batches, labels,
+                                       test_set))
     if "per_class" in results:
         print(report.per_class_text(results))
-    files.write_json(os.path.join(output_dir, files.EVAL_RESULTS), results)
-    print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
+    eval_results = files.result_file(files.EVAL_RESULTS, test_set)
+    files.write_json(os.path.join(output_dir, eval_results), results)
+    print("Plots, %s and %s are in %s" % (
+        files.result_file(files.TEST_PREDICTIONS, test_set), eval_results, output_dir))
 
 
 def export(estimator, checkpoint, output_dir, args):
     """Step 12: export `checkpoint` for predict.py, unless a rerun finds it exported, and
-    add the ONNX copy (unless --no-onnx)."""
+    add the ONNX copy (unless --no-onnx); the run's outcome for run_info.json."""
+    signals.now("export")
     export_dir, new = export_for_prediction(estimator, checkpoint, output_dir,
                                             args.max_seq_length)
     if new:
@@ -302,8 +314,10 @@ def export(estimator, checkpoint, output_dir, args):
     else:
         print("%s already holds step %d: no new export." % (export_dir,
                                                             checkpoint_step(checkpoint)))
-    if not args.no_onnx and not files.is_remote(output_dir):
-        add_onnx_copy(export_dir, run_settings.read_settings(output_dir))
+    if not args.no_onnx and not files.is_remote(output_dir) and \
+            add_onnx_copy(export_dir, run_settings.read_settings(output_dir)):
+        return "completed without the ONNX copy"  # the conversion failed: said above
+    return "completed"
 
 
 def sample_count(value):
@@ -357,6 +371,9 @@ def parse_args(argv=None):
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's deprecation warnings too")
     args = p.parse_args(argv)
+    if args.eval_only and args.do_delete:  # before anything is touched
+        raise UserError("--eval-only evaluates the checkpoints in the output dir, which "
+                        "--do-delete would delete first: leave out --do-delete.")
     needs_validation = [flag for flag, value in (
         ("--eval-every-steps", args.eval_every_steps), ("--keep-best", args.keep_best),
         ("--early-stopping-patience", args.early_stopping_patience)) if value]
@@ -415,6 +432,9 @@ def add_file_flags(p):
     p.add_argument("--positive-label", default=None,
                    help="with two labels, the one precision, recall and F1 are about; "
                         "without it, the second")
+    p.add_argument("--allow-multiline-fields", action="store_true",
+                   help="accept .csv/.tsv rows whose quoted text spans lines and holds the "
+                        "delimiter (refused by default: a stray quote merges rows so)")
 
 
 class NotebookDefault(int):
@@ -432,7 +452,8 @@ def check_file_flags(p, args):
             ("--validation-file", args.validation_file), ("--labels", args.labels),
             ("--positive-label", args.positive_label),
             ("--text-column", args.text_column != config.DATA_COLUMN),
-            ("--label-column", args.label_column != config.LABEL_COLUMN)) if value]
+            ("--label-column", args.label_column != config.LABEL_COLUMN),
+            ("--allow-multiline-fields", args.allow_multiline_fields)) if value]
         if given:
             p.error("%s need --train-file and --test-file" % ", ".join(given))
     for name in ("train_samples", "test_samples"):

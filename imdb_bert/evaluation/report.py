@@ -15,7 +15,7 @@ from sklearn import metrics  # noqa: E402
 
 import config  # noqa: E402
 from imdb_bert.output.files import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
-                                    TEST_PREDICTIONS, write_file)
+                                    TEST_PREDICTIONS, result_file, write_file)
 
 
 
@@ -26,10 +26,23 @@ def plain_metrics(result):
     return {key: int(value) if key in counts else float(value)
             for key, value in result.items()}
 
-def write_report(output_dir, test, eval_batches, labels):
+
+def undefined_auc_note(label_values, labels, sample):
+    """A two-label run's `sample` (its labels: `label_values`) of one label only has no
+    auc (tf.metrics.auc then says about 1.0, whatever the model does): the note to print
+    when its auc is recorded as null, else None."""
+    present = set(label_values)
+    if len(labels.label_list) != 2 or len(present) != 1:
+        return None
+    name = labels.names[labels.label_list.index(present.pop())]
+    return ("Note: the %s holds one label only (%s), so its auc is undefined: recorded as "
+            "null." % (sample, name))
+
+def write_report(output_dir, test, eval_batches, labels, test_set=None):
     """Write the plots and the CSV for `test` (the DataFrame evaluated, in order) from the
     batches an EvalPredictionsHook collected; returns the keys to add to eval_results.
-    `labels`: the run's Labels (labels.py)."""
+    `labels`: the run's Labels (labels.py); `test_set`: the name of another test set than
+    the run's own, which the files' names carry (files.result_file)."""
     label_ids = np.concatenate([batch["label_ids"] for batch in eval_batches])
     log_probs = np.concatenate([batch["log_probs"] for batch in eval_batches])
     index = {label: i for i, label in enumerate(labels.label_list)}
@@ -38,9 +51,9 @@ def write_report(output_dir, test, eval_batches, labels):
     probabilities = np.exp(log_probs)
     predicted = probabilities.argmax(axis=1)
     label_names = labels.names
-    write_file(os.path.join(output_dir, TEST_PREDICTIONS), predictions_csv(
-        test, label_ids, predicted, probabilities, labels))
-    write_file(os.path.join(output_dir, CONFUSION_MATRIX),
+    write_file(os.path.join(output_dir, result_file(TEST_PREDICTIONS, test_set)),
+               predictions_csv(test, label_ids, predicted, probabilities, labels))
+    write_file(os.path.join(output_dir, result_file(CONFUSION_MATRIX, test_set)),
                confusion_matrix_png(label_ids, predicted, label_names))
     report = metrics.classification_report(
         label_ids, predicted, labels=list(range(len(label_names))),
@@ -52,8 +65,8 @@ def write_report(output_dir, test, eval_batches, labels):
     positive = probabilities[:, labels.positive_index]
     both_classes = len(np.unique(label_ids)) == 2
     if both_classes:
-        write_file(os.path.join(output_dir, ROC_CURVE), roc_curve_png(
-            is_positive, positive, label_names[labels.positive_index]))
+        write_file(os.path.join(output_dir, result_file(ROC_CURVE, test_set)),
+                   roc_curve_png(is_positive, positive, label_names[labels.positive_index]))
     return {
         "roc_auc": float(metrics.roc_auc_score(is_positive, positive)) if both_classes
         else None,

@@ -35,6 +35,24 @@ CHECKPOINT_PREFIX = "model.ckpt-"
 EVENTS_PREFIX = "events.out.tfevents."
 FEATURES_PREFIX = "features-"
 GITKEEP = ".gitkeep"  # OUTPUT_Bert/.gitkeep is part of the repository
+# What an evaluation writes; for another test set than the run's own, named for it.
+RESULT_FILES = (EVAL_RESULTS, TEST_PREDICTIONS, CONFUSION_MATRIX, ROC_CURVE)
+
+
+def result_file(name, test_set=None):
+    """The file name of a result (one of RESULT_FILES) of the run's own test set (None),
+    or of another test set that --eval-only evaluated: eval_results-<test set>.json."""
+    if test_set is None:
+        return name
+    stem, extension = os.path.splitext(name)
+    return "%s-%s%s" % (stem, test_set, extension)
+
+
+def is_result_of_another_test_set(name):
+    """Whether `name` is a result_file() of a test set other than the run's own."""
+    return any(name.startswith(os.path.splitext(result)[0] + "-")
+               and name.endswith(os.path.splitext(result)[1]) for result in RESULT_FILES)
+
 
 def is_remote(path):
     return "://" in path
@@ -99,9 +117,13 @@ def write_file(path, content):
             f.write(content)
         gfile().rename(tmp, path, overwrite=True)
         return
-    with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-        f.write(content)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(content)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # the write failed (a full disk): no half file left
+            os.remove(tmp)
 
 
 def write_json(path, obj):
@@ -126,8 +148,7 @@ def read_json(path):
     except ValueError as e:  # not UTF-8, or not JSON
         raise UnreadableFile(
             "%s is damaged (%s). Move it away and run again: train.py writes it anew (for "
-            "model_settings.json, from this run's flags); or pass --do-delete to start the "
-            "folder afresh." % (path, e)) from None
+            "model_settings.json, from this run's flags)." % (path, e)) from None
 
 
 def best_checkpoint(output_dir):

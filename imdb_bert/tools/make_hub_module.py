@@ -13,6 +13,7 @@ From a random config (tests and smoke runs; a tiny vocab is generated unless giv
 import argparse
 import contextlib
 import os
+import shlex
 import string
 import sys
 import tempfile
@@ -239,7 +240,7 @@ def main(argv=None):
         print("error: %s" % e, file=sys.stderr)
         return 2
     print("Hub module written to %s; use it with: python train.py --bert-hub %s"
-          % (args.output_dir, os.path.abspath(args.output_dir)))
+          % (args.output_dir, shlex.quote(os.path.abspath(args.output_dir))))
     return 0
 
 

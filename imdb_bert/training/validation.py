@@ -37,10 +37,11 @@ class NoValidation:
 
 class Validation(NoValidation):
     """Evaluations of `input_fn` at `steps`; `leads` says whether this process evaluates
-    and writes (process 0), `agree` spreads its stop decision to every process."""
+    and writes (process 0), `agree` spreads its stop decision to every process;
+    `auc_undefined`: the sample holds one of two labels only, so its auc is null."""
 
     def __init__(self, output_dir, input_fn, steps, examples_per_step, train_size, keep_best,
-                 patience, leads, agree):
+                 patience, leads, agree, auc_undefined=False):
         self.output_dir = output_dir
         self.input_fn = input_fn
         self.steps = steps
@@ -49,6 +50,7 @@ class Validation(NoValidation):
         self.patience = patience
         self.leads = leads
         self.agree = agree
+        self.auc_undefined = auc_undefined
         self.history_path = os.path.join(output_dir, VALIDATION_HISTORY)
         self.history = read_json(self.history_path) or []
 
@@ -90,6 +92,8 @@ class Validation(NoValidation):
         result = report.plain_metrics(estimator.evaluate(self.input_fn, steps=None,
                                                          name="validation"))
         entry = dict(result, epoch=round(step * self.epochs_per_step, 4))
+        if self.auc_undefined:
+            entry["auc"] = None
         self.history.append(entry)
         write_json(self.history_path, self.history)
         print("Validation at step %d (epoch %.2f): accuracy %.4f, loss %.4f"
