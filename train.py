@@ -362,8 +362,9 @@ def parse_args(argv=None):
     add_validation_flags(p)
     add_speed_flags(p)
     p.add_argument("--eval-only", action="store_true",
-                   help="evaluate the trained model in the output dir without training: the best "
-                        "checkpoint kept by --keep-best, else the latest")
+                   help="evaluate the trained model in the output dir without training (the "
+                        "best checkpoint kept by --keep-best, else the latest), on the run's "
+                        "test set or on another --test-file or --test-samples")
     p.add_argument("--horovod", action="store_true",
                    help="data-parallel training in every process horovodrun starts (one per "
                         "GPU); --batch-size is per process, so the global batch is "
