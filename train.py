@@ -17,7 +17,7 @@ from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.data import aclimdb, text_files
 from imdb_bert.data.labels import file_labels, imdb_labels
 from imdb_bert.errors import UserError, run_script
-from imdb_bert.evaluation import report
+from imdb_bert.evaluation import calibration, report
 from imdb_bert.features import conversion, feature_cache
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
@@ -95,11 +95,12 @@ def main(argv=None):
             return interrupted(estimator, stopped_by, num_train_steps, run_record)
         validating.finish(run_record)
 
-    # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
+    # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint),
+    # calibrated too when a validation sample gives a temperature.
     checkpoint = files.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
     signals.now("evaluation")
     evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR,
-             labels)
+             labels, calibrate(estimator, checkpoint, dev, convert, args, OUTPUT_DIR))
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
@@ -208,15 +209,29 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
         print("Validation reviews: %d, from the training split and not in the training "
               "sample" % len(dev))
     input_fn = feature_cache.input_fn_builder(
-        convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
-                                                     dev[config.LABEL_COLUMN])),
-        args.max_seq_length, is_training=False, drop_remainder=False)
+        validation_features(dev, convert), args.max_seq_length, is_training=False,
+        drop_remainder=False)
     global_batch_size = run.global_batch_size(args.batch_size)
     every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))
     return validation.Validation(
         output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
         global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
         run.leads, run.agree)
+
+
+def validation_features(dev, convert):
+    return convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
+                                                         dev[config.LABEL_COLUMN]))
+
+
+def calibrate(estimator, checkpoint, dev, convert, args, output_dir):
+    """With a validation sample: the temperature that calibrates `checkpoint`'s
+    probabilities, fitted on it (or kept from the run that fitted it). Without: the one
+    calibration.json records for `checkpoint`, if any (so --eval-only reports it)."""
+    if dev is None:
+        return calibration.recorded_temperature(output_dir, checkpoint_step(checkpoint))
+    return validation.temperature(estimator, checkpoint, validation_features(dev, convert),
+                                  args.max_seq_length, output_dir)
 
 
 def plan_steps(train_size, args, run):
@@ -270,10 +285,12 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
 
 
 def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir,
-             labels):
+             labels, temperature=None):
     """Step 11: the notebook's metrics of `checkpoint` on the test sample (for more than
     two labels: accuracy and loss, and per class in the report), printed and written to
-    eval_results.json, with the plots and test_predictions.csv from the same pass."""
+    eval_results.json, with the plots and test_predictions.csv from the same pass; with a
+    `temperature`, the calibration metrics before and after it and the reliability
+    diagram."""
     test_input_fn = feature_cache.input_fn_builder(
         test_features_file, max_seq_length, is_training=False, drop_remainder=False)
     predictions = EvalPredictionsHook()
@@ -284,6 +301,10 @@ def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, ou
     results.update(report.write_report(output_dir, test, predictions.batches, labels))
     if "per_class" in results:
         print(report.per_class_text(results))
+    if temperature is not None:
+        results.update(report.write_calibration_report(output_dir, predictions.batches,
+                                                       temperature))
+        print(calibration.calibration_text(results))
     files.write_json(os.path.join(output_dir, files.EVAL_RESULTS), results)
     print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
 
