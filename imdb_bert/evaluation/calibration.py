@@ -75,8 +75,8 @@ def expected_calibration_error(log_probs, label_ids, bins=ECE_BINS):
 
 def fit_temperature(log_probs, label_ids):
     """The T that minimises the negative log-likelihood of `log_probs` [n, labels] with
-    `label_ids` [n]: a bounded 1-D search on log T (the loss is smooth and has one minimum
-    there). CannotCalibrate for a sample that cannot decide T."""
+    `label_ids` [n]: a bounded 1-D search on log T (the loss is convex in 1/T, so it has
+    one minimum). CannotCalibrate for a sample that cannot decide T."""
     from scipy.optimize import minimize_scalar  # scikit-learn's dependency; train.py only
     log_probs = np.asarray(log_probs, np.float64)
     label_ids = np.asarray(label_ids)
@@ -86,24 +86,28 @@ def fit_temperature(log_probs, label_ids):
         lambda log_t: negative_log_likelihood(calibrated(log_probs, np.exp(log_t)), label_ids),
         bounds=bounds, method="bounded", options={"xatol": 1e-6})
     if min(abs(result.x - bounds)) < 1e-3:
-        correct = int(np.sum(log_probs.argmax(axis=1) == label_ids))
-        raise CannotCalibrate(
-            "the validation loss keeps falling towards T = %g (%d of %d validation reviews "
-            "are classified right), so they cannot show how over-confident the model is; "
-            "a larger validation sample can" % (np.exp(result.x), correct, len(label_ids)))
+        raise CannotCalibrate("the validation loss is lowest at T = %g, the edge of the search "
+                              "from %g to %g" % (np.exp(result.x), LOWEST_TEMPERATURE,
+                                                 HIGHEST_TEMPERATURE))
     return float(np.exp(result.x))
 
 
 def check_sample(log_probs, label_ids):
-    """CannotCalibrate for NaN or infinite log-probabilities, or a single class."""
+    """CannotCalibrate for NaN or infinite log-probabilities, a single class, or a sample
+    classified right throughout (its loss falls without end as T goes to 0)."""
     broken = int(np.sum(~np.isfinite(log_probs).all(axis=1)))
     if broken:
-        raise CannotCalibrate("%d of %d validation log-probabilities are NaN or infinite (the "
-                              "model diverged)" % (broken, len(log_probs)))
+        raise CannotCalibrate("%d of %d validation reviews have NaN or infinite "
+                              "log-probabilities (the model diverged)"
+                              % (broken, len(log_probs)))
     if len(np.unique(label_ids)) < 2:
         raise CannotCalibrate("the %d validation reviews hold one label only, so a "
                               "temperature fitted on them would be about that label alone"
                               % len(label_ids))
+    if np.all(log_probs.argmax(axis=1) == label_ids):
+        raise CannotCalibrate("all %d validation reviews are classified right, so they cannot "
+                              "show how over-confident the model is; a larger validation "
+                              "sample can" % len(label_ids))
 
 
 def metrics(log_probs, label_ids, temperature):
