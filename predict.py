@@ -15,7 +15,11 @@ how many of how many, and exits with 130 or 143.
 It uses the export of train.py when it holds the latest checkpoint (or the best one that
 --keep-best recorded): its ONNX copy through ONNX Runtime, without loading TensorFlow, else
 the SavedModel; without an export it restores that checkpoint through the Estimator.
-stderr says which ran.
+stderr says which ran. When train.py fitted a temperature on a validation sample
+(calibration.json), the probabilities are calibrated with it (--uncalibrated: raw).
+
+    python predict.py --explain "Absolutely fantastic!"    # the words that decided, marked
+    python predict.py --file reviews.txt --explain --html explained.html
 """
 import argparse
 import json
@@ -31,9 +35,10 @@ import config
 from imdb_bert import signals
 from imdb_bert.data.text_files import decoded_lines
 from imdb_bert.errors import CONTEXT, UserError, run_script
+from imdb_bert.evaluation import calibration
 from imdb_bert.output import files, run_settings, run_state
-from imdb_bert.output.files import checkpoint_step, newest_export
-from imdb_bert.serving import onnx_model
+from imdb_bert.output.files import CALIBRATION, checkpoint_step, newest_export
+from imdb_bert.serving import explain, onnx_model
 
 
 def parse_args(argv=None):
@@ -65,6 +70,19 @@ def parse_args(argv=None):
                    help="sentences per batch (default %(default)s)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="the model's raw probabilities, without the temperature train.py "
+                        "fitted on the validation sample")
+    p.add_argument("--explain", action="store_true",
+                   help="the words that decided: each sentence again with each word left "
+                        "out (one more model input per word); the plain output marks the "
+                        "top words, --json/--jsonl add \"explanation\"")
+    p.add_argument("--explain-max-words", type=int, default=explain.MAX_WORDS,
+                   help="with --explain, longer sentences leave out runs of consecutive "
+                        "words, at most this many runs (default %(default)s)")
+    p.add_argument("--html", metavar="FILE",
+                   help="with --explain, also write a page with every sentence's words "
+                        "coloured by score to FILE")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's log")
     return p.parse_args(argv)
 
@@ -148,13 +166,22 @@ def model_settings(args):
     return settings
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def check_flags(args):
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive, not %d." % args.batch_size)
     if args.json and args.jsonl:
         raise UserError("--json prints one list at the end, --jsonl one line per sentence "
                         "as it goes: pass one of them.")
+    if args.explain_max_words <= 0:
+        raise UserError("--explain-max-words must be positive, not %d."
+                        % args.explain_max_words)
+    if args.html and not args.explain:
+        raise UserError("--html writes the page of --explain: pass --explain too.")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_flags(args)
     sentences = read_sentences(args)
 
     # With --keep-best, train.py recorded the checkpoint of the best validation accuracy.
@@ -165,6 +192,8 @@ def main(argv=None):
                         "the folder it wrote)." % args.output_dir)
     settings = model_settings(args)
     run_state.check_trained(args.output_dir, checkpoint, settings, args.allow_untrained)
+    output = Output(sentences, settings["label_names"], args, temperature(args, checkpoint))
+    model_inputs = output.model_inputs()
     export_dir, export_info = newest_export(args.output_dir)
     if args.from_checkpoint:
         export_dir, reason = None, "--from-checkpoint"
@@ -172,25 +201,41 @@ def main(argv=None):
           or export_info.get("max_seq_length") != settings["max_seq_length"]):
         export_dir, reason = None, "no export of step %d" % checkpoint_step(checkpoint)
     else:
-        reason = onnx_unusable(args, export_dir, len(sentences))
+        reason = onnx_unusable(args, export_dir, len(model_inputs))
         if reason == "no %s in it" % onnx_model.MODEL_FILE:
             say_how_to_write_the_onnx_copy(args)
 
-    output = Output(sentences, settings["label_names"], args)
     log_probs = None
     if export_dir and not reason:
         print("Predicting with ONNX Runtime on the CPU: %s"
               % onnx_model.model_path(export_dir), file=sys.stderr)
         try:
-            log_probs = predict_with_onnx(export_dir, settings, sentences, args.batch_size,
-                                          output.write)
+            log_probs = predict_with_onnx(export_dir, settings, model_inputs,
+                                          args.batch_size, output.write)
         except onnx_model.DamagedModel as damage:
             reason = "its ONNX copy cannot be loaded: %s" % damage
     if log_probs is None:
-        predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason,
-                                output.write)
+        predict_with_tensorflow(args, checkpoint, export_dir, settings, model_inputs,
+                                reason, output.write)
     output.finish()
     return 0
+
+
+def temperature(args, checkpoint):
+    """The temperature train.py fitted for `checkpoint` (calibration.json), said on stderr;
+    None with --uncalibrated or when none was fitted for it."""
+    record = calibration.read_record(args.output_dir)
+    if record is None or args.uncalibrated:
+        return None
+    if record["global_step"] != checkpoint_step(checkpoint):
+        print("%s holds a temperature for step %d, not for step %d of %s: the probabilities "
+              "are not calibrated." % (CALIBRATION, record["global_step"],
+                                       checkpoint_step(checkpoint), checkpoint),
+              file=sys.stderr)
+        return None
+    print("Probabilities calibrated with the temperature %.4f of %s (--uncalibrated: raw)."
+          % (record["temperature"], CALIBRATION), file=sys.stderr)
+    return record["temperature"]
 
 
 def say_how_to_write_the_onnx_copy(args):
@@ -293,30 +338,43 @@ class Output:
     takes effect once it is written, so every line on stdout is whole."""
     current = None  # for the signal handler: what has been done
 
-    def __init__(self, sentences, label_names, args):
+    def __init__(self, sentences, label_names, args, temperature):
         self.sentences = sentences
         self.label_names = label_names
         self.args = args
+        self.temperature = temperature
+        self.occlusion = (explain.Occlusion(sentences, args.explain_max_words)
+                          if args.explain else None)
         self.done = 0
-        self.items = []  # --json's list
+        self.items = []  # --json's list, --html's sentences
         self.printing_list = False  # --json's list is being printed (at the end)
         self.writing = False
         self.pending_signal = None
         Output.current = self
 
+    def model_inputs(self):
+        """What the model classifies: the sentences, or with --explain each followed by
+        its copies with words left out."""
+        return self.occlusion.inputs if self.occlusion else self.sentences
+
     def write(self, log_probs):
-        """Write the predictions of the next len(log_probs) sentences."""
+        """Write the predictions of the sentences that the log-probabilities of the next
+        len(log_probs) model inputs complete."""
         check_label_count(self.args.output_dir, log_probs, self.label_names)
+        # The one place the temperature is applied, whichever model answered.
+        log_probs = calibration.calibrated(log_probs, self.temperature)
         self.writing = True
-        sentences = self.sentences[self.done:self.done + len(log_probs)]
-        items = [prediction(sentence, lps, self.label_names)
-                 for sentence, lps in zip(sentences, log_probs)]
-        if self.args.json:
+        explained = (self.occlusion.add(log_probs) if self.occlusion
+                     else [(lps, None) for lps in log_probs])
+        sentences = self.sentences[self.done:self.done + len(explained)]
+        items = [prediction(sentence, lps, self.label_names, self.temperature, explanation)
+                 for sentence, (lps, explanation) in zip(sentences, explained)]
+        if self.args.json or self.args.html:
             self.items += items
-        elif self.args.jsonl:
+        if self.args.jsonl:
             sys.stdout.write("".join(json.dumps(item, ensure_ascii=False).translate(
                 LINE_SEPARATORS) + "\n" for item in items))
-        else:
+        elif not self.args.json:
             sys.stdout.write("".join(plain_line(item) + "\n" for item in items))
         sys.stdout.flush()
         self.done += len(items)
@@ -328,21 +386,40 @@ class Output:
         if self.args.json:
             self.printing_list = True
             print(json.dumps(self.items, indent=2, ensure_ascii=False))
+        if self.args.html:
+            write_page(self.args.html, explain.html_page(self.items, self.temperature))
 
 
-def prediction(sentence, log_probs, label_names):
-    """One element of --json's list (a line of --jsonl)."""
-    return {"sentence": sentence, "label": label_names[int(np.argmax(log_probs))],
+def write_page(path, page):
+    try:
+        files.write_file(path, page)
+    except OSError as e:
+        raise UserError("Cannot write the --html page %s: %s" % (path, e))
+    print("The explanations' page is %s" % path, file=sys.stderr)
+
+
+def prediction(sentence, log_probs, label_names, temperature=None, explanation=None):
+    """One element of --json's list (a line of --jsonl); "temperature" when calibrated,
+    "explanation" with --explain."""
+    item = {"sentence": sentence, "label": label_names[int(np.argmax(log_probs))],
             "probabilities": [float(p) for p in np.exp(log_probs)],
             "log_probabilities": [float(lp) for lp in log_probs],
             "label_names": list(label_names)}
+    if temperature is not None:
+        item["temperature"] = temperature
+    if explanation is not None:
+        item["explanation"] = explanation
+    return item
 
 
 def plain_line(item):
     probabilities = item["probabilities"]
+    sentence = item["sentence"]
+    if "explanation" in item:
+        sentence = explain.marked(sentence, item["explanation"])
     return "%s\t%.4f\t[%s]\t%s" % (item["label"], max(probabilities),
                                    ", ".join("%.4f" % lp for lp in item["log_probabilities"]),
-                                   item["sentence"].translate(LINE_BREAKS))
+                                   sentence.translate(LINE_BREAKS))
 
 
 class Interrupted(BaseException):

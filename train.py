@@ -17,7 +17,7 @@ from imdb_bert.compat import quiet_tf_logging, tf
 from imdb_bert.data import aclimdb, text_files
 from imdb_bert.data.labels import file_labels, imdb_labels
 from imdb_bert.errors import UserError, run_script
-from imdb_bert.evaluation import report
+from imdb_bert.evaluation import calibration, report
 from imdb_bert.features import conversion, feature_cache
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
@@ -97,10 +97,12 @@ def main(argv=None):
             return interrupted(estimator, stopped_by, num_train_steps, run_record)
         validating.finish(run_record)
 
-    # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
+    # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint),
+    # calibrated too when a validation sample gives a temperature.
     checkpoint = files.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
     signals.now("evaluation")
-    evaluate(estimator, checkpoint, test, test_features_file, OUTPUT_DIR, labels, args)
+    evaluate(estimator, checkpoint, test, test_features_file, OUTPUT_DIR, labels, args,
+             calibrate(estimator, checkpoint, dev, convert, args, OUTPUT_DIR))
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
@@ -215,15 +217,29 @@ def plan_validation(dev, labels, convert, train_size, num_train_steps, args, run
     if auc_note:
         print(auc_note)
     input_fn = feature_cache.input_fn_builder(
-        convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
-                                                       dev[config.LABEL_COLUMN])),
-        args.max_seq_length, is_training=False, drop_remainder=False)
+        validation_features(dev, convert), args.max_seq_length, is_training=False,
+        drop_remainder=False)
     global_batch_size = run.global_batch_size(args.batch_size)
     every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))
     return validation.Validation(
         output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
         global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
         run.leads, run.agree, auc_undefined=bool(auc_note))
+
+
+def validation_features(dev, convert):
+    return convert("validation", conversion.make_examples(dev[config.DATA_COLUMN],
+                                                         dev[config.LABEL_COLUMN]))
+
+
+def calibrate(estimator, checkpoint, dev, convert, args, output_dir):
+    """With a validation sample: the temperature that calibrates `checkpoint`'s
+    probabilities, fitted on it (or kept from the run that fitted it). Without: the one
+    calibration.json records for `checkpoint`, if any (so --eval-only reports it)."""
+    if dev is None:
+        return calibration.recorded_temperature(output_dir, checkpoint_step(checkpoint))
+    return validation.temperature(estimator, checkpoint, validation_features(dev, convert),
+                                  args.max_seq_length, output_dir)
 
 
 def plan_steps(train_size, args, run):
@@ -276,11 +292,14 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
     return 128 + signal_number
 
 
-def evaluate(estimator, checkpoint, test, test_features_file, output_dir, labels, args):
+def evaluate(estimator, checkpoint, test, test_features_file, output_dir, labels, args,
+             temperature=None):
     """Step 11: the notebook's metrics of `checkpoint` on the test sample (for more than
     two labels: accuracy and loss, and per class in the report), printed and written to
     eval_results.json, with the plots and test_predictions.csv from the same pass; named
-    for the test set when --eval-only evaluates another one than the run's own."""
+    for the test set when --eval-only evaluates another one than the run's own; with a
+    `temperature`, the calibration metrics before and after it and the reliability
+    diagram."""
     test_set = run_settings.other_test_set(output_dir, args) if args.eval_only else None
     test_input_fn = feature_cache.input_fn_builder(
         test_features_file, args.max_seq_length, is_training=False, drop_remainder=False)
@@ -297,6 +316,10 @@ def evaluate(estimator, checkpoint, test, test_features_file, output_dir, labels
                                        test_set))
     if "per_class" in results:
         print(report.per_class_text(results))
+    if temperature is not None:
+        results.update(report.write_calibration_report(output_dir, predictions.batches,
+                                                       temperature, test_set))
+        print(calibration.calibration_text(results))
     eval_results = files.result_file(files.EVAL_RESULTS, test_set)
     files.write_json(os.path.join(output_dir, eval_results), results)
     print("Plots, %s and %s are in %s" % (

@@ -3,20 +3,21 @@
 import os
 
 from imdb_bert.errors import UserError
-from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CHECKPOINT_PREFIX,
-                                    CONFUSION_MATRIX, ESTIMATOR_NAMES, EVAL_RESULTS,
-                                    EVENTS_PREFIX, EXPORT, FEATURES_PREFIX, GITKEEP,
-                                    LEARNING_CURVES, MODEL_SETTINGS, REPOSITORY, ROC_CURVE,
-                                    RUN_INFO, TEST_PREDICTIONS, VALIDATION_HISTORY,
-                                    best_checkpoint, export_root, is_result_of_another_test_set,
-                                    isdir, listdir, remove)
+from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CALIBRATION,
+                                    CHECKPOINT_PREFIX, CONFUSION_MATRIX, ESTIMATOR_NAMES,
+                                    EVAL_RESULTS, EVENTS_PREFIX, EXPORT, FEATURES_PREFIX,
+                                    GITKEEP, LEARNING_CURVES, MODEL_SETTINGS,
+                                    RELIABILITY_DIAGRAM, REPOSITORY, ROC_CURVE, RUN_INFO,
+                                    TEST_PREDICTIONS, VALIDATION_HISTORY, best_checkpoint,
+                                    export_root, is_result_of_another_test_set, isdir,
+                                    listdir, remove)
 from imdb_bert.output.folder_lock import LOCK_FILE
 
 # What --do-delete may remove: only what this project (or the Estimator) writes.
 PROJECT_OUTPUT_NAMES = ESTIMATOR_NAMES + (
     GITKEEP, EXPORT, MODEL_SETTINGS, EVAL_RESULTS, RUN_INFO, TEST_PREDICTIONS,
     CONFUSION_MATRIX, ROC_CURVE, VALIDATION_HISTORY, LEARNING_CURVES, BEST_CHECKPOINT,
-    BEST_CHECKPOINT_DIR, LOCK_FILE)
+    BEST_CHECKPOINT_DIR, CALIBRATION, RELIABILITY_DIAGRAM, LOCK_FILE)
 PROJECT_OUTPUT_PREFIXES = (CHECKPOINT_PREFIX, EVENTS_PREFIX, FEATURES_PREFIX)
 
 

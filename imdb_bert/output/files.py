@@ -29,14 +29,18 @@ VALIDATION_HISTORY = "validation_history.json"
 LEARNING_CURVES = "learning_curves.png"
 BEST_CHECKPOINT = "best_checkpoint.json"  # --keep-best: the step kept, and where
 BEST_CHECKPOINT_DIR = "best"
+CALIBRATION = "calibration.json"  # with validation: the temperature predict.py applies
+RELIABILITY_DIAGRAM = "reliability_diagram.png"
 CHECKPOINT_INDEX = "checkpoint"
-ESTIMATOR_NAMES = (CHECKPOINT_INDEX, "graph.pbtxt", "eval", "eval_validation")
+ESTIMATOR_NAMES = (CHECKPOINT_INDEX, "graph.pbtxt", "eval", "eval_validation",
+                   "eval_calibration")
 CHECKPOINT_PREFIX = "model.ckpt-"
 EVENTS_PREFIX = "events.out.tfevents."
 FEATURES_PREFIX = "features-"
 GITKEEP = ".gitkeep"  # OUTPUT_Bert/.gitkeep is part of the repository
 # What an evaluation writes; for another test set than the run's own, named for it.
-RESULT_FILES = (EVAL_RESULTS, TEST_PREDICTIONS, CONFUSION_MATRIX, ROC_CURVE)
+RESULT_FILES = (EVAL_RESULTS, TEST_PREDICTIONS, CONFUSION_MATRIX, ROC_CURVE,
+                RELIABILITY_DIAGRAM)
 
 
 def result_file(name, test_set=None):
