@@ -16,7 +16,11 @@ how many of how many, and exits with 130 or 143.
 It uses the export of train.py when it holds the latest checkpoint (or the best one that
 --keep-best recorded): its ONNX copy through ONNX Runtime, without loading TensorFlow, else
 the SavedModel; without an export it restores that checkpoint through the Estimator.
-stderr says which ran.
+stderr says which ran. When train.py fitted a temperature on a validation sample
+(calibration.json), the probabilities are calibrated with it (--uncalibrated: raw).
+
+    python predict.py --explain "Absolutely fantastic!"    # the words that decided, marked
+    python predict.py --file reviews.txt --explain --html explained.html
 """
 import argparse
 import json
@@ -30,11 +34,13 @@ from tqdm import tqdm
 
 import config
 from imdb_bert import signals
+from imdb_bert.data.text_files import decoded_lines
 from imdb_bert.errors import CONTEXT, UserError, run_script
-from imdb_bert.output import files, run_settings, run_state
-from imdb_bert.output.files import checkpoint_step, newest_export
+from imdb_bert.evaluation import calibration
 from imdb_bert.model.tasks import SINGLE_LABEL, task_of
-from imdb_bert.serving import answers, inputs, onnx_model
+from imdb_bert.output import files, run_settings, run_state
+from imdb_bert.output.files import CALIBRATION, checkpoint_step, newest_export
+from imdb_bert.serving import answers, explain, inputs, onnx_model
 
 
 def parse_args(argv=None):
@@ -71,22 +77,38 @@ def parse_args(argv=None):
                    help="sentences per batch (default %(default)s)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX")
+    p.add_argument("--uncalibrated", action="store_true",
+                   help="the model's raw probabilities, without the temperature train.py "
+                        "fitted on the validation sample")
+    p.add_argument("--explain", action="store_true",
+                   help="the words that decided: each sentence again with each word left "
+                        "out (one more model input per word); the plain output marks the "
+                        "top words, --json/--jsonl add \"explanation\"")
+    p.add_argument("--explain-max-words", type=int, default=explain.MAX_WORDS,
+                   help="with --explain, longer sentences leave out runs of consecutive "
+                        "words, at most this many runs (default %(default)s)")
+    p.add_argument("--html", metavar="FILE",
+                   help="with --explain, also write a page with every sentence's words "
+                        "coloured by score to FILE")
     p.add_argument("--verbose", action="store_true", help="show TensorFlow's log")
     return p.parse_intermixed_args(argv)  # "a" --pair "b" "c" --pair "d": sentences in order
 
 
 def read_sentences(args):
-    """The sentences to classify, in order; blank lines of --file are skipped."""
-    sentences = list(args.sentences)
-    if args.file and not inputs.is_table(args.file):  # a table: inputs.py, once settings are read
-        try:
-            if args.file == "-":
-                lines = split_lines(sys.stdin.buffer.read().decode("utf-8"))
-            else:
-                with open(args.file, encoding="utf-8", newline="") as f:
-                    lines = split_lines(f.read())
-        except (OSError, UnicodeDecodeError) as e:
-            raise UserError("Cannot read sentences from %s: %s" % (args.file, e))
+    """(The sentences to classify, in order; their --pair texts, or None). A blank sentence
+    (empty or only whitespace), as an argument or a line of --file, is skipped and counted
+    on stderr, with its --pair: it holds nothing to classify. A table --file is read once
+    the settings are (serving/inputs.py)."""
+    kept = [i for i, sentence in enumerate(args.sentences) if sentence.strip()]
+    sentences = [args.sentences[i] for i in kept]
+    pairs = args.pair
+    if pairs and len(pairs) == len(args.sentences):  # else inputs.py says the counts differ
+        pairs = [pairs[i] for i in kept]
+    if len(sentences) < len(args.sentences):
+        print("Skipped %d blank arguments" % (len(args.sentences) - len(sentences)),
+              file=sys.stderr)
+    if args.file and not inputs.is_table(args.file):
+        lines = file_lines(args.file)
         kept = [line for line in lines if line.strip()]
         if not kept and not sentences:
             raise UserError("%s holds no sentences%s: give one per line."
@@ -98,15 +120,26 @@ def read_sentences(args):
         sentences += kept
     if not sentences and not inputs.is_table(args.file):
         raise UserError("No sentences to classify: give them as arguments or with --file.")
-    return sentences
+    return sentences, pairs
 
 
-def split_lines(text):
-    """Lines split at "\n" only ("\r\n" counts as one): reviews hold U+0085, U+2028, form
-    feeds and the like, at which str.splitlines() would also split a line."""
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
+def file_lines(path):
+    """The lines of --file `path` (- for stdin), read as train.py reads its files
+    (text_files.decoded_lines: UTF-8, a BOM dropped, a line that is not UTF-8 named), split
+    at "\n" only ("\r\n" counts as one): reviews hold U+0085, U+2028, form feeds and the
+    like, at which str.splitlines() would also split a line."""
+    try:
+        if path == "-":
+            return without_line_ends(decoded_lines(sys.stdin.buffer, "stdin"))
+        with open(path, "rb") as f:
+            return without_line_ends(decoded_lines(f, path))
+    except OSError as e:
+        raise UserError("Cannot read sentences from %s: %s" % (path, e))
+
+
+def without_line_ends(lines):
+    """The lines without their "\n" or "\r\n"."""
+    lines = [line[:-1] if line.endswith("\n") else line for line in lines]
     return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
@@ -145,14 +178,23 @@ def model_settings(args):
     return settings
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def check_flags(args):
     if args.batch_size <= 0:
         raise UserError("--batch-size must be positive, not %d." % args.batch_size)
     if args.json and args.jsonl:
         raise UserError("--json prints one list at the end, --jsonl one line per sentence "
                         "as it goes: pass one of them.")
-    sentences = read_sentences(args)
+    if args.explain_max_words <= 0:
+        raise UserError("--explain-max-words must be positive, not %d."
+                        % args.explain_max_words)
+    if args.html and not args.explain:
+        raise UserError("--html writes the page of --explain: pass --explain too.")
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    check_flags(args)
+    sentences, pairs = read_sentences(args)
 
     # With --keep-best, train.py recorded the checkpoint of the best validation accuracy.
     checkpoint = (files.best_checkpoint(args.output_dir)
@@ -161,8 +203,13 @@ def main(argv=None):
         raise UserError("No checkpoint in %s: run train.py first (or pass --output-dir with "
                         "the folder it wrote)." % args.output_dir)
     settings = model_settings(args)
-    sentences, pairs = inputs.sentences_and_pairs(args, settings, sentences)
+    sentences, pairs = inputs.sentences_and_pairs(args, settings, sentences, pairs)
+    if args.explain and task_of(settings) != SINGLE_LABEL:
+        raise UserError("--explain explains single-label models only; the model in %s is "
+                        "%s." % (args.output_dir, task_of(settings)))
     run_state.check_trained(args.output_dir, checkpoint, settings, args.allow_untrained)
+    output = Output(sentences, settings, args, temperature(args, checkpoint, settings), pairs)
+    model_inputs, model_pairs = output.model_inputs()
     export_dir, export_info = newest_export(args.output_dir)
     if args.from_checkpoint:
         export_dir, reason = None, "--from-checkpoint"
@@ -170,34 +217,53 @@ def main(argv=None):
           or export_info.get("max_seq_length") != settings["max_seq_length"]):
         export_dir, reason = None, "no export of step %d" % checkpoint_step(checkpoint)
     else:
-        reason = onnx_unusable(args, export_dir, len(sentences))
+        reason = onnx_unusable(args, export_dir, len(model_inputs))
         if reason == "no %s in it" % onnx_model.MODEL_FILE:
             say_how_to_write_the_onnx_copy(args)
 
-    output = Output(sentences, settings, args, pairs)
     log_probs = None
     if export_dir and not reason:
         print("Predicting with ONNX Runtime on the CPU: %s"
               % onnx_model.model_path(export_dir), file=sys.stderr)
         try:
-            log_probs = predict_with_onnx(export_dir, settings, sentences, args.batch_size,
-                                          output.write, pairs)
+            log_probs = predict_with_onnx(export_dir, settings, model_inputs,
+                                          args.batch_size, output.write, model_pairs)
         except onnx_model.DamagedModel as damage:
             reason = "its ONNX copy cannot be loaded: %s" % damage
     if log_probs is None:
-        predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, reason,
-                                output.write, pairs)
+        predict_with_tensorflow(args, checkpoint, export_dir, settings, model_inputs,
+                                reason, output.write, model_pairs)
     output.finish()
     return 0
 
 
+def temperature(args, checkpoint, settings):
+    """The temperature train.py fitted for `checkpoint` (calibration.json), said on stderr;
+    None with --uncalibrated, when none was fitted for it, or for a multi-label or
+    regression model (train.py fits none for them)."""
+    record = calibration.read_record(args.output_dir)
+    if record is None or args.uncalibrated or task_of(settings) != SINGLE_LABEL:
+        return None
+    if record["global_step"] != checkpoint_step(checkpoint):
+        print("%s holds a temperature for step %d, not for step %d of %s: the probabilities "
+              "are not calibrated." % (CALIBRATION, record["global_step"],
+                                       checkpoint_step(checkpoint), checkpoint),
+              file=sys.stderr)
+        return None
+    print("Probabilities calibrated with the temperature %.4f of %s (--uncalibrated: raw)."
+          % (record["temperature"], CALIBRATION), file=sys.stderr)
+    return record["temperature"]
+
+
 def say_how_to_write_the_onnx_copy(args):
     """A line for an export without its ONNX copy (removed by hand, or a run with
-    --no-onnx): the command that writes it, where tf2onnx is installed."""
+    --no-onnx): the command that writes it, where tf2onnx is installed. The folder's path
+    is absolute: a relative one starting with "-" would be read as an option."""
     if not onnx_model.missing("tf2onnx", "onnx", "onnxruntime"):
         print("The export has no ONNX copy (%s), which answers without loading TensorFlow: "
               "python -m imdb_bert.serving %s writes it."
-              % (onnx_model.MODEL_FILE, shlex.quote(args.output_dir)), file=sys.stderr)
+              % (onnx_model.MODEL_FILE, shlex.quote(os.path.abspath(args.output_dir))),
+              file=sys.stderr)
 
 
 def onnx_unusable(args, export_dir, sentence_count):
@@ -236,9 +302,11 @@ def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, r
     if not args.verbose:
         tf.logging.set_verbosity(tf.logging.WARN)
     session_config, speed_messages, _ = device.session_config(bf16=args.bf16)
-    for message in speed_messages:
+    on_cpu_instead = device.cpu_where_tensorflow_cannot_run(session_config)
+    for message in speed_messages + [on_cpu_instead] * bool(on_cpu_instead):
         print(message, file=sys.stderr)
-    CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
+    CONTEXT.update(device="the CPU" if on_cpu_instead else device.device_name(),
+                   batch_size=args.batch_size,
                    max_seq_length=settings["max_seq_length"])  # for an out-of-memory error
     if export_dir:
         print("Predicting with the SavedModel %s (%s)." % (export_dir, reason),
@@ -278,8 +346,8 @@ def check_label_count(output_dir, log_probs, label_names):
     values, one per sentence, name none)."""
     if np.ndim(log_probs) == 2 and np.shape(log_probs)[-1] != len(label_names):
         raise UserError("The model in %s has %d outputs but its model_settings.json names %d "
-                        "labels (%s): the folder mixes two runs. Train again with "
-                        "--do-delete, or pass the --output-dir of the run."
+                        "labels (%s): the folder mixes two runs. Pass the --output-dir "
+                        "of the run, or train again with another --output-dir."
                         % (output_dir, np.shape(log_probs)[-1], len(label_names),
                            ", ".join(map(str, label_names))))
 
@@ -291,36 +359,57 @@ class Output:
     takes effect once it is written, so every line on stdout is whole."""
     current = None  # for the signal handler: what has been done
 
-    def __init__(self, sentences, settings, args, pairs=None):
+    def __init__(self, sentences, settings, args, temperature, pairs=None):
         self.sentences = sentences
         self.settings = settings
         self.label_names = settings["label_names"]
         self.args = args
         self.pairs = pairs  # the second texts of sentence pairs, or None
+        self.temperature = temperature
+        self.occlusion = (explain.Occlusion(sentences, args.explain_max_words)
+                          if args.explain else None)
         self.done = 0
-        self.items = []  # --json's list
+        self.items = []  # --json's list, --html's sentences
+        self.printing_list = False  # --json's list is being printed (at the end)
         self.writing = False
         self.pending_signal = None
         Output.current = self
 
+    def model_inputs(self):
+        """(What the model classifies, their second texts or None): the sentences, or with
+        --explain each followed by its copies with words left out (and its pair with
+        each)."""
+        if not self.occlusion:
+            return self.sentences, self.pairs
+        if self.pairs is None:
+            return self.occlusion.inputs, None
+        return self.occlusion.inputs, [pair for pair, runs in zip(self.pairs,
+                                                                  self.occlusion.runs)
+                                       for _ in range(len(runs) + 1)]
+
     def write(self, log_probs):
-        """Write the predictions of the next len(log_probs) sentences."""
+        """Write the predictions of the sentences that the log-probabilities of the next
+        len(log_probs) model inputs complete."""
         check_label_count(self.args.output_dir, log_probs, self.label_names)
+        # The one place the temperature is applied, whichever model answered.
+        log_probs = calibration.calibrated(log_probs, self.temperature)
         self.writing = True
-        sentences = self.sentences[self.done:self.done + len(log_probs)]
+        explained = (self.occlusion.add(log_probs) if self.occlusion
+                     else [(lps, None) for lps in log_probs])
+        sentences = self.sentences[self.done:self.done + len(explained)]
         task = task_of(self.settings)
-        items = [prediction(sentence, lps, self.label_names) if task == SINGLE_LABEL
-                 else answers.answer(task, sentence, lps, self.settings)
-                 for sentence, lps in zip(sentences, log_probs)]
+        items = [prediction(sentence, lps, self.label_names, self.temperature, explanation)
+                 if task == SINGLE_LABEL else answers.answer(task, sentence, lps, self.settings)
+                 for sentence, (lps, explanation) in zip(sentences, explained)]
         if self.pairs is not None:
             for item, pair in zip(items, self.pairs[self.done:]):
                 item["pair"] = pair
-        if self.args.json:
+        if self.args.json or self.args.html:
             self.items += items
-        elif self.args.jsonl:
+        if self.args.jsonl:
             sys.stdout.write("".join(json.dumps(item, ensure_ascii=False).translate(
                 LINE_SEPARATORS) + "\n" for item in items))
-        else:
+        elif not self.args.json:
             sys.stdout.write("".join(plain_line(item) + "\n" for item in items))
         sys.stdout.flush()
         self.done += len(items)
@@ -330,22 +419,42 @@ class Output:
 
     def finish(self):
         if self.args.json:
+            self.printing_list = True
             print(json.dumps(self.items, indent=2, ensure_ascii=False))
+        if self.args.html:
+            write_page(self.args.html, explain.html_page(self.items, self.temperature))
 
 
-def prediction(sentence, log_probs, label_names):
-    """One element of --json's list (a line of --jsonl)."""
-    return {"sentence": sentence, "label": label_names[int(np.argmax(log_probs))],
+def write_page(path, page):
+    try:
+        files.write_file(path, page)
+    except OSError as e:
+        raise UserError("Cannot write the --html page %s: %s" % (path, e))
+    print("The explanations' page is %s" % path, file=sys.stderr)
+
+
+def prediction(sentence, log_probs, label_names, temperature=None, explanation=None):
+    """One element of --json's list (a line of --jsonl); "temperature" when calibrated,
+    "explanation" with --explain."""
+    item = {"sentence": sentence, "label": label_names[int(np.argmax(log_probs))],
             "probabilities": [float(p) for p in np.exp(log_probs)],
             "log_probabilities": [float(lp) for lp in log_probs],
             "label_names": list(label_names)}
+    if temperature is not None:
+        item["temperature"] = temperature
+    if explanation is not None:
+        item["explanation"] = explanation
+    return item
 
 
 def plain_line(item):
     """label, its probability, the log-probabilities, the sentence (and its pair); for
     multi-label and regression, answers.plain_text's fields, then the sentence."""
-    texts = "\t".join(item[key].translate(LINE_BREAKS) for key in ("sentence", "pair")
-                      if key in item)
+    sentence = item["sentence"]
+    if "explanation" in item:
+        sentence = explain.marked(sentence, item["explanation"])
+    texts = "\t".join(text.translate(LINE_BREAKS)
+                      for text in [sentence] + [item["pair"]] * ("pair" in item))
     if "label" not in item:
         return "%s\t%s" % (answers.plain_text(item), texts)
     probabilities = item["probabilities"]
@@ -393,6 +502,9 @@ def interrupted_progress(output):
     if output is None:
         return "No sentence was classified."
     done, total = output.done, len(output.sentences)
+    if output.printing_list:
+        return ("%d of %d sentences were classified; --json's list was being printed and is "
+                "cut short." % (done, total))
     if output.args.json:
         return ("%d of %d sentences were classified; --json prints its list at the end only, "
                 "so nothing was printed (--jsonl writes each line as it goes)." % (done, total))

@@ -2,7 +2,7 @@
 Sentiment with BERT on TF Hub", step by step, as a script.
 
     python train.py                       # the notebook's run: BERT-Base, 5000/5000 reviews
-    python train.py --bert-hub DIR        # a local Hub module (see imdb_bert/tools/make_hub_module.py)
+    python train.py --bert-hub DIR        # a local Hub module (imdb_bert/tools/make_hub_module.py)
     python train.py --train-file train.csv --test-file test.csv   # your own labelled texts
     python train.py ... --text-pair-column b --task multi-label  # pairs, multi-label, regression
     horovodrun -np 4 python train.py --horovod   # 4 GPUs (make horovod installs Horovod)
@@ -19,7 +19,7 @@ from imdb_bert.data import aclimdb, text_files
 from imdb_bert.data.label_cells import DEFAULT_SEPARATOR
 from imdb_bert.data.labels import file_labels, imdb_labels
 from imdb_bert.errors import UserError, run_script
-from imdb_bert.evaluation import report, task_report
+from imdb_bert.evaluation import calibration, report, task_report
 from imdb_bert.features import conversion, feature_cache
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
@@ -37,6 +37,7 @@ def main(argv=None):
     args = parse_args(argv)
     quiet_tf_logging(args.verbose)
     start_time = datetime.now()
+    device.hide_or_check_gpus(args.cpu)  # before anything else starts CUDA
     # One process, or one of several Horovod processes: the runtime owns what differs.
     run = runtime.start(args)
 
@@ -44,7 +45,7 @@ def main(argv=None):
     OUTPUT_DIR = make_output_dir(args, run)
     device_line, session_config, use_amp = choose_device(args, run)
     settings = run_settings.model_settings(args, use_amp, run)
-    run_settings.check_settings(OUTPUT_DIR, settings)  # before the slow steps
+    run_settings.check_settings(OUTPUT_DIR, settings, args.eval_only)  # before the slow steps
 
     # Step 2: the data as DataFrames (aclImdb, or --train-file and --test-file), a sample
     # "to keep training fast", and the labels (as many as the head has outputs).
@@ -58,8 +59,9 @@ def main(argv=None):
     # Step 4: the tokenizer that comes with the Hub module.
     bert_hub, vocab_file, do_lower_case = load_hub_module(args, OUTPUT_DIR)
     tokenizer = conversion.create_tokenizer(vocab_file, do_lower_case,
-                                          fast=not args.reference_tokenizer)
-    run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case))
+                                            fast=not args.reference_tokenizer)
+    run_settings.write_settings(OUTPUT_DIR, dict(settings, do_lower_case=do_lower_case),
+                                args.eval_only)
 
     # Step 5: InputFeatures (the training ones only when training), as TFRecord files in
     # OUTPUT_DIR that training and evaluation read (and a rerun reuses).
@@ -79,8 +81,8 @@ def main(argv=None):
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
         positive_index=labels.positive_index, task=labels.task, threshold=args.threshold)
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
-    validating = plan_validation(dev, convert, len(train), num_train_steps, args, run,
-                                 OUTPUT_DIR, labels)
+    validating = plan_validation(dev, labels, convert, len(train), num_train_steps, args,
+                                 run, OUTPUT_DIR)
     run_record = run_settings.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
     run_record.write("running")
     signals.record_interruptions(run_record)
@@ -98,18 +100,17 @@ def main(argv=None):
             return interrupted(estimator, stopped_by, num_train_steps, run_record)
         validating.finish(run_record)
 
-    # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint).
+    # Step 11: evaluate on the test sample (with --keep-best, the best step's checkpoint),
+    # calibrated too when a validation sample gives a temperature.
     checkpoint = files.best_checkpoint(OUTPUT_DIR) or estimator.latest_checkpoint()
     signals.now("evaluation")
-    evaluate(estimator, checkpoint, test, test_features_file, args.max_seq_length, OUTPUT_DIR,
-             labels)
+    evaluate(estimator, checkpoint, test, test_features_file, OUTPUT_DIR, labels, args,
+             calibrate(estimator, checkpoint, dev, labels, convert, args, OUTPUT_DIR))
 
     # Step 12 (for predict.py): a SavedModel of the trained model, fast to load, and its
     # ONNX copy, faster still.
-    if not args.eval_only:
-        signals.now("export")
-        export(estimator, checkpoint, OUTPUT_DIR, args)
-    run_record.write("completed", datetime.now())
+    outcome = "completed" if args.eval_only else export(estimator, checkpoint, OUTPUT_DIR, args)
+    run_record.write(outcome, datetime.now())
     return 0
 
 
@@ -157,7 +158,7 @@ def load_data(args, run):
         dev, labels = None, imdb_labels()
     if dev is None:
         train, dev = aclimdb.sample_train_and_validation(train, args.train_samples,
-                                                      args.validation_samples, args.seed)
+                                                         args.validation_samples, args.seed)
     else:  # --validation-file: all its rows, or --validation-samples of them
         train = aclimdb.sample(train, args.train_samples, args.seed)
         dev = aclimdb.sample(dev, args.validation_samples or None, args.seed)
@@ -171,10 +172,14 @@ def choose_device(args, run):
     is on: it is for GPUs only)."""
     device_line = device.describe()
     print(device_line)
+    first_start = device.first_start_note()
+    if first_start:
+        print(first_start)
     errors.CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
-                          max_seq_length=args.max_seq_length)  # for an out-of-memory error
+                          max_seq_length=args.max_seq_length,
+                          eval_only=args.eval_only)  # for an out-of-memory error
     session_config, speed_messages, use_amp = device.session_config(
-        args.bf16, args.use_xla, args.use_amp)
+        args.bf16, args.use_xla, args.use_amp, tf32=not args.no_tf32)
     for message in speed_messages:
         print(message)
     return device_line, run.configure(session_config, args.batch_size), use_amp
@@ -208,8 +213,8 @@ def make_estimator(model_fn, output_dir, session_config, args):
         model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size}))
 
 
-def plan_validation(dev, convert, train_size, num_train_steps, args, run, output_dir,
-                    labels):
+def plan_validation(dev, labels, convert, train_size, num_train_steps, args, run,
+                    output_dir):
     """Evaluations of the validation sample during training (--validation-samples), or
     none, as in the notebook (and with --eval-only, which does not train)."""
     if dev is None or args.eval_only:
@@ -219,15 +224,36 @@ def plan_validation(dev, convert, train_size, num_train_steps, args, run, output
     else:
         print("Validation reviews: %d, from the training split and not in the training "
               "sample" % len(dev))
+    auc_note = report.undefined_auc_note(dev[config.LABEL_COLUMN], labels, "validation sample")
+    if auc_note:
+        print(auc_note)
     input_fn = feature_cache.input_fn_builder(
-        convert("validation", input_examples(dev, labels)),
-        args.max_seq_length, is_training=False, drop_remainder=False)
+        validation_features(dev, labels, convert), args.max_seq_length, is_training=False,
+        drop_remainder=False)
     global_batch_size = run.global_batch_size(args.batch_size)
     every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))
     return validation.Validation(
         output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
         global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
-        run.leads, run.agree, labels.task)
+        run.leads, run.agree, labels.task, auc_undefined=bool(auc_note))
+
+
+def validation_features(dev, labels, convert):
+    return convert("validation", input_examples(dev, labels))
+
+
+def calibrate(estimator, checkpoint, dev, labels, convert, args, output_dir):
+    """With a validation sample: the temperature that calibrates `checkpoint`'s
+    probabilities, fitted on it (or kept from the run that fitted it). Without: the one
+    calibration.json records for `checkpoint`, if any (so --eval-only reports it). None
+    for multi-label and regression: the temperature scales a softmax's log-probabilities."""
+    if labels.task != SINGLE_LABEL:
+        return None
+    if dev is None:
+        return calibration.recorded_temperature(output_dir, checkpoint_step(checkpoint))
+    return validation.temperature(estimator, checkpoint,
+                                  validation_features(dev, labels, convert),
+                                  args.max_seq_length, output_dir)
 
 
 def plan_steps(train_size, args, run):
@@ -280,30 +306,47 @@ def interrupted(estimator, signal_number, num_train_steps, run_record):
     return 128 + signal_number
 
 
-def evaluate(estimator, checkpoint, test, test_features_file, max_seq_length, output_dir,
-             labels):
+def evaluate(estimator, checkpoint, test, test_features_file, output_dir, labels, args,
+             temperature=None):
     """Step 11: the notebook's metrics of `checkpoint` on the test sample (for more than
     two labels: accuracy and loss, and per class in the report), printed and written to
-    eval_results.json, with the plots and test_predictions.csv from the same pass."""
+    eval_results.json, with the plots and test_predictions.csv from the same pass; named
+    for the test set when --eval-only evaluates another one than the run's own; with a
+    `temperature`, the calibration metrics before and after it and the reliability
+    diagram."""
+    test_set = run_settings.other_test_set(output_dir, args) if args.eval_only else None
     test_input_fn = feature_cache.input_fn_builder(
-        test_features_file, max_seq_length, is_training=False, drop_remainder=False)
+        test_features_file, args.max_seq_length, is_training=False, drop_remainder=False)
     predictions = EvalPredictionsHook(labels.task)
     result = estimator.evaluate(input_fn=test_input_fn, steps=None, hooks=[predictions],
                                 checkpoint_path=checkpoint)
-    print(result)
     results = report.plain_metrics(result)
-    results.update(report.write_report(output_dir, test, predictions.batches, labels))
+    note = report.undefined_auc_note(test[config.LABEL_COLUMN], labels, "test sample")
+    if note:
+        print(note)
+        result["auc"] = results["auc"] = None
+    print(result)
+    task_reports = report if labels.task == SINGLE_LABEL else task_report
+    results.update(task_reports.write_report(output_dir, test, predictions.batches, labels,
+                                             test_set))
     if "per_class" in results:
         print(report.per_class_text(results))
     elif labels.task != SINGLE_LABEL:
         print(task_report.summary_text(results, labels.task))
-    files.write_json(os.path.join(output_dir, files.EVAL_RESULTS), results)
-    print("Plots, test_predictions.csv and eval_results.json are in %s" % output_dir)
+    if temperature is not None:
+        results.update(report.write_calibration_report(output_dir, predictions.batches,
+                                                       temperature, test_set))
+        print(calibration.calibration_text(results))
+    eval_results = files.result_file(files.EVAL_RESULTS, test_set)
+    files.write_json(os.path.join(output_dir, eval_results), results)
+    print("Plots, %s and %s are in %s" % (
+        files.result_file(files.TEST_PREDICTIONS, test_set), eval_results, output_dir))
 
 
 def export(estimator, checkpoint, output_dir, args):
     """Step 12: export `checkpoint` for predict.py, unless a rerun finds it exported, and
-    add the ONNX copy (unless --no-onnx)."""
+    add the ONNX copy (unless --no-onnx); the run's outcome for run_info.json."""
+    signals.now("export")
     export_dir, new = export_for_prediction(estimator, checkpoint, output_dir,
                                             args.max_seq_length)
     if new:
@@ -311,8 +354,10 @@ def export(estimator, checkpoint, output_dir, args):
     else:
         print("%s already holds step %d: no new export." % (export_dir,
                                                             checkpoint_step(checkpoint)))
-    if not args.no_onnx and not files.is_remote(output_dir):
-        add_onnx_copy(export_dir, run_settings.read_settings(output_dir))
+    if not args.no_onnx and not files.is_remote(output_dir) and \
+            add_onnx_copy(export_dir, run_settings.read_settings(output_dir)):
+        return "completed without the ONNX copy"  # the conversion failed: said above
+    return "completed"
 
 
 def sample_count(value):
@@ -357,7 +402,9 @@ def parse_args(argv=None):
     add_validation_flags(p)
     add_speed_flags(p)
     p.add_argument("--eval-only", action="store_true",
-                   help="evaluate the latest checkpoint in the output dir, without training")
+                   help="evaluate the trained model in the output dir without training (the "
+                        "best checkpoint kept by --keep-best, else the latest), on the run's "
+                        "test set or on another --test-file or --test-samples")
     p.add_argument("--horovod", action="store_true",
                    help="data-parallel training in every process horovodrun starts (one per "
                         "GPU); --batch-size is per process, so the global batch is "
@@ -365,11 +412,15 @@ def parse_args(argv=None):
     p.add_argument("--verbose", action="store_true",
                    help="show TensorFlow's deprecation warnings too")
     args = p.parse_args(argv)
+    if args.eval_only and args.do_delete:  # before anything is touched
+        raise UserError("--eval-only evaluates the checkpoints in the output dir, which "
+                        "--do-delete would delete first: leave out --do-delete.")
     needs_validation = [flag for flag, value in (
         ("--eval-every-steps", args.eval_every_steps), ("--keep-best", args.keep_best),
         ("--early-stopping-patience", args.early_stopping_patience)) if value]
     if needs_validation and not args.validation_samples and not args.validation_file:
-        p.error("%s needs --validation-samples N" % ", ".join(needs_validation))
+        p.error("%s needs --validation-samples N or --validation-file FILE"
+                % ", ".join(needs_validation))
     check_file_flags(p, args)
     return args
 
@@ -422,6 +473,9 @@ def add_file_flags(p):
     p.add_argument("--positive-label", default=None,
                    help="with two labels, the one precision, recall and F1 are about; "
                         "without it, the second")
+    p.add_argument("--allow-multiline-fields", action="store_true",
+                   help="accept .csv/.tsv rows whose quoted text spans lines and holds the "
+                        "delimiter (refused by default: a stray quote merges rows so)")
     p.add_argument("--text-pair-column", default=None,
                    help="the files' column (JSON key) of a second text: sentence pairs "
                         "(bert's text_b), e.g. paraphrase or question/answer")
@@ -452,6 +506,7 @@ def check_file_flags(p, args):
             ("--positive-label", args.positive_label),
             ("--text-column", args.text_column != config.DATA_COLUMN),
             ("--label-column", args.label_column != config.LABEL_COLUMN),
+            ("--allow-multiline-fields", args.allow_multiline_fields),
             ("--text-pair-column", args.text_pair_column),
             ("--task", args.task != SINGLE_LABEL), ("--label-separator", args.label_separator),
             ("--threshold", args.threshold is not None)) if value]
@@ -541,6 +596,13 @@ def add_speed_flags(p):
                    help="XLA JIT compilation (GPU; off by default, as in the notebook)")
     p.add_argument("--use-amp", action="store_true",
                    help="float16 mixed precision with loss scaling (GPU; off by default)")
+    p.add_argument("--no-tf32", action="store_true",
+                   help="float32 matmuls in full float32 on Ampere and newer GPUs, which "
+                        "TensorFlow otherwise runs in TensorFloat-32 (slower)")
+    p.add_argument("--cpu", action="store_true",
+                   help="train on the CPU even where a GPU is (many times slower); e.g. on "
+                        "a GPU TensorFlow 2.15 cannot run (Blackwell) or whose driver is "
+                        "too old")
     p.add_argument("--no-onnx", action="store_true",
                    help="write no model.onnx beside the export (saves tf2onnx's time; "
                         "predict.py then uses the SavedModel)")

@@ -26,8 +26,8 @@ def random_module(folder, layers=6, hidden=384, vocab_size=None):
         extra = ["--vocab-file", os.path.join(folder, "vocab.txt")]
         with open(extra[1], "w") as f:
             f.write("\n".join(pieces) + "\n")
-    subprocess.run([sys.executable, "-m", "imdb_bert.tools.make_hub_module", "--random", "--layers",
-                    str(layers), "--hidden", str(hidden), "--heads", str(max(1, hidden // 64)),
+    subprocess.run([sys.executable, "-m", "imdb_bert.tools.make_hub_module", "--random",
+                    "--layers", str(layers), "--hidden", str(hidden), "--heads", str(max(1, hidden // 64)),
                     *extra, path], cwd=ROOT, check=True, capture_output=True)
     return path
 

@@ -133,7 +133,8 @@ def file_throughput(predict, paths, count, folder, real_length=False):
 
 def real_length_review(rng, polarity):
     """A review of about IMDB's length (1,300 characters on average, from 250 to 2,350):
-    generated sentences joined, the tests' generator (imdb_bert/tools/synthetic_reviews.py) as for the rest."""
+    generated sentences joined, the tests' generator (imdb_bert/tools/synthetic_reviews.py)
+    as for the rest."""
     sys.path.insert(0, ROOT)
     from imdb_bert.tools.synthetic_reviews import synthetic_review
     target = rng.randint(250, 2350)

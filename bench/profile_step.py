@@ -7,8 +7,8 @@ large MatMul reaches on this CPU (the ceiling). Run by hand, never in tests.
     python bench/profile_step.py --bf16          # with the --bf16 rewrite
     python bench/profile_step.py --bert-hub DIR  # a module of yours (Google's: MatMul dense)
 
-The graph is the project's own (imdb_bert.model.classifier.create_model, imdb_bert.model.optimizer), fed
-random ids of the given shape, with the session config train.py uses.
+The graph is the project's own (imdb_bert.model.classifier.create_model,
+imdb_bert.model.optimizer), fed random ids of the given shape, with the session config train.py uses.
 """
 import argparse
 import collections
@@ -37,8 +37,8 @@ def build(bert_hub, training, batch, seq):
               shapes.items()}
     labels = tf.placeholder(tf.int32, [batch], name="labels")
     loss, _, log_probs = classifier.create_model(training, False, inputs["input_ids"],
-                                            inputs["input_mask"], inputs["segment_ids"],
-                                            labels, 2, bert_hub)
+                                                 inputs["input_mask"], inputs["segment_ids"],
+                                                 labels, 2, bert_hub)
     fetch = (optimizer.create_optimizer(loss, 2e-5, 1000, 100) if training else log_probs)
     rng = np.random.RandomState(0)
     feed = {inputs["input_ids"]: rng.randint(1000, 30000, size=(batch, seq)),

@@ -1,1 +1,2 @@
-"""The parts of train.py and predict.py: one job per module (docs/layout.md)."""
+"""The parts of train.py and predict.py: one room per stage of the pipeline, in the order a
+run goes through them (docs/layout.md)."""

@@ -1,5 +1,7 @@
 """The one module that imports TensorFlow, tensorflow_hub and bert, and the one place that
-makes the notebook's TF1 code run on TensorFlow 2.15.
+makes the notebook's TF1 code run on TensorFlow 2.15. (Horovod's TensorFlow binding,
+horovod.tensorflow, is imported by training/runtime.py and tools/gpu_check.py, which need
+Horovod itself; it imports TensorFlow after this module has set it up.)
 
 Every other module imports them from here, never directly:
   - TF 2 behaviour is switched off (graph mode, tf.compat.v1 as `tf`);

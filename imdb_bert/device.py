@@ -9,6 +9,7 @@ from imdb_bert.compat import rewriter_config_pb2, tf, tf2
 from imdb_bert.errors import UserError
 
 PINNED = {}  # {"index": the GPU of this Horovod process}, once pin_gpu has run
+CPU_ONLY = {}  # {"on": True} once --cpu hid the GPUs (use_cpu_only)
 
 # TensorFlow 2.15's wheel has kernels for sm_50-sm_75 and PTX for compute_80 only
 # (build_info.py): GPUs of capability 8.0 and newer compile its kernels from PTX at first
@@ -96,22 +97,49 @@ def base_session_config():
 # The oldest NVIDIA driver for TensorFlow 2.15 (CUDA 12.2), by GPU generation. NVIDIA's
 # CUDA compatibility guide (docs.nvidia.com/deploy/cuda-compatibility/, "Minor Version
 # Compatibility"): a CUDA 12.x application runs on any driver >= 525.60.13, as far as it
-# needs no PTX JIT; PTX made by a newer toolkit than the driver's cannot be JIT-compiled
-# by it. TensorFlow's wheel carries kernels (SASS) for sm_50, sm_60, sm_70, sm_75, which
+# needs no PTX JIT; PTX of a newer ISA than the driver's toolkit cannot be JIT-compiled by
+# it. TensorFlow's wheel carries kernels (SASS) for sm_50, sm_60, sm_70, sm_75, which
 # capabilities 5.x-7.x run, so there 525.60.13 does; GPUs of 8.0 and newer (Ampere, Ada,
-# Hopper) run its compute_80 PTX of CUDA 12.2, which needs the driver of CUDA 12.2:
-# 535.54.03 (CUDA 12.2 release notes, Linux x86_64).
+# Hopper) JIT-compile its compute_80 PTX. That PTX is ISA 8.1 (and 7.1), none 8.2: the
+# wheel's libraries were built by clang 17 (build_info.py), which writes ISA 8.1, CUDA
+# 12.1's; read from the 2.15.1 wheel with `strings -a libtensorflow_cc.so.2`, 608 modules
+# ".version 8.1" and 1149 ".version 7.1", all ".target sm_80". CUDA 12.1's driver JIT-compiles
+# ISA 8.1: 530.30.02 (CUDA 12.1 release notes, Linux x86_64), not CUDA 12.2's 535.54.03.
 MIN_DRIVER = "525.60.13"
-MIN_DRIVER_FOR_PTX = "535.54.03"
+MIN_DRIVER_FOR_PTX = "530.30.02"
+# Blackwell (compute capability 10.x, 11.x, 12.x): TensorFlow 2.16-2.21 fail there after
+# "jit-compiled from PTX" with CUDA_ERROR_INVALID_PTX (tensorflow/tensorflow#101746, #99592,
+# #97387, #89272); 2.15.1 has the same sm_50-sm_75 + compute_80 build, and its pip ptxas
+# (CUDA 12.2) knows no sm_100/sm_120. No driver helps: such a GPU cannot run TensorFlow 2.15.
+BLACKWELL_MAJOR = 10
+CPU_FLAG_HINT = "train on the CPU with train.py --cpu (many times slower)"
+
+
+def capability_major(compute_capability):
+    """8 for "8.0"; None when unknown (None or "")."""
+    major = (compute_capability or "").split(".")[0]
+    return int(major) if major.isdigit() else None
+
+
+def is_blackwell(compute_capability):
+    major = capability_major(compute_capability)
+    return major is not None and major >= BLACKWELL_MAJOR
 
 
 def minimum_driver(compute_capability):
     """The oldest driver that runs TensorFlow 2.15 on a GPU of `compute_capability`
     ("8.0"; None or "" when nvidia-smi did not say)."""
-    major = (compute_capability or "").split(".")[0]
-    if major.isdigit() and int(major) >= 8:
+    major = capability_major(compute_capability)
+    if major is not None and major >= 8:
         return MIN_DRIVER_FOR_PTX
     return MIN_DRIVER
+
+
+def blackwell_problem(name, compute_capability):
+    return ("TensorFlow 2.15 cannot run on %s (compute capability %s, Blackwell): its GPU "
+            "kernels are compute_80 PTX, which fails to compile for Blackwell "
+            "(CUDA_ERROR_INVALID_PTX, tensorflow/tensorflow#89272)"
+            % (name, compute_capability))
 
 
 def version_tuple(version):
@@ -152,6 +180,10 @@ def nvidia_smi_gpus():
 
 def unusable_gpu_cause(driver, compute_capability=""):
     """The likely reason TensorFlow cannot use a GPU nvidia-smi sees, and the fix."""
+    if is_blackwell(compute_capability):
+        return ("it is a Blackwell GPU (compute capability %s), which TensorFlow 2.15 cannot "
+                "run (tensorflow/tensorflow#89272): %s, or on a machine with an older GPU"
+                % (compute_capability, CPU_FLAG_HINT))
     needed = minimum_driver(compute_capability)
     if driver[:1].isdigit() and version_tuple(driver) < version_tuple(needed):
         kind = ("a GPU of compute capability %s" % compute_capability
@@ -180,8 +212,92 @@ def device_name():
     return "GPU %s" % ", ".join(names) if names else "the CPU"
 
 
+def listed_gpus():
+    """[(name, compute capability "8.0" or "")] of the GPUs TensorFlow lists."""
+    listed = []
+    for gpu in visible_gpus():
+        details = tf2.config.experimental.get_device_details(gpu)
+        capability = details.get("compute_capability")
+        listed.append((details.get("device_name", gpu.name),
+                       "%d.%d" % capability if capability else ""))
+    return listed
+
+
+def listed_gpu_problem():
+    """(why TensorFlow 2.15 would crash on a GPU it lists, what to do), or None. It lists a GPU
+    whose driver is too old for its PTX (the CUDA 12.2 runtime starts from 525.60.13 on)
+    and a Blackwell GPU, then fails in the first kernel's PTX compile; the driver is
+    nvidia-smi's (when it is missing, only the Blackwell rule applies)."""
+    smi_gpus = nvidia_smi_details()
+    driver = smi_gpus[0][1] if smi_gpus else ""
+    for name, capability in listed_gpus():
+        if is_blackwell(capability):
+            return (blackwell_problem(name, capability),
+                    "%s, or on a machine with an older GPU" % CPU_FLAG_HINT)
+        needed = minimum_driver(capability)
+        if driver[:1].isdigit() and version_tuple(driver) < version_tuple(needed):
+            return ("%s (compute capability %s) needs NVIDIA driver %s or newer with "
+                    "TensorFlow 2.15 (CUDA 12.2), and this machine has %s"
+                    % (name, capability, needed, driver),
+                    "update the NVIDIA driver, or %s" % CPU_FLAG_HINT)
+    return None
+
+
+def refuse_gpus_tensorflow_cannot_run():
+    """Stop (exit code 2) before training on a GPU where TensorFlow 2.15 would crash."""
+    problem = listed_gpu_problem()
+    if problem:
+        raise UserError("%s. To do: %s." % problem)
+
+
+def cpu_where_tensorflow_cannot_run(config):
+    """predict.py's TensorFlow paths on a GPU that TensorFlow lists but would crash on
+    (listed_gpu_problem): `config`'s sessions run on the CPU instead (device_count, which a
+    session given a config obeys, as onnx_difference's does). The line saying so, or None."""
+    problem = listed_gpu_problem()
+    if problem is None:
+        return None
+    config.device_count["GPU"] = 0
+    return "Predicting on the CPU: %s." % problem[0]
+
+
+def hide_or_check_gpus(cpu_only):
+    """train.py's first look at the GPUs: with --cpu, hide them; else stop (exit code 2)
+    where TensorFlow lists a GPU it cannot run, rather than crash in CUDA later."""
+    if cpu_only:
+        use_cpu_only()
+    else:
+        refuse_gpus_tensorflow_cannot_run()
+
+
+def use_cpu_only():
+    """--cpu: hide every GPU from CUDA before anything here starts it, so that every session
+    (those with a config of their own too) and every subprocess runs on the CPU; CUDA reads
+    CUDA_VISIBLE_DEVICES when it initialises (CUDA C++ Programming Guide, "CUDA Environment
+    Variables"; TensorFlow's GPU guide hides GPUs the same way)."""
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    CPU_ONLY["on"] = True
+
+
+def first_start_note():
+    """One line for GPUs of compute capability 8.0 and newer, which compile TensorFlow's
+    kernels from PTX at the first start (see JIT_CACHE_BYTES); TensorFlow's own warning
+    of it is hidden by TF_CPP_MIN_LOG_LEVEL=2. None for other GPUs and the CPU."""
+    names = [name for name, capability in listed_gpus()
+             if (capability_major(capability) or 0) >= 8]
+    if not names:
+        return None
+    return ("%s: TensorFlow 2.15 has no compiled kernels for this GPU, so CUDA compiles them "
+            "from PTX when a run first uses them, which can take many minutes (30 or more on "
+            "Hopper, tensorflow/tensorflow#62320); the CUDA JIT cache (~/.nv/ComputeCache, "
+            "CUDA_CACHE_MAXSIZE=%s) keeps them for the next start."
+            % (", ".join(names), os.environ.get("CUDA_CACHE_MAXSIZE", "unset")))
+
+
 def describe():
     """A line naming the training device; loud when a GPU is present but unusable."""
+    if CPU_ONLY:
+        return "Training on CPU (--cpu)"
     names = gpu_names()
     if names:
         return "Training on GPU: %s" % ", ".join(names)
@@ -210,9 +326,15 @@ def cuda_nvcc_dir():
 
 
 def point_xla_at_libdevice():
-    """Without XLA_FLAGS=--xla_gpu_cuda_data_dir, XLA fails at its first compilation with
-    "libdevice not found" when CUDA comes from pip: point it (and PATH, for ptxas) at the
-    pip package, unless the user set it. Returns the message saying what was done."""
+    """Point XLA (--xla_gpu_cuda_data_dir) and PATH at pip's nvidia-cuda-nvcc-cu12, unless
+    the user set XLA_FLAGS. TensorFlow 2.15.1 finds that package by itself: tsl's
+    CandidateCudaRoots (tsl/platform/default/cuda_libdevice_path.cc) adds ../nvidia/cuda_nvcc
+    and ../../nvidia/cuda_nvcc next to its libraries, strings present in the 2.15.1 wheel's
+    libtensorflow_framework.so.2 and libtensorflow_cc.so.2. So this is not needed for
+    libdevice; it names the folder XLA uses in the run's output and puts its ptxas (CUDA
+    12.2's) first on PATH, where XLA also looks for ptxas ("Custom ptxas location can be
+    specified using $PATH", the wheel's message), ahead of another toolkit's. Returns the
+    message saying what was done."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "--xla_gpu_cuda_data_dir" in flags:
         return "--use-xla: XLA_FLAGS as you set it: %s" % flags
@@ -265,13 +387,15 @@ def float16_rewrite_skipped():
                 for gpu, detail, capability in zip(gpus, details, capabilities)))
 
 
-def session_config(bf16=False, use_xla=False, use_amp=False):
+def session_config(bf16=False, use_xla=False, use_amp=False, tf32=True):
     """(session config, messages, whether AMP is on) for the speed switches, all
-    off by default so results match the notebook's float32 run:
+    off by default so results match the notebook's float32 run (on Ampere and newer GPUs,
+    float32 matmuls run in TF32 unless --no-tf32):
       --bf16     oneDNN's bfloat16 rewrite, on CPUs that compute bfloat16 natively;
       --use-xla  XLA JIT compilation, on a GPU;
       --use-amp  float16 mixed precision (graph rewrite; the optimizer scales the loss),
-                 on a GPU.
+                 on a GPU;
+      --no-tf32  (tf32=False) TensorFloat-32 off, on a GPU.
     A switch that does not fit the device is ignored, with a message saying so."""
     on_gpu = training_device() == "GPU"
     config = base_session_config()
@@ -292,7 +416,8 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
         else:
             rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
             messages.append("--bf16: oneDNN bfloat16 mixed precision on (AVX512_BF16/AMX CPU).")
-    for flag, requested in (("--use-xla", use_xla), ("--use-amp", use_amp)):
+    for flag, requested in (("--use-xla", use_xla), ("--use-amp", use_amp),
+                            ("--no-tf32", not tf32)):
         if requested and not on_gpu:
             messages.append("%s is ignored: it is for GPUs and this run is on the CPU%s."
                             % (flag, " (see --bf16)" if flag == "--use-amp" else ""))
@@ -308,7 +433,20 @@ def session_config(bf16=False, use_xla=False, use_amp=False):
     if use_amp:
         rewrites.auto_mixed_precision = rewriter_config_pb2.RewriterConfig.ON
         messages.append("--use-amp: float16 mixed precision with dynamic loss scaling on.")
+    if on_gpu and not tf32:
+        messages.append(turn_tf32_off())
     return config, messages, use_amp
+
+
+def turn_tf32_off():
+    """--no-tf32. On Ampere and newer GPUs TensorFlow runs float32 matmuls and convolutions
+    in TensorFloat-32 by default (TensorFlow's docs of
+    tf.config.experimental.enable_tensor_float_32_execution, TF 2.15), so a float32 run
+    there differs from the notebook's. The switch is process-wide (it sets TensorFlow's
+    global tensor_float_32_execution flag), so it reaches the Estimator's sessions too."""
+    tf2.config.experimental.enable_tensor_float_32_execution(False)
+    return ("--no-tf32: TensorFloat-32 off: float32 matmuls and convolutions in full float32 "
+            "precision (slower on Ampere and newer GPUs).")
 
 
 def evaluations_in_float32(estimator):

@@ -41,12 +41,16 @@ def out_of_memory_message(error):
     max_seq_length = CONTEXT.get("max_seq_length") or 128
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     what = next((line for line in lines if "OOM" in line), lines[0] if lines else "")
-    return ("Out of memory on %s at batch size %d and max_seq_length %d (%s). Try a smaller "
-            "--batch-size (e.g. %d) or a shorter --max-seq-length (e.g. %d). For train.py, "
-            "another batch size or length changes the training, so it needs another "
-            "--output-dir (or --do-delete); the checkpoints saved so far are kept."
-            % (CONTEXT.get("device", "this device"), batch_size, max_seq_length,
-               what[:200], max(1, batch_size // 2), max(8, max_seq_length // 2)))
+    where = ("Out of memory on %s at batch size %d and max_seq_length %d (%s)." % (
+        CONTEXT.get("device", "this device"), batch_size, max_seq_length, what[:200]))
+    if CONTEXT.get("eval_only"):  # the user keeps the model: no advice that deletes it
+        return ("%s Try a smaller --batch-size (e.g. %d): --eval-only may use another one "
+                "than training did; the checkpoints are kept."
+                % (where, max(1, batch_size // 2)))
+    return ("%s Try a smaller --batch-size (e.g. %d) or a shorter --max-seq-length (e.g. %d). "
+            "For train.py, another batch size or length changes the training, so it needs "
+            "another --output-dir (or --do-delete); the checkpoints saved so far are kept."
+            % (where, max(1, batch_size // 2), max(8, max_seq_length // 2)))
 
 
 def megabytes(size):

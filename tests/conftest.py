@@ -18,10 +18,10 @@ import threading
 
 import pytest
 
-from imdb_bert.tools.synthetic_reviews import make_imdb_tree
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from imdb_bert.tools.synthetic_reviews import make_imdb_tree  # noqa: E402 (needs ROOT on the path)
 
 
 def leave_gpu_memory_to_the_runs_the_tests_start():

@@ -66,7 +66,7 @@ def test_badly_named_review_is_named(tmp_path):
 def test_download_checks_md5_and_extracts(tmp_path, imdb_server, imdb_archive):
     target = tmp_path / "data"
     train, test = aclimdb.download_and_load_datasets(str(target), imdb_server, imdb_archive[1],
-                                                  seed=0)
+                                                     seed=0)
     assert len(train) == 200 and len(test) == 100
     assert (target / "aclImdb" / "train" / "unsup").is_dir()
     assert not (target / "aclImdb_v1.tar.gz").exists()  # archive removed after extraction
@@ -89,7 +89,7 @@ def test_download_from_closed_port_says_where_to_put_the_data(tmp_path):
     target = tmp_path / "data"
     with pytest.raises(UserError, match="Could not download") as error:
         aclimdb.download_and_extract("http://127.0.0.1:%d/aclImdb_v1.tar.gz" % port, "",
-                                  str(target))
+                                     str(target))
     assert str(target / "aclImdb") in str(error.value)
     assert os.listdir(target) == []
 
@@ -139,7 +139,7 @@ def test_an_extraction_that_fails_midway_leaves_no_tree(tmp_path, imdb_archive, 
     assert sorted(os.listdir(target)) == ["aclImdb_v1.tar.gz"]  # no aclImdb/, no temp folder
     archive.unlink()  # as the message says; the rerun downloads it again
     train, test = aclimdb.download_and_load_datasets(str(target), imdb_server, imdb_archive[1],
-                                                  seed=0)
+                                                     seed=0)
     assert len(train) == 200 and len(test) == 100
     assert sorted(os.listdir(target)) == ["aclImdb"]
 
@@ -188,7 +188,8 @@ def test_a_download_cut_short_leaves_no_part_file(tmp_path, half_server):
 
 def test_ctrl_c_during_the_download_leaves_no_part_file(tmp_path, half_server):
     target = tmp_path / "data"
-    script = "import sys; from imdb_bert.data import aclimdb; aclimdb.download_and_extract(*sys.argv[1:])"
+    script = ("import sys; from imdb_bert.data import aclimdb; "
+              "aclimdb.download_and_extract(*sys.argv[1:])")
     process = subprocess.Popen([sys.executable, "-c", script, half_server(stall=True), "",
                                 str(target)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
     part = target / "aclImdb_v1.tar.gz.part"

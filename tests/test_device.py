@@ -173,9 +173,10 @@ def test_an_old_driver_is_named_as_the_cause(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("name, driver, capability, needed", [
     ("Tesla V100-SXM2-16GB", "525.60.12", "7.0", "525.60.13"),  # SASS: minor version compat.
-    ("NVIDIA A100-SXM4-40GB", "530.30.02", "8.0", "535.54.03"),  # PTX of CUDA 12.2: its driver
-    ("NVIDIA H100 80GB HBM3", "525.105.17", "9.0", "535.54.03"),
-    ("NVIDIA L4", "535.54.02", "8.9", "535.54.03"),
+    # PTX ISA 8.1 (the wheel's, clang 17's): CUDA 12.1's driver
+    ("NVIDIA A100-SXM4-40GB", "530.30.01", "8.0", "530.30.02"),
+    ("NVIDIA H100 80GB HBM3", "525.105.17", "9.0", "530.30.02"),
+    ("NVIDIA L4", "525.147.05", "8.9", "530.30.02"),
 ])
 def test_the_minimum_driver_follows_the_gpu_generation(monkeypatch, tmp_path, name, driver,
                                                       capability, needed):
@@ -186,8 +187,8 @@ def test_the_minimum_driver_follows_the_gpu_generation(monkeypatch, tmp_path, na
             % (driver, needed, capability)) in device.describe()
 
 
-@pytest.mark.parametrize("driver, capability", [("530.30.02", "7.5"), ("535.54.03", "9.0"),
-                                                ("550.54.15", "8.0")])
+@pytest.mark.parametrize("driver, capability", [("530.30.02", "7.5"), ("530.30.02", "9.0"),
+                                                ("535.54.03", "9.0"), ("550.54.15", "8.0")])
 def test_a_driver_new_enough_for_the_generation_is_not_blamed(monkeypatch, tmp_path, driver,
                                                               capability):
     fake_nvidia_smi_with_capability(monkeypatch, tmp_path, "NVIDIA GPU", driver, capability)
@@ -364,3 +365,227 @@ def test_same_seed_runs_get_op_determinism_on_a_gpu_only():
     assert gpu["TF_DETERMINISTIC_OPS"] == "1" and gpu["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     assert same_kernels_env(avx2=False, gpu=True)["TF_DETERMINISTIC_OPS"] == "1"
 
+
+
+# The drivers below, at and above the floor of each generation, and Blackwell GPUs, with
+# the GPU listed by (a stubbed) TensorFlow: what train.py and make gpu-check decide.
+BELOW, AT, ABOVE = "525.105.17", "530.30.02", "550.54.15"
+BLACKWELL = [("NVIDIA B200", "10.0"), ("NVIDIA GeForce RTX 5090", "12.0")]
+
+
+def fake_driver(monkeypatch, tmp_path, name, driver, capability, memory_mib=81559):
+    """nvidia-smi on PATH answering the queries of device.py and gpu_check.py."""
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\ncase \"$*\" in\n  *compute_cap*) echo '%s, %s, %s' ;;\n"
+                    "  *memory.total*) echo '%d MiB' ;;\n  *) echo '%s, %s' ;;\nesac\n"
+                    % (name, driver, capability, memory_mib, name, driver))
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path) + os.pathsep + os.environ["PATH"])
+
+
+def tensorflow_lists(monkeypatch, name, capability):
+    """TensorFlow's GPU list and details answering as for one GPU `name` of `capability`
+    ("8.0")."""
+    gpu = FakeGPU(0)
+    major, minor = (int(part) for part in capability.split("."))
+    monkeypatch.setattr(device.tf2.config, "list_physical_devices",
+                        lambda kind: [gpu] if kind == "GPU" else [])
+    monkeypatch.setattr(device.tf2.config.experimental, "get_device_details", lambda gpu: {
+        "device_name": name, "compute_capability": (major, minor)})
+    monkeypatch.setattr(device, "PINNED", {})
+    monkeypatch.setattr(device, "CPU_ONLY", {})
+
+
+@pytest.mark.parametrize("capability", ["8.0", "9.0"])
+@pytest.mark.parametrize("driver, refused", [(BELOW, True), (AT, False), (ABOVE, False)])
+def test_a_listed_gpu_whose_driver_cannot_jit_the_ptx_is_refused(monkeypatch, tmp_path,
+                                                                capability, driver, refused):
+    """TensorFlow lists the GPU (the CUDA 12.2 runtime starts from 525.60.13 on), but
+    below 530.30.02 the driver cannot JIT-compile the wheel's PTX ISA 8.1."""
+    fake_driver(monkeypatch, tmp_path, "NVIDIA H100 80GB HBM3", driver, capability)
+    tensorflow_lists(monkeypatch, "NVIDIA H100 80GB HBM3", capability)
+    if not refused:
+        device.refuse_gpus_tensorflow_cannot_run()
+        assert device.describe() == "Training on GPU: NVIDIA H100 80GB HBM3"
+        return
+    with pytest.raises(UserError) as refusal:
+        device.refuse_gpus_tensorflow_cannot_run()
+    assert str(refusal.value) == (
+        "NVIDIA H100 80GB HBM3 (compute capability %s) needs NVIDIA driver 530.30.02 or newer "
+        "with TensorFlow 2.15 (CUDA 12.2), and this machine has 525.105.17. To do: update the "
+        "NVIDIA driver, or train on the CPU with train.py --cpu (many times slower)."
+        % capability)
+
+
+@pytest.mark.parametrize("driver", [BELOW, ABOVE])
+def test_a_listed_gpu_of_an_older_generation_needs_no_ptx_driver(monkeypatch, tmp_path,
+                                                                 driver):
+    fake_driver(monkeypatch, tmp_path, "Tesla T4", driver, "7.5")
+    tensorflow_lists(monkeypatch, "Tesla T4", "7.5")
+    device.refuse_gpus_tensorflow_cannot_run()
+    assert device.first_start_note() is None  # SASS: nothing compiled at the first start
+
+
+@pytest.mark.parametrize("name, capability", BLACKWELL)
+@pytest.mark.parametrize("driver", [BELOW, AT, ABOVE, "575.51.03"])
+def test_a_listed_blackwell_gpu_is_refused_whatever_the_driver(monkeypatch, tmp_path, name,
+                                                               capability, driver):
+    fake_driver(monkeypatch, tmp_path, name, driver, capability)
+    tensorflow_lists(monkeypatch, name, capability)
+    with pytest.raises(UserError) as refusal:
+        device.refuse_gpus_tensorflow_cannot_run()
+    assert str(refusal.value) == (
+        "TensorFlow 2.15 cannot run on %s (compute capability %s, Blackwell): its GPU kernels "
+        "are compute_80 PTX, which fails to compile for Blackwell (CUDA_ERROR_INVALID_PTX, "
+        "tensorflow/tensorflow#89272). To do: train on the CPU with train.py --cpu (many times "
+        "slower), or on a machine with an older GPU." % (name, capability))
+
+
+@pytest.mark.parametrize("name, capability, driver, on_cpu", [
+    *((name, capability, ABOVE, True) for name, capability in BLACKWELL),
+    ("NVIDIA H100 80GB HBM3", "9.0", BELOW, True), ("NVIDIA H100 80GB HBM3", "9.0", AT, False),
+    ("Tesla T4", "7.5", BELOW, False)])
+def test_predict_runs_tensorflow_on_the_cpu_where_the_listed_gpu_would_crash(
+        monkeypatch, tmp_path, name, capability, driver, on_cpu):
+    """predict.py needs no --cpu: its sessions' config keeps them off such a GPU."""
+    fake_driver(monkeypatch, tmp_path, name, driver, capability)
+    tensorflow_lists(monkeypatch, name, capability)
+    config = device.base_session_config()
+    line = device.cpu_where_tensorflow_cannot_run(config)
+    assert (config.device_count.get("GPU") == 0) is on_cpu
+    if on_cpu:
+        assert line.startswith("Predicting on the CPU: %s (compute capability %s"
+                               % (("TensorFlow 2.15 cannot run on " if device.is_blackwell(capability)
+                                   else "") + name, capability))
+    else:
+        assert line is None
+
+
+@pytest.mark.parametrize("name, capability", BLACKWELL)
+def test_a_blackwell_gpu_tensorflow_does_not_list_is_named_as_the_cause(monkeypatch, tmp_path,
+                                                                       name, capability):
+    fake_driver(monkeypatch, tmp_path, name, "575.51.03", capability)
+    tensorflow_sees_no_gpu(monkeypatch)
+    assert device.describe() == (
+        "WARNING: nvidia-smi sees %s but TensorFlow cannot use it, so this runs on the CPU "
+        "(many times slower). Likely cause: it is a Blackwell GPU (compute capability %s), "
+        "which TensorFlow 2.15 cannot run (tensorflow/tensorflow#89272): train on the CPU "
+        "with train.py --cpu (many times slower), or on a machine with an older GPU."
+        % (name, capability))
+
+
+@pytest.mark.parametrize("capability, note", [("8.0", True), ("9.0", True), ("7.0", False)])
+def test_the_first_start_ptx_compilation_is_announced_on_ampere_and_newer(
+        monkeypatch, tmp_path, capability, note):
+    tensorflow_lists(monkeypatch, "NVIDIA GPU", capability)
+    monkeypatch.setenv("CUDA_CACHE_MAXSIZE", "2147483648")
+    line = device.first_start_note()
+    if not note:
+        assert line is None
+        return
+    assert line.startswith("NVIDIA GPU: TensorFlow 2.15 has no compiled kernels for this GPU, "
+                           "so CUDA compiles them from PTX")
+    assert "JIT cache (~/.nv/ComputeCache, CUDA_CACHE_MAXSIZE=2147483648) keeps them for the "\
+        "next start." in line and "\n" not in line
+
+
+def test_no_tf32_turns_tensorflows_tensor_float_32_off_on_a_gpu_only(monkeypatch):
+    """The real switch of TensorFlow (process-wide), restored afterwards."""
+    enabled = device.tf2.config.experimental.tensor_float_32_execution_enabled
+    assert enabled()  # TensorFlow's default
+    try:
+        tensorflow_sees_no_gpu(monkeypatch)
+        _, messages, _ = device.session_config(tf32=False)
+        assert messages == ["--no-tf32 is ignored: it is for GPUs and this run is on the CPU."]
+        assert enabled()
+        fake_gpus(monkeypatch, 1, [])
+        _, messages, _ = device.session_config()
+        assert messages == [] and enabled()
+        _, messages, _ = device.session_config(tf32=False)
+        assert messages == ["--no-tf32: TensorFloat-32 off: float32 matmuls and convolutions "
+                            "in full float32 precision (slower on Ampere and newer GPUs)."]
+        assert not enabled()
+    finally:
+        device.tf2.config.experimental.enable_tensor_float_32_execution(True)
+
+
+# train.py up to its device line, with a stubbed TensorFlow GPU list that, as CUDA does,
+# lists nothing once CUDA_VISIBLE_DEVICES is empty; model_settings (the step after the
+# device line) ends the run with exit code 7.
+TRAIN_UNTIL_THE_DEVICE_LINE = """
+import os, sys
+sys.argv = ["train.py"] + sys.argv[1:]
+from imdb_bert import device
+from imdb_bert.errors import run_script
+import train
+
+class GPU:
+    name, device_type = "/physical_device:GPU:0", "GPU"
+
+device.tf2.config.list_physical_devices = lambda kind: (
+    [GPU()] if kind == "GPU" and os.environ.get("CUDA_VISIBLE_DEVICES") != "" else [])
+device.tf2.config.experimental.get_device_details = lambda gpu: {
+    "device_name": os.environ["FAKE_GPU"],
+    "compute_capability": tuple(int(part) for part in os.environ["FAKE_CC"].split("."))}
+
+def stop(*args):
+    print("CUDA_VISIBLE_DEVICES=%r" % os.environ.get("CUDA_VISIBLE_DEVICES"))
+    sys.exit(7)
+
+train.run_settings.model_settings = stop
+run_script(train.main)
+"""
+
+
+def train_until_the_device_line(tmp_path, name, driver, capability, *flags):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho '%s, %s, %s'\n" % (name, driver, capability))
+    fake.chmod(0o755)
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    env.update(PATH=str(bin_dir) + os.pathsep + os.environ["PATH"], FAKE_GPU=name,
+               FAKE_CC=capability)
+    return subprocess.run([sys.executable, "-c", TRAIN_UNTIL_THE_DEVICE_LINE,
+                           "--output-dir", str(tmp_path / "out"), *flags],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_train_py_stops_on_a_blackwell_gpu_in_one_line_and_trains_on_the_cpu_with_cpu(
+        tmp_path):
+    refused = train_until_the_device_line(tmp_path, "NVIDIA GeForce RTX 5090", "575.51.03",
+                                          "12.0")
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert refused.stderr.strip().splitlines() == [
+        "error: TensorFlow 2.15 cannot run on NVIDIA GeForce RTX 5090 (compute capability "
+        "12.0, Blackwell): its GPU kernels are compute_80 PTX, which fails to compile for "
+        "Blackwell (CUDA_ERROR_INVALID_PTX, tensorflow/tensorflow#89272). To do: train on the "
+        "CPU with train.py --cpu (many times slower), or on a machine with an older GPU."]
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+    on_cpu = train_until_the_device_line(tmp_path, "NVIDIA GeForce RTX 5090", "575.51.03",
+                                         "12.0", "--cpu", "--no-tf32")
+    assert on_cpu.returncode == 7, on_cpu.stderr[-2000:]
+    assert on_cpu.stdout.splitlines()[-3:] == [
+        "Training on CPU (--cpu)",
+        "--no-tf32 is ignored: it is for GPUs and this run is on the CPU.",
+        "CUDA_VISIBLE_DEVICES=''"]
+
+
+def test_train_py_stops_below_the_ptx_driver_and_announces_the_jit_above_it(tmp_path):
+    old = train_until_the_device_line(tmp_path, "NVIDIA A100-SXM4-40GB", BELOW, "8.0")
+    assert old.returncode == 2 and "Traceback" not in old.stderr, old.stderr[-2000:]
+    assert old.stderr.strip().splitlines() == [
+        "error: NVIDIA A100-SXM4-40GB (compute capability 8.0) needs NVIDIA driver 530.30.02 "
+        "or newer with TensorFlow 2.15 (CUDA 12.2), and this machine has 525.105.17. To do: "
+        "update the NVIDIA driver, or train on the CPU with train.py --cpu (many times "
+        "slower)."]
+    current = train_until_the_device_line(tmp_path, "NVIDIA A100-SXM4-40GB", AT, "8.0",
+                                          "--no-tf32")
+    assert current.returncode == 7, current.stderr[-2000:]
+    lines = current.stdout.splitlines()
+    start = lines.index("Training on GPU: NVIDIA A100-SXM4-40GB")
+    assert lines[start + 1].startswith("NVIDIA A100-SXM4-40GB: TensorFlow 2.15 has no "
+                                       "compiled kernels for this GPU")
+    assert lines[start + 2].startswith("--no-tf32: TensorFloat-32 off")
+    assert lines[-1] == "CUDA_VISIBLE_DEVICES=None"

@@ -2,8 +2,10 @@
 #anchors included; every --flag written after train.py, predict.py or python -m imdb_bert.X
 in their commands is in that program's --help; every `make X` is a Makefile target.
 No TensorFlow session: one `--help` subprocess per program, the rest reads files."""
+import ast
 import functools
 import glob
+import json
 import os
 import re
 import subprocess
@@ -165,13 +167,103 @@ def test_every_flag_in_the_commands_is_in_its_programs_help():
             for message in unknown_flags(read(path), helps.get)] == []
 
 
-def test_flags_md_documents_every_flag_of_train_and_predict():
+# Each program's options as its parser holds them: the parser's parse_args() prints them and
+# ends the program before it does anything else.
+DUMP_OPTIONS = """
+import argparse, json, runpy, sys
+def dump(parser, args=None, namespace=None):
+    print(json.dumps([[action.option_strings, action.default,
+                       isinstance(action, argparse._StoreTrueAction)]
+                      for action in parser._actions if action.option_strings
+                      and action.dest != "help"], default=str))
+    sys.exit(0)
+argparse.ArgumentParser.parse_args = dump
+program = sys.argv[1]
+sys.argv = [program]
+if program.endswith(".py"):
+    runpy.run_path(program, run_name="__main__")
+runpy.run_module(program, run_name="__main__", alter_sys=True)
+"""
+PROGRAMS = {"train.py": "train.py", "predict.py": "predict.py",
+            "imdb_bert.tools.make_hub_module": "python -m imdb_bert.tools.make_hub_module",
+            "imdb_bert.serving": "python -m imdb_bert.serving",
+            "imdb_bert.tools.gpu_check": "python -m imdb_bert.tools.gpu_check"}
+
+
+def program_options(program):
+    """[(option strings, default, is a switch)] of the program's parser."""
+    result = subprocess.run([sys.executable, "-c", DUMP_OPTIONS, program], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, (program, result.stderr[-2000:])
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def flag_rows(section):
+    """{flag: its table row's cells after the first} of a flags.md section."""
+    rows = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for flag in FLAG.findall(cells[0]) if line.startswith("| ") else []:
+            rows[flag] = cells[1:]
+    return rows
+
+
+def default_forms(default, switch):
+    """How flags.md may write a default: off for a switch, the value as Python or %g
+    prints it (2e-5 for 2e-05); None for a default in words (none, the training labels)."""
+    if switch:
+        return {"off"}
+    if default is None:
+        return None
+    forms = {str(default)}
+    if isinstance(default, float):
+        forms.add(re.sub(r"e([-+])0*(\d)", r"e\1\2", "%g" % default).replace("e+", "e"))
+    return forms
+
+
+def undocumented_options(flags_md, program, options):
+    """The options of `program` that its section of flags.md lacks, or whose default cell
+    does not hold the parser's default."""
+    section = flags_md.split("\n## %s\n" % PROGRAMS[program], 1)[1].split("\n## ", 1)[0]
+    rows = flag_rows(section)
+    problems = []
+    for strings, default, switch in options:
+        flag = strings[-1]
+        if flag not in rows:
+            problems.append("%s %s: no row" % (program, flag))
+            continue
+        forms = default_forms(default, switch)
+        cell = rows[flag][0] if len(rows[flag]) > 1 else ""
+        if not cell or forms is not None and not any(
+                re.search(r"(?<![\w.-])%s(?![\w-])" % re.escape(form), cell) for form in forms):
+            problems.append("%s %s: default %r, flags.md says %r" % (program, flag, default,
+                                                                     cell))
+    return problems
+
+
+def test_flags_md_documents_every_flag_of_every_program_with_its_default():
     flags_md = read(os.path.join(ROOT, "docs", "flags.md"))
-    for program in ("train.py", "predict.py"):
-        section = flags_md.split("\n## %s\n" % program, 1)[1].split("\n## ", 1)[0]
-        options = re.findall(r"^  (?:-\w, )?(--[a-z0-9][a-z0-9-]*)",
-                             docs_help_texts()[program], re.M)
-        assert set(options) - {"--help"} - set(FLAG.findall(section)) == set(), program
+    assert [problem for program in PROGRAMS
+            for problem in undocumented_options(flags_md, program,
+                                                program_options(program))] == []
+
+
+def output_file_names():
+    """The file and folder names output/files.py defines (its upper-case string constants),
+    read from its source: {constant: name}."""
+    tree = ast.parse(read(os.path.join(ROOT, "imdb_bert", "output", "files.py")))
+    return {node.targets[0].id: node.value.value for node in tree.body
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+            and node.targets[0].id.isupper() and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)}
+
+
+def test_output_md_names_every_file_the_output_folder_holds():
+    names = output_file_names()
+    assert {"MODEL_SETTINGS", "EVAL_RESULTS", "CHECKPOINT_PREFIX", "FEATURES_PREFIX"} <= set(names)
+    output_md = read(os.path.join(ROOT, "docs", "output.md"))
+    assert {constant: name for constant, name in names.items()
+            if "`%s" % name not in output_md} == {}
 
 
 def test_every_make_command_names_a_makefile_target():

@@ -53,7 +53,7 @@ def test_same_features_as_run_classifier(tokenizers, max_seq_length):
     berts, tokenizer = tokenizers
     tokenizer.fallbacks = 0
     fast = conversion.fast_convert_examples(examples, config.label_list, max_seq_length,
-                                          tokenizer)
+                                            tokenizer)
     reference = run_classifier.convert_examples_to_features(
         examples, config.label_list, max_seq_length, berts)
     for text, mine, theirs in zip(texts, as_dicts(fast), as_dicts(reference)):

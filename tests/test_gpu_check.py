@@ -96,7 +96,7 @@ def test_horovod_needs_the_same_weights_in_every_process():
 
 
 NCCL_LOG = ("[0]<stdout>:gpu-box:6502:6588 [0] NCCL INFO Bootstrap : Using lo:127.0.0.1<0>\n"
-            "[0]<stdout>:NCCL version 2.18.1+cuda12.1\n"
+            "[0]<stdout>:gpu-box:6502:6588 [0] NCCL INFO NCCL version 2.18.1+cuda12.1\n"
             "[1]<stdout>:gpu-box:6503:6590 [1] NCCL INFO comm 0x55d8ac4ad300 rank 1 nranks 2 "
             "cudaDev 1 nvmlDev 1 busId 52000 commId 0x9ad9b5e4ab2566da - Init COMPLETE\n")
 
@@ -113,6 +113,16 @@ def test_horovod_says_what_was_built_and_whether_nccl_ran():
     passed, detail = gpu_check.judge_horovod(0, digests, 0)
     assert passed and "Gloo only" in detail and "NCCL did not run" in detail
     assert not gpu_check.judge_horovod(0, NCCL_LOG.splitlines()[0] + "\n" + digests, 21801)[0]
+
+
+def test_nccls_version_line_counts_prefixed_as_nccl_writes_it_or_bare():
+    """NCCL_DEBUG=INFO prefixes the version line like every other ("host:pid:tid [dev]
+    NCCL INFO"); NCCL_DEBUG=VERSION prints it bare."""
+    for line in ("gpu-box:6502:6588 [0] NCCL INFO NCCL version 2.16.5+cuda12.2",
+                 "[1]<stdout>:gpu-box:6503:6590 [1] NCCL INFO NCCL version 2.16.5+cuda12.2",
+                 "NCCL version 2.16.5+cuda12.2", "[0]<stdout>:NCCL version 2.16.5+cuda12.2"):
+        assert gpu_check.NCCL_RAN.search(line), line
+    assert not gpu_check.NCCL_RAN.search("Horovod built with NCCL version 2.16.5")
 
 
 def test_the_horovod_check_asks_nccl_for_its_log(monkeypatch):
@@ -199,6 +209,54 @@ def test_out_of_memory_needs_the_clear_message():
     assert not gpu_check.judge_out_of_memory(1, "Traceback (most recent call last):\n" +
                                              "ResourceExhaustedError: OOM")[0]
     assert not gpu_check.judge_out_of_memory(0, "")[0]  # never ran out: the cap did not hold
+
+
+@pytest.mark.parametrize("gpu, memory_mib", [("NVIDIA A100-SXM4-40GB", 40960),
+                                             ("NVIDIA H200", 143771), ("NVIDIA B200", 183359)])
+def test_the_out_of_memory_run_gets_the_same_small_cap_on_every_gpu(monkeypatch, tmp_path,
+                                                                    gpu, memory_mib):
+    """A fixed 256 MiB, not 1 % of the GPU (1.4 GB on an H200), from nvidia-smi's
+    memory.total; the run needs 512 MiB per layer for its attention probabilities."""
+    from test_device import fake_driver
+    fake_driver(monkeypatch, tmp_path, gpu, "550.54.15", "9.0", memory_mib)
+    runs = []
+    monkeypatch.setattr(gpu_check, "run", lambda script, args, env=None, **kw: runs.append(
+        env) or (2, "", "error: Out of memory on GPU"))
+    assert dict(gpu_check.checks(("module", "data"), "/tmp/x", 1))["out of memory"]()[0]
+    fraction = float(runs[-1]["GPU_CHECK_MEMORY_FRACTION"])
+    assert fraction * memory_mib == pytest.approx(gpu_check.OUT_OF_MEMORY_CAP_MIB)
+    assert 4096 * 2 * 128 * 128 * 4 / 2 ** 20 == 2 * gpu_check.OUT_OF_MEMORY_CAP_MIB
+
+
+@pytest.mark.parametrize("name, capability, driver, verdict", [
+    ("NVIDIA B200", "10.0", "575.51.03", "FAIL  TensorFlow 2.15 cannot run on NVIDIA B200 "
+     "(compute capability 10.0, Blackwell)"),
+    ("NVIDIA GeForce RTX 5090", "12.0", "575.51.03", "FAIL  TensorFlow 2.15 cannot run on "
+     "NVIDIA GeForce RTX 5090 (compute capability 12.0, Blackwell)"),
+    ("NVIDIA H100 80GB HBM3", "9.0", "525.105.17", "FAIL  NVIDIA H100 80GB HBM3 (compute "
+     "capability 9.0) needs NVIDIA driver 530.30.02 or newer"),
+    ("NVIDIA A100-SXM4-40GB", "8.0", "530.30.02", None),
+])
+def test_a_listed_gpu_tensorflow_cannot_run_is_one_fail_line_and_no_check(
+        monkeypatch, tmp_path, capsys, name, capability, driver, verdict):
+    from test_device import fake_driver, tensorflow_lists
+    fake_driver(monkeypatch, tmp_path, name, driver, capability)
+    tensorflow_lists(monkeypatch, name, capability)
+    ran = []
+    monkeypatch.setattr(gpu_check, "make_material", lambda folder: None)
+    monkeypatch.setattr(gpu_check, "checks", lambda material, tmp, count: [
+        ("training on GPU:0", lambda: ran.append("training") or (True, "on GPU:0"))])
+    code = gpu_check.main(["--keep", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    need = ("Blackwell: TensorFlow 2.15 cannot run on it" if verdict and "Blackwell" in verdict
+            else "needs driver 530.30.02+")
+    assert lines[1] == "nvidia-smi: %s (driver %s, compute capability %s, %s)" % (
+        name, driver, capability, need)
+    if verdict is None:
+        assert code == 0 and ran == ["training"] and lines[-1].startswith("PASS  training")
+        return
+    assert code == 1 and not ran
+    assert lines[-1].startswith(verdict) and "train.py --cpu" in lines[-1]
 
 
 @pytest.mark.skipif(on_gpu(), reason="on a GPU machine the check takes minutes: make gpu-check")

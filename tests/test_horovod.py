@@ -246,7 +246,8 @@ def test_process_0_evaluates_and_every_process_follows_its_early_stop(
     # a patience of 1 stops at the first evaluation that does not improve.
     args = args_for(imdb_dir, tiny_module, output_dir, 4, epochs="20") + files + [
         "--validation-samples", "20", "--eval-every-steps", "5",
-        "--early-stopping-patience", "1", "--keep-best", "--save-summary-steps", "100"]
+        "--early-stopping-patience", "1", "--keep-best", "--save-summary-steps", "100",
+        "--allow-multiline-fields"]  # train.csv's texts hold line breaks and commas
     result = subprocess.run(horovodrun_command(args), cwd=ROOT, env=environment(str(tmp_path)),
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, quick_args
 from imdb_bert.data import aclimdb
 from imdb_bert.errors import UserError
 from imdb_bert.output import cleanup, files
@@ -44,8 +44,9 @@ def test_the_tf2onnx_child_dies_with_its_parent_killed_by_sigkill(tmp_path):
     (tmp_path / "tf2onnx" / "convert.py").write_text(SLOW_TF2ONNX)
     pid_file = tmp_path / "child.pid"
     parent = subprocess.Popen(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from imdb_bert "
-         "import onnx_model; onnx_model.convert(sys.argv[2])", ROOT, str(tmp_path / "1")],
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); from "
+         "imdb_bert.serving import onnx_model; onnx_model.convert(sys.argv[2], "
+         "sys.argv[2] + '.onnx')", ROOT, str(tmp_path / "1")],
         cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(tmp_path),
                            TF2ONNX_PID_FILE=str(pid_file)))
     deadline = time.time() + 120
@@ -89,6 +90,36 @@ def test_a_removed_model_onnx_uses_the_savedmodel_and_says_how_to_write_it(train
     again = run_predict("--output-dir", output_dir, *sentences)
     assert again.stderr.startswith("Predicting with ONNX Runtime on the CPU")
     assert again.stdout.split("\t")[0] == "Positive"
+
+
+def test_an_output_dir_starting_with_a_dash_gets_its_onnx_copy_and_working_commands(
+        trained, imdb_dir, tiny_module, tmp_path):
+    """--output-dir=-x, relative: tf2onnx and the suggested command get absolute paths, which
+    no program reads as an option."""
+    shutil.copytree(trained[0], str(tmp_path / "-x"))
+    [export] = os.listdir(str(tmp_path / "-x" / "export"))
+    onnx_file = tmp_path / "-x" / "export" / export / "model.onnx"
+    os.remove(str(onnx_file))
+    args = quick_args(imdb_dir, tiny_module, "-x", onnx=True)
+    at = args.index("--output-dir")
+    args[at:at + 2] = ["--output-dir=-x"]
+    rerun = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                           cwd=str(tmp_path), capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "Wrote its ONNX copy for predict.py" in rerun.stdout, rerun.stdout[-3000:]
+    assert onnx_file.exists()
+    os.remove(str(onnx_file))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"),
+                             "--output-dir=-x", "a great , wonderful film"],
+                            cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    command = "python -m imdb_bert.serving %s" % shlex.quote(str(tmp_path / "-x"))
+    assert "without loading TensorFlow: %s writes it." % command in result.stderr
+    # Run from the repository, as python -m needs: the relative -x would name another folder.
+    written = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=ROOT,
+                             capture_output=True, text=True, timeout=600)
+    assert written.returncode == 0, written.stderr[-3000:]
+    assert "Wrote its ONNX copy for predict.py" in written.stdout and onnx_file.exists()
 
 
 # Keeps step 10's checkpoint, then step 20's, in a child that SIGKILLs itself just before

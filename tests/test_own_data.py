@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_train
+from conftest import quick_args, run_train
 from imdb_bert.tools.synthetic_reviews import FILLER_WORDS, NEGATIVE_WORDS, POSITIVE_WORDS
 from test_predict import run_predict
 
@@ -88,6 +88,7 @@ def three_classes(tiny_module, tmp_path_factory):
     result = run_train(*training_flags(
         output_dir, tiny_module, "--train-file", files["train"], "--test-file", files["test"],
         "--validation-file", files["validation"], "--keep-best", "--eval-every-steps", "75",
+        "--allow-multiline-fields",  # MESSY_ENDINGS: a quoted text with a line break and ","
         onnx=True, learning_rate="1.5e-3", epochs="15"))
     assert result.returncode == 0, result.stderr[-3000:]
     return output_dir, result, rows(2, 30, THREE_CLASSES), files
@@ -187,7 +188,8 @@ def binary(tiny_module, tmp_path_factory):
     args = training_flags(str(folder / "OUTPUT_Bert"), tiny_module, "--train-file",
                           files["train"], "--test-file", files["test"], "--text-column",
                           "review", "--label-column", "sentiment", "--labels", "pos,neg",
-                          "--positive-label", "pos", "--test-samples", "60")
+                          "--positive-label", "pos", "--test-samples", "60",
+                          "--allow-multiline-fields")  # test.csv: see three_classes
     result = run_train(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return str(folder / "OUTPUT_Bert"), result, files, args
@@ -235,6 +237,7 @@ def test_a_changed_file_or_label_list_stops_before_restoring(binary, tmp_path):
     result = run_train(*swapped, "--eval-only")
     assert result.returncode == 2, result.stderr[-3000:]
     assert "label_list: ['pos', 'neg'] now ['neg', 'pos']" in result.stderr, result.stderr
+    assert "--do-delete" not in result.stderr  # --eval-only keeps the model
     assert sorted(os.listdir(output_dir)) == before
 
 
@@ -277,3 +280,142 @@ def test_binary_metrics_follow_the_positive_label_and_n_classes_keep_accuracy():
     assert first["precision"] == pytest.approx(0.5) and first["recall"] == pytest.approx(0.5)
     three = metric_values([0, 1, 2, 2], [0, 2, 2, 2], 3, 1)
     assert set(three) == {"eval_accuracy"} and three["eval_accuracy"] == pytest.approx(0.75)
+
+
+def folder_state(folder):
+    """{name: (size, mtime)} of every file in `folder`, to tell that nothing was touched."""
+    return {os.path.relpath(os.path.join(root, name), folder):
+            (os.path.getsize(os.path.join(root, name)),
+             os.path.getmtime(os.path.join(root, name)))
+            for root, _, names in os.walk(folder) for name in names}
+
+
+def test_eval_only_with_do_delete_is_refused_before_anything_is_touched(binary, tmp_path):
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    shutil.copytree(binary[0], output_dir)
+    before = folder_state(output_dir)
+    args = [output_dir if arg == binary[0] else arg for arg in binary[3]]
+    result = run_train(*args, "--eval-only", "--do-delete")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr == ("error: --eval-only evaluates the checkpoints in the output "
+                             "dir, which --do-delete would delete first: leave out "
+                             "--do-delete.\n")
+    assert folder_state(output_dir) == before
+
+
+def test_no_message_that_eval_only_reaches_advises_do_delete(tmp_path, monkeypatch):
+    """In-process: a changed setting and running out of memory, under --eval-only and not."""
+    from imdb_bert import errors
+    from imdb_bert.errors import UserError
+    from imdb_bert.output import run_settings
+    (tmp_path / "model_settings.json").write_text(json.dumps({"max_seq_length": 32}))
+    (tmp_path / "checkpoint").write_text("")
+    for eval_only in (True, False):
+        with pytest.raises(UserError) as refused:
+            run_settings.check_settings(str(tmp_path), {"max_seq_length": 64}, eval_only)
+        assert ("--do-delete" in str(refused.value)) is not eval_only
+        monkeypatch.setitem(errors.CONTEXT, "eval_only", eval_only)
+        monkeypatch.setitem(errors.CONTEXT, "batch_size", 32)
+        said = errors.out_of_memory_message(RuntimeError("OOM when allocating tensor"))
+        assert ("--do-delete" in said) is not eval_only and "--batch-size (e.g. 16)" in said
+
+
+RUN_RESULTS = ("eval_results.json", "test_predictions.csv", "confusion_matrix.png",
+               "roc_curve.png", "model_settings.json")
+
+
+def test_eval_only_on_a_new_test_file_writes_results_named_for_it(binary, tmp_path):
+    """A new labelled file of one of the two labels (messy text, a space in its name):
+    evaluated, its results in files named for it, the run's own results and settings
+    untouched; a file with a label the model lacks is refused; --do-delete accepts the
+    new files."""
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    shutil.copytree(binary[0], output_dir)
+    own = {name: open(os.path.join(output_dir, name), "rb").read() for name in RUN_RESULTS}
+    new_file = write_table(tmp_path / "critics 2024.tsv", rows(7, 25, {"pos": BINARY["pos"]}),
+                           ("review", "sentiment"), delimiter="\t")
+    args = [output_dir if arg == binary[0] else arg for arg in binary[3]]
+    args = [new_file if arg == binary[2]["test"] else arg for arg in args]
+    args.remove("--test-samples")
+    args.remove("60")
+    result = run_train(*args, "--eval-only")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Train reviews: 200, test reviews: 25" in result.stdout
+    assert ("Note: the test sample holds one label only (pos), so its auc is undefined: "
+            "recorded as null.") in result.stdout
+    assert ("Plots, test_predictions-critics 2024.csv and eval_results-critics 2024.json are "
+            "in %s" % output_dir) in result.stdout
+    for name in RUN_RESULTS:  # the run's own record, byte for byte
+        with open(os.path.join(output_dir, name), "rb") as f:
+            assert f.read() == own[name], name
+    results = read_json(os.path.join(output_dir, "eval_results-critics 2024.json"))
+    assert results["auc"] is None and results["roc_auc"] is None
+    assert results["true_positives"] + results["false_negatives"] == 25
+    assert results["true_negatives"] + results["false_positives"] == 0
+    table = pd.read_csv(os.path.join(output_dir, "test_predictions-critics 2024.csv"),
+                        keep_default_na=False)
+    assert list(table["review"]) == [text for text, _ in rows(7, 25, {"pos": BINARY["pos"]})]
+    assert os.path.exists(os.path.join(output_dir, "confusion_matrix-critics 2024.png"))
+    assert not os.path.exists(os.path.join(output_dir, "roc_curve-critics 2024.png"))
+    from imdb_bert.output import cleanup
+    cleanup.check_deletable(output_dir, "data")  # the new files are this project's
+
+    unknown = write_jsonl(tmp_path / "other.jsonl", [("a great film \U0001F600", "pos"),
+                                                     ("so-so<br />film\x85", "meh")],
+                          ("review", "sentiment"))
+    refused = run_train(*[unknown if arg == new_file else arg for arg in args], "--eval-only")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert ("other.jsonl holds labels that the training file %s lacks: 'meh'"
+            % binary[2]["train"]) in refused.stderr
+    assert "Traceback" not in refused.stderr
+
+
+def test_eval_only_on_another_aclimdb_sample_keeps_the_runs_results(trained, imdb_dir,
+                                                                   tiny_module, tmp_path):
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    shutil.copytree(trained[0], output_dir)
+    own = {name: open(os.path.join(output_dir, name), "rb").read() for name in RUN_RESULTS}
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--test-samples", "40",
+                                   "--eval-only"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test reviews: 40" in result.stdout
+    results = read_json(os.path.join(output_dir, "eval_results-aclImdb_test-40.json"))
+    assert results["global_step"] == 125 and 0 <= results["roc_auc"] <= 1
+    for name in ("test_predictions-aclImdb_test-40.csv", "confusion_matrix-aclImdb_test-40.png",
+                 "roc_curve-aclImdb_test-40.png"):
+        assert os.path.exists(os.path.join(output_dir, name)), name
+    for name in RUN_RESULTS:
+        with open(os.path.join(output_dir, name), "rb") as f:
+            assert f.read() == own[name], name
+
+
+def test_merged_rows_stop_train_py_and_a_one_label_validation_sample_has_no_auc(
+        tiny_module, tmp_path):
+    """A hand-edited TSV: a stray quote at the start of one row's text and one before the
+    tab of the next merge the two rows. train.py names them; with the flag that says the
+    file is meant so it trains, and a validation file of one label gets a null auc."""
+    train = write_table(tmp_path / "train.tsv", rows(8, 40, BINARY), ("sentence", "polarity"),
+                        delimiter="\t")
+    with open(train, "a", encoding="utf-8", newline="") as f:
+        f.write('"Stray quote, a great film \U0001F600\tpos\r\nan awful<br />film"\tneg\r\n')
+    with open(train, encoding="utf-8-sig", newline="") as f:
+        lines = len(f.read().split("\n")) - 1
+    test = write_jsonl(tmp_path / "test.jsonl", rows(9, 10, BINARY), ("sentence", "polarity"))
+    valid = write_jsonl(tmp_path / "valid.jsonl", rows(10, 12, {"pos": BINARY["pos"]}),
+                        ("sentence", "polarity"))
+    args = training_flags(str(tmp_path / "out"), tiny_module, "--train-file", train,
+                          "--test-file", test, "--validation-file", valid, epochs="1")
+    refused = run_train(*args)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert refused.stderr.splitlines()[-1] == (
+        "error: %s: 1 row holds a quoted field that spans lines and holds the delimiter (tab), "
+        "at lines %d-%d: 81 rows read from %d lines below the header. A quote out of place "
+        "merges rows so: fix it; if the file is meant so, pass --allow-multiline-fields."
+        % (train, lines - 1, lines, lines - 1))
+    trained = run_train(*args, "--allow-multiline-fields")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert "Train reviews: 81, test reviews: 20" in trained.stdout
+    assert ("Note: the validation sample holds one label only (pos), so its auc is undefined: "
+            "recorded as null.") in trained.stdout
+    history = read_json(str(tmp_path / "out" / "validation_history.json"))
+    assert history and all(entry["auc"] is None for entry in history)

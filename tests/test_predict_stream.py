@@ -126,3 +126,58 @@ def test_a_closed_stdout_stops_without_a_traceback(trained, big_file):
     stderr = process.stderr.read()
     assert process.wait(timeout=120) == 128 + signal.SIGPIPE, stderr[-3000:]
     assert "stdout was closed: stopped." in stderr and "Traceback" not in stderr
+
+
+def test_blank_sentences_are_skipped_alike_as_arguments_and_lines(trained, tmp_path):
+    """One rule: an empty or whitespace-only sentence is skipped and counted on stderr,
+    given as an argument or as a line of --file; nothing left is the empty-input error."""
+    reviews = tmp_path / "reviews.txt"
+    reviews.write_text("great<br /><br />film \U0001F600\n \t\nawful\x85plot\n",
+                       encoding="utf-8")
+    result = run_predict("--output-dir", trained[0], "--jsonl", "", " \u3000",
+                         "boring\x07 film", "--file", str(reviews))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [json.loads(line)["sentence"] for line in result.stdout.splitlines()] == [
+        "boring\x07 film", "great<br /><br />film \U0001F600", "awful\x85plot"]
+    assert "Skipped 2 blank arguments\n" in result.stderr
+    assert "Skipped 1 blank lines of %s\n" % reviews in result.stderr
+    only_blank = run_predict("--output-dir", trained[0], "")
+    assert only_blank.returncode == 2 and only_blank.stdout == ""
+    assert "No sentences to classify: give them as arguments or with --file." \
+        in only_blank.stderr and "Traceback" not in only_blank.stderr
+
+
+def test_a_bom_is_dropped_and_a_line_that_is_not_utf8_is_named(trained, tmp_path):
+    """Excel's "Unicode text" and Notepad save a BOM; an old editor saves Latin-1."""
+    with_bom = tmp_path / "bom.txt"
+    with_bom.write_text("great film \U0001F600\r\nawful plot\r\n", encoding="utf-8-sig")
+    for args, stdin in ((["--file", str(with_bom)], None), (["--file", "-"], None)):
+        result = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "predict.py"), "--output-dir", trained[0],
+             "--json", *args], capture_output=True, cwd=ROOT, timeout=300,
+            input=with_bom.read_bytes() if args[1] == "-" else None)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert [item["sentence"] for item in json.loads(result.stdout)] == [
+            "great film \U0001F600", "awful plot"]
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("great film\nnice\x85 plot\n".encode("utf-8")
+                       + "caf\u00e9 cr\u00e8me, awful\n".encode("latin-1"))
+    result = run_predict("--output-dir", trained[0], "--file", str(latin1))
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("error: %s is not UTF-8: line 3, byte 4 of the line (invalid "
+                             "continuation byte). Save the file as UTF-8.\n" % latin1)
+
+
+def test_json_into_a_closed_pipe_says_the_list_was_cut_short(trained, big_file):
+    """--json prints its list at the end; the reader goes after its first line."""
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "predict.py"),
+                                "--output-dir", trained[0], "--file", big_file, "--json"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT)
+    assert process.stdout.readline() == "[\n"
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE, stderr[-3000:]
+    assert ("stdout was closed: stopped. %d of %d sentences were classified; --json's list "
+            "was being printed and is cut short.\n" % (SENTENCES, SENTENCES)) in stderr
+    assert "nothing was printed" not in stderr and "Traceback" not in stderr

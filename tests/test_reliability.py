@@ -15,7 +15,7 @@ import pytest
 
 from conftest import ROOT, latest_step, quick_args, run_train
 
-from imdb_bert.output import cleanup
+from imdb_bert.output import cleanup, files
 
 
 def start_train(args):
@@ -459,6 +459,40 @@ def test_a_full_disk_stops_with_a_message_and_keeps_the_checkpoints(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "Restoring parameters from %s/model.ckpt-%d" % (output_dir, reached) in rerun.stderr
     assert latest_step(output_dir) == 500
+
+
+def test_a_full_disk_during_the_onnx_conversion_leaves_no_temporary_file(
+        trained, imdb_dir, tiny_module, small_disk):
+    """A finished run whose export lacks its ONNX copy, rerun: the disk fills once the
+    evaluation is written, while tf2onnx starts. No model.onnx and no temporary file of
+    it or of run_info.json stay, and run_info.json says how the run ended."""
+    output_dir = copy_of(trained, small_disk)
+    export_root = os.path.join(output_dir, "export")
+    [export] = os.listdir(export_root)
+    os.remove(os.path.join(export_root, export, "model.onnx"))
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"),
+         *quick_args(imdb_dir, tiny_module, output_dir, onnx=True)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    wait_for_line(process.stdout, "Plots, test_predictions.csv and eval_results.json", process)
+    fill(str(small_disk / "ballast"), leave=16 << 10)  # room for run_info.json, not the copy
+    output = process.communicate(timeout=600)[0]
+    assert process.returncode == 0, output[-3000:]
+    assert "No ONNX copy of %s (" % os.path.join(export_root, export) in output
+    assert ("No space left on device): predict.py will use the SavedModel; once there is "
+            "space, python -m imdb_bert.serving %s adds it." % output_dir) in output
+    leftovers = [os.path.join(root, name) for root, _, names in os.walk(output_dir)
+                 for name in names if ".tmp-" in name]
+    assert leftovers == []
+    assert not os.path.exists(os.path.join(export_root, export, "model.onnx"))
+    info = read_json(os.path.join(output_dir, "run_info.json"))
+    assert info["outcome"] == "completed without the ONNX copy" and info["end_time"]
+    # A JSON file written on the full disk: an error, and no temporary file left.
+    fill(str(small_disk / "more_ballast"))
+    with pytest.raises(OSError):
+        files.write_json(os.path.join(output_dir, "run_info.json"), {"x": "y" * 100000})
+    assert [name for name in os.listdir(output_dir) if ".tmp-" in name] == []
 
 
 # train.py with its address space capped a few GB above what TensorFlow takes at import,

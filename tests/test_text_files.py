@@ -1,5 +1,5 @@
-"""The user's files (imdb_bert/data/text_files.py) and their labels (imdb_bert/data/labels.py), read
-without training: formats, quoting, encodings, columns, labels and every bad input."""
+"""The user's files (imdb_bert/data/text_files.py) and their labels
+(imdb_bert/data/labels.py), read without training: formats, quoting, encodings, columns, labels and every bad input."""
 import argparse
 import csv
 import json
@@ -35,8 +35,9 @@ def write_jsonl(path, objects, bom=False):
     return str(path)
 
 
-def read(path, text_column="sentence", label_column="polarity"):
-    df = text_files.read_file(path, text_column, label_column)
+def read(path, text_column="sentence", label_column="polarity", allow_multiline=False):
+    df = text_files.read_file(path, text_column, label_column,
+                              allow_multiline=allow_multiline)
     return list(df["sentence"]), list(df["polarity"])
 
 
@@ -48,7 +49,10 @@ def test_csv_and_tsv_keep_quoted_delimiters_newlines_and_messy_text(tmp_path, ex
                                                                     delimiter, bom):
     path = write_table(tmp_path / ("data" + extension), zip(MESSY, LABELS),
                        delimiter=delimiter, bom=bom)
-    assert read(path) == (MESSY, LABELS)
+    # MESSY[1], a text with a line break and a comma, is refused in a CSV without the flag.
+    assert read(path, allow_multiline=True) == (MESSY, LABELS)
+    if delimiter == "\t":
+        assert read(path) == (MESSY, LABELS)
 
 
 @pytest.mark.parametrize("bom", [False, True])
@@ -232,3 +236,52 @@ def test_sample_counts_default_to_all_rows_of_files_and_stay_5000_for_aclimdb(tm
     files = train.parse_args(["--train-file", train_file, "--test-file", test_file,
                               "--test-samples", "10"])
     assert (files.train_samples, files.test_samples) == (None, 10)
+
+
+def test_a_quoted_field_across_lines_with_the_delimiter_is_refused_unless_allowed(tmp_path):
+    """A stray quote at the start of one row's text and one before the tab in the next
+    merge two rows into one with the right number of fields (60 rows became 59)."""
+    rows = ["%s\t%s" % (text, label) for text, label in zip(
+        ["Great<br /><br />film \U0001F600", "caf\u00e9 na\u00efve\x85plot", "awful\x07 acting",
+         "moving, \u2028 truly"] * 15, ["pos", "pos", "neg", "pos"] * 15)]
+    rows[20] = '"' + rows[20]  # the stray quotes: rows 21 and 22 are read as one
+    rows[21] = rows[21].replace("\t", '"\t', 1)
+    path = tmp_path / "critics.tsv"
+    path.write_text("sentence\tpolarity\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    said = bad(path)
+    assert said == ("%s: 1 row holds a quoted field that spans lines and holds the delimiter "
+                    "(tab), at lines 22-23: 59 rows read from 60 lines below the header. A "
+                    "quote out of place merges rows so: fix it; if the file is meant so, pass "
+                    "--allow-multiline-fields." % path)
+    texts, labels_read = read(str(path), allow_multiline=True)
+    assert len(texts) == 59 and texts[20].startswith("Great<br />") and "\tpos\n" in texts[20]
+    # A line break alone, or the delimiter alone, in a quoted text is no sign of a merge.
+    fine = write_table(tmp_path / "fine.csv", [("two\nlines", "a"), ("a, b", "b")])
+    assert read(fine) == (["two\nlines", "a, b"], ["a", "b"])
+
+
+def test_a_column_or_key_named_twice_is_refused(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("text,stars,text\r\nGreat film \U0001F600,5,Gro\u00dfartig\r\n",
+                    encoding="utf-8-sig")
+    assert bad(path, "text", "stars") == (
+        "%s names the column 'text' (--text-column) 2 times in its header row (columns 1, 3): "
+        "rename or remove all but one." % path)
+    # Excel's empty columns after the data: named twice (""), but not read.
+    excel = tmp_path / "excel.csv"
+    excel.write_text("text,stars,,\r\nGreat film,5,,\r\n", encoding="utf-8-sig")
+    assert read(str(excel), "text", "stars") == (["Great film"], ["5"])
+    jsonl = tmp_path / "export.jsonl"
+    jsonl.write_text('{"review": "fine<br />", "stars": "5"}\n'
+                     '{"review": "first \\u0085", "stars": "1", "review": "second"}\n',
+                     encoding="utf-8")
+    assert bad(jsonl, "review", "stars") == (
+        "%s line 2 holds the key 'review' (--text-column) twice or more: remove all but one "
+        "(JSON readers keep the last)." % jsonl)
+
+
+def test_a_bare_carriage_return_is_named_not_blamed_on_a_quote(tmp_path):
+    path = tmp_path / "mac.csv"
+    path.write_bytes("sentence,polarity\ngood \U0001F600,pos\nold\rmac text,neg\n".encode())
+    assert bad(path) == ("%s line 3 holds a bare carriage return (\\r) inside an unquoted "
+                         "field. Remove it, or quote the field." % path)

@@ -90,11 +90,11 @@ def test_every_path_gives_the_ids_of_the_kept_pieces(tokenizers, mode, max_seq_l
         truncation.truncating(bert, mode, max_seq_length))
     assert ids_of(berts) == expected
     reference = conversion.convert_examples(examples, config.label_list, max_seq_length, bert,
-                                          truncate=mode)
+                                            truncate=mode)
     assert ids_of(reference) == expected
     fast.fallbacks = 0
     fast_path = conversion.convert_examples(examples, config.label_list, max_seq_length, fast,
-                                          truncate=mode)
+                                            truncate=mode)
     assert ids_of(fast_path) == expected
     assert 0 < fast.fallbacks < len(texts)  # both tokenizers of the fast path were used
     onnx = fast_tokenizer.encode(texts, max_seq_length, fast, mode)
@@ -148,7 +148,7 @@ def test_cache_key_covers_the_mode_and_keeps_heads(tmp_path):
     feature files of existing runs stay valid; the other modes have keys of their own."""
     vocab_file = write_vocab(tmp_path / "vocab.txt")
     examples = conversion.make_examples(["great film", "caf\u00e9\x85 <br />film \U0001F600"],
-                                      [1, 0])
+                                        [1, 0])
     keys = [feature_cache.cache_key(examples, [0, 1], 128, vocab_file, True, mode)
             for mode in MODES]
     assert keys[0] == "05341b67bda2b635"
@@ -181,7 +181,7 @@ def test_a_settings_file_without_the_key_was_head(tmp_path):
     run_settings.check_settings(str(tmp_path), {"max_seq_length": 128, "truncate": "head"})
     with pytest.raises(UserError, match="truncate: 'head' now 'tail'"):
         run_settings.check_settings(str(tmp_path), {"max_seq_length": 128,
-                                                     "truncate": "tail"})
+                                                    "truncate": "tail"})
 
 
 def end_labelled_review(rng, polarity):

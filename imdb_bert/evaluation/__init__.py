@@ -1,0 +1,1 @@
+"""Step 11: the report beyond the notebook's metrics (plots, predictions, ROC AUC)."""

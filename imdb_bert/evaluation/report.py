@@ -15,10 +15,10 @@ from sklearn import metrics  # noqa: E402
 
 import config  # noqa: E402
 from imdb_bert.data.text_files import TEXT_B  # noqa: E402
+from imdb_bert.evaluation import calibration  # noqa: E402
 from imdb_bert.model.tasks import METRIC_NAMES, SINGLE_LABEL  # noqa: E402
-from imdb_bert.output.files import (CONFUSION_MATRIX, ROC_CURVE,  # noqa: E402
-                                    TEST_PREDICTIONS, write_file)
-
+from imdb_bert.output.files import (CONFUSION_MATRIX, RELIABILITY_DIAGRAM,  # noqa: E402
+                                    ROC_CURVE, TEST_PREDICTIONS, result_file, write_file)
 
 
 def plain_metrics(result):
@@ -28,24 +28,37 @@ def plain_metrics(result):
     return {key: int(value) if key in counts else float(value)
             for key, value in result.items()}
 
-def write_report(output_dir, test, eval_batches, labels):
-    """Write the plots and the CSV for `test` (the DataFrame evaluated, in order) from the
-    batches an EvalPredictionsHook collected; returns the keys to add to eval_results.
-    `labels`: the run's Labels (labels.py)."""
-    if labels.task != SINGLE_LABEL:
-        from imdb_bert.evaluation import task_report  # it plots with this module's helpers
-        return task_report.write_report(output_dir, test, eval_batches, labels)
-    label_ids = np.concatenate([batch["label_ids"] for batch in eval_batches])
-    log_probs = np.concatenate([batch["outputs"] for batch in eval_batches])
+
+def undefined_auc_note(label_values, labels, sample):
+    """A two-label single-label run's `sample` (its labels: `label_values`) of one label
+    only has no auc (tf.metrics.auc then says about 1.0, whatever the model does): the
+    note to print when its auc is recorded as null, else None."""
+    if labels.task != SINGLE_LABEL or len(labels.label_list) != 2:
+        return None
+    present = set(label_values)
+    if len(present) != 1:
+        return None
+    name = labels.names[labels.label_list.index(present.pop())]
+    return ("Note: the %s holds one label only (%s), so its auc is undefined: recorded as "
+            "null." % (sample, name))
+
+
+def write_report(output_dir, test, eval_batches, labels, test_set=None):
+    """Write the plots and the CSV for `test` (the DataFrame evaluated, in order) of a
+    single-label run (task_report.py: the other tasks') from the batches an
+    EvalPredictionsHook collected; returns the keys to add to eval_results.
+    `labels`: the run's Labels (labels.py); `test_set`: the name of another test set than
+    the run's own, which the files' names carry (files.result_file)."""
+    label_ids, log_probs = evaluated(eval_batches)
     index = {label: i for i, label in enumerate(labels.label_list)}
     if not np.array_equal(label_ids, test[config.LABEL_COLUMN].map(index).to_numpy()):
         raise RuntimeError("evaluated examples are not the test sample, in order")
     probabilities = np.exp(log_probs)
     predicted = probabilities.argmax(axis=1)
     label_names = labels.names
-    write_file(os.path.join(output_dir, TEST_PREDICTIONS), predictions_csv(
-        test, label_ids, predicted, probabilities, labels))
-    write_file(os.path.join(output_dir, CONFUSION_MATRIX),
+    write_file(os.path.join(output_dir, result_file(TEST_PREDICTIONS, test_set)),
+               predictions_csv(test, label_ids, predicted, probabilities, labels))
+    write_file(os.path.join(output_dir, result_file(CONFUSION_MATRIX, test_set)),
                confusion_matrix_png(label_ids, predicted, label_names))
     report = metrics.classification_report(
         label_ids, predicted, labels=list(range(len(label_names))),
@@ -57,13 +70,32 @@ def write_report(output_dir, test, eval_batches, labels):
     positive = probabilities[:, labels.positive_index]
     both_classes = len(np.unique(label_ids)) == 2
     if both_classes:
-        write_file(os.path.join(output_dir, ROC_CURVE), roc_curve_png(
-            is_positive, positive, label_names[labels.positive_index]))
+        write_file(os.path.join(output_dir, result_file(ROC_CURVE, test_set)),
+                   roc_curve_png(is_positive, positive, label_names[labels.positive_index]))
     return {
         "roc_auc": float(metrics.roc_auc_score(is_positive, positive)) if both_classes
         else None,
         "classification_report": report,
     }
+
+
+def evaluated(eval_batches):
+    """(label ids or targets, outputs) of the batches an EvalPredictionsHook collected: the
+    outputs are log-probabilities (single-label), each label's probability (multi-label) or
+    the value (regression)."""
+    return (np.concatenate([batch["label_ids"] for batch in eval_batches]),
+            np.concatenate([batch["outputs"] for batch in eval_batches]))
+
+
+def write_calibration_report(output_dir, eval_batches, temperature, test_set=None):
+    """reliability_diagram.png (named for `test_set` as write_report's files are), and
+    eval_results' calibration keys (calibration.metrics), for the test reviews'
+    log-probabilities without and with `temperature`."""
+    label_ids, log_probs = evaluated(eval_batches)
+    results = calibration.metrics(log_probs, label_ids, temperature)
+    write_file(os.path.join(output_dir, result_file(RELIABILITY_DIAGRAM, test_set)),
+               reliability_diagram_png(log_probs, label_ids, results))
+    return results
 
 
 def predictions_csv(test, label_ids, predicted, probabilities, labels):
@@ -150,6 +182,43 @@ def roc_curve_png(label_ids, positive, positive_name="Positive"):
     axes.set_ylabel("true positive rate")
     axes.set_title("ROC curve, P(%s) on the test reviews" % positive_name)
     axes.legend(loc="lower right")
+    return png_bytes(figure)
+
+
+def reliability_diagram_png(log_probs, label_ids, results):
+    """Accuracy against confidence in calibration's 15 bins, before and after the
+    temperature: a calibrated model's bars reach the diagonal. Below, the reviews per bin."""
+    figure, axes = plt.subplots(2, 2, figsize=(9, 5.5), sharex=True,
+                                gridspec_kw={"height_ratios": [3, 1]})
+    width = 1.0 / calibration.ECE_BINS
+    edges = np.arange(calibration.ECE_BINS) * width
+    for column, (title, temperature, ece) in enumerate((
+            ("before", None, results["expected_calibration_error_uncalibrated"]),
+            ("after, T = %.3f" % results["temperature"], results["temperature"],
+             results["expected_calibration_error"]))):
+        count, accuracy, confidence = calibration.reliability_bins(
+            calibration.calibrated(log_probs, temperature), label_ids)
+        used = count > 0
+        bars, counts = axes[0, column], axes[1, column]
+        bars.bar(edges[used], accuracy[used], width=width, align="edge", edgecolor="black",
+                 color="tab:blue", label="accuracy")
+        bars.bar(edges[used], confidence[used] - accuracy[used], bottom=accuracy[used],
+                 width=width, align="edge", color="tab:red", alpha=0.3, hatch="//",
+                 label="gap to the mean confidence")
+        bars.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        bars.set_ylim(0, 1)
+        bars.set_title("%s: ECE %.4f" % (title, ece))
+        bars.set_ylabel("accuracy")
+        counts.bar(edges, count, width=width, align="edge", edgecolor="black", color="grey")
+        for edge, number in zip(edges[used], count[used]):
+            counts.annotate(str(number), (edge + width / 2, number), ha="center",
+                            va="bottom", fontsize=7)
+        counts.set_ylim(0, count.max() * 1.3)
+        counts.set_xlim(0, 1)
+        counts.set_xlabel("confidence (probability of the predicted label)")
+        counts.set_ylabel("reviews")
+    axes[0, 0].legend(loc="upper left", fontsize=8)
+    figure.suptitle("Reliability diagram, %d test reviews" % len(label_ids))
     return png_bytes(figure)
 
 

@@ -14,26 +14,29 @@ from sklearn import metrics
 
 import config
 from imdb_bert.evaluation import task_metrics
-from imdb_bert.evaluation.report import plt, png_bytes, texts_table  # plt: files only
+from imdb_bert.evaluation.report import (evaluated, plt,  # plt: files only
+                                         png_bytes, texts_table)
 from imdb_bert.model.tasks import MULTI_LABEL
-from imdb_bert.output.files import LABEL_F1, REGRESSION_SCATTER, TEST_PREDICTIONS, write_file
+from imdb_bert.output.files import (LABEL_F1, REGRESSION_SCATTER, TEST_PREDICTIONS,
+                                    result_file, write_file)
 
 
-def write_report(output_dir, test, eval_batches, labels):
+def write_report(output_dir, test, eval_batches, labels, test_set=None):
     """Write the plot and the CSV for `test` (the DataFrame evaluated, in order) from the
-    batches an EvalPredictionsHook collected; returns the keys to add to eval_results."""
-    true = np.concatenate([batch["label_ids"] for batch in eval_batches])
-    outputs = np.concatenate([batch["outputs"] for batch in eval_batches])
+    batches an EvalPredictionsHook collected; returns the keys to add to eval_results.
+    `test_set`: as report.write_report's."""
+    true, outputs = evaluated(eval_batches)
     # The targets as the features hold them: float32.
     expected = np.array(labels.targets(test[config.LABEL_COLUMN]), dtype=np.float32)
     if not np.array_equal(true.reshape(expected.shape), expected):
         raise RuntimeError("evaluated examples are not the test sample, in order")
     if labels.task == MULTI_LABEL:
-        return multi_label_report(output_dir, test, true.astype(int), outputs, labels)
-    return regression_report(output_dir, test, true[:, 0], outputs, labels)
+        return multi_label_report(output_dir, test, true.astype(int), outputs, labels,
+                                  test_set)
+    return regression_report(output_dir, test, true[:, 0], outputs, labels, test_set)
 
 
-def multi_label_report(output_dir, test, true, probabilities, labels):
+def multi_label_report(output_dir, test, true, probabilities, labels, test_set):
     predicted = (probabilities >= labels.threshold).astype(int)
     names = labels.names
     table = texts_table(test, labels)
@@ -41,9 +44,11 @@ def multi_label_report(output_dir, test, true, probabilities, labels):
     table["predicted_labels"] = joined(predicted, names, labels.separator)
     for i, name in enumerate(names):
         table["probability_%s" % name] = probabilities[:, i]
-    write_file(os.path.join(output_dir, TEST_PREDICTIONS), table.to_csv(index=False))
+    write_file(os.path.join(output_dir, result_file(TEST_PREDICTIONS, test_set)),
+               table.to_csv(index=False))
     per_label = task_metrics.per_label_metrics(true, predicted, probabilities, names)
-    write_file(os.path.join(output_dir, LABEL_F1), label_f1_png(per_label, len(true)))
+    write_file(os.path.join(output_dir, result_file(LABEL_F1, test_set)),
+               label_f1_png(per_label, len(true)))
     report = metrics.classification_report(true, predicted, labels=list(range(len(names))),
                                            target_names=names, output_dict=True,
                                            zero_division=0)
@@ -55,12 +60,14 @@ def joined(rows, names, separator):
     return [separator.join(name for name, on in zip(names, row) if on) for row in rows]
 
 
-def regression_report(output_dir, test, true, predicted, labels):
+def regression_report(output_dir, test, true, predicted, labels, test_set):
     table = texts_table(test, labels)
     table[labels.columns[1]] = true
     table["predicted_value"] = predicted
-    write_file(os.path.join(output_dir, TEST_PREDICTIONS), table.to_csv(index=False))
-    write_file(os.path.join(output_dir, REGRESSION_SCATTER), scatter_png(true, predicted))
+    write_file(os.path.join(output_dir, result_file(TEST_PREDICTIONS, test_set)),
+               table.to_csv(index=False))
+    write_file(os.path.join(output_dir, result_file(REGRESSION_SCATTER, test_set)),
+               scatter_png(true, predicted))
     return {}
 
 

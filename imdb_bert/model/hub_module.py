@@ -10,8 +10,9 @@ from imdb_bert.errors import UserError
 OFFLINE_ROUTE = (
     "To run offline, download Google's checkpoint zip (e.g. https://storage.googleapis.com/"
     "bert_models/2018_10_18/uncased_L-12_H-768_A-12.zip) where you have network, unzip it "
-    "and turn it into a Hub module with: python -m imdb_bert.tools.make_hub_module --google-checkpoint "
-    "uncased_L-12_H-768_A-12 bert_uncased_hub; then pass --bert-hub bert_uncased_hub.")
+    "and turn it into a Hub module with: python -m imdb_bert.tools.make_hub_module "
+    "--google-checkpoint uncased_L-12_H-768_A-12 bert_uncased_hub; then pass --bert-hub "
+    "bert_uncased_hub.")
 
 
 def cache_dir():
@@ -39,7 +40,8 @@ def resolve(handle):
         path = os.path.abspath(handle)
     if not tf.io.gfile.exists(os.path.join(path, "tfhub_module.pb")):
         raise UserError("%s is not a TF1 Hub module (no tfhub_module.pb in it). Pass a "
-                        "tfhub.dev BERT URL or a folder written by imdb_bert.tools.make_hub_module. %s"
+                        "tfhub.dev BERT URL or a folder written by "
+                        "imdb_bert.tools.make_hub_module. %s"
                         % (path, OFFLINE_ROUTE))
     check_files(path)
     return path
@@ -49,8 +51,8 @@ def check_files(path):
     """A UserError naming the module folder `path` and what is wrong when its vocab is
     missing or its tfhub_module.pb is not a TF1 module's (hub would raise a bare
     FileNotFoundError, or a DecodeError that does not name the file)."""
-    again = ("Copy or export the module again (python -m imdb_bert.tools.make_hub_module), or for a "
-             "downloaded one delete that folder so that it is downloaded anew.")
+    again = ("Copy or export the module again (python -m imdb_bert.tools.make_hub_module), or "
+             "for a downloaded one delete that folder so that it is downloaded anew.")
     if not tf.io.gfile.exists(os.path.join(path, "assets", "vocab.txt")):
         raise UserError("The Hub module %s is broken: assets/vocab.txt, its vocab, is "
                         "missing. %s" % (path, again))

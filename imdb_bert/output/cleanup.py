@@ -3,20 +3,22 @@
 import os
 
 from imdb_bert.errors import UserError
-from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CHECKPOINT_PREFIX,
-                                    CONFUSION_MATRIX, ESTIMATOR_NAMES, EVAL_RESULTS,
-                                    EVENTS_PREFIX, EXPORT, FEATURES_PREFIX, GITKEEP,
-                                    LABEL_F1, LEARNING_CURVES, MODEL_SETTINGS,
-                                    REGRESSION_SCATTER, REPOSITORY, ROC_CURVE,
-                                    RUN_INFO, TEST_PREDICTIONS, VALIDATION_HISTORY,
-                                    best_checkpoint, export_root, isdir, listdir, remove)
+from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CALIBRATION,
+                                    CHECKPOINT_PREFIX, CONFUSION_MATRIX, ESTIMATOR_NAMES,
+                                    EVAL_RESULTS, EVENTS_PREFIX, EXPORT, FEATURES_PREFIX,
+                                    GITKEEP, LABEL_F1, LEARNING_CURVES, MODEL_SETTINGS,
+                                    REGRESSION_SCATTER, RELIABILITY_DIAGRAM, REPOSITORY,
+                                    ROC_CURVE, RUN_INFO, TEST_PREDICTIONS, VALIDATION_HISTORY,
+                                    best_checkpoint, export_root,
+                                    is_result_of_another_test_set, isdir, listdir, remove)
 from imdb_bert.output.folder_lock import LOCK_FILE
 
 # What --do-delete may remove: only what this project (or the Estimator) writes.
 PROJECT_OUTPUT_NAMES = ESTIMATOR_NAMES + (
     GITKEEP, EXPORT, MODEL_SETTINGS, EVAL_RESULTS, RUN_INFO, TEST_PREDICTIONS,
     CONFUSION_MATRIX, ROC_CURVE, LABEL_F1, REGRESSION_SCATTER, VALIDATION_HISTORY,
-    LEARNING_CURVES, BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LOCK_FILE)
+    LEARNING_CURVES, BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CALIBRATION, RELIABILITY_DIAGRAM,
+    LOCK_FILE)
 PROJECT_OUTPUT_PREFIXES = (CHECKPOINT_PREFIX, EVENTS_PREFIX, FEATURES_PREFIX)
 
 
@@ -28,12 +30,16 @@ def check_deletable(output_dir, data_dir):
         raise UserError("Refusing --do-delete of %s: it is not an output folder. Pass "
                         "--output-dir with the folder to delete." % output_dir)
     foreign = [name for name in listdir(output_dir)
-               if name.split(".tmp-")[0] not in PROJECT_OUTPUT_NAMES  # or a temporary file
-               and not name.startswith(PROJECT_OUTPUT_PREFIXES)]
+               if not is_project_output(name.split(".tmp-")[0])]  # or its temporary file
     if foreign:
         raise UserError("Refusing --do-delete of %s: it holds files this project did not "
                         "write (%s). Move them away or delete the folder yourself."
                         % (output_dir, ", ".join(sorted(foreign)[:5])))
+
+
+def is_project_output(name):
+    return (name in PROJECT_OUTPUT_NAMES or name.startswith(PROJECT_OUTPUT_PREFIXES)
+            or is_result_of_another_test_set(name))
 
 
 def delete_contents(output_dir):

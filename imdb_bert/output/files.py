@@ -31,12 +31,34 @@ VALIDATION_HISTORY = "validation_history.json"
 LEARNING_CURVES = "learning_curves.png"
 BEST_CHECKPOINT = "best_checkpoint.json"  # --keep-best: the step kept, and where
 BEST_CHECKPOINT_DIR = "best"
+CALIBRATION = "calibration.json"  # with validation: the temperature predict.py applies
+RELIABILITY_DIAGRAM = "reliability_diagram.png"
 CHECKPOINT_INDEX = "checkpoint"
-ESTIMATOR_NAMES = (CHECKPOINT_INDEX, "graph.pbtxt", "eval", "eval_validation")
+ESTIMATOR_NAMES = (CHECKPOINT_INDEX, "graph.pbtxt", "eval", "eval_validation",
+                   "eval_calibration")
 CHECKPOINT_PREFIX = "model.ckpt-"
 EVENTS_PREFIX = "events.out.tfevents."
 FEATURES_PREFIX = "features-"
 GITKEEP = ".gitkeep"  # OUTPUT_Bert/.gitkeep is part of the repository
+# What an evaluation writes; for another test set than the run's own, named for it.
+RESULT_FILES = (EVAL_RESULTS, TEST_PREDICTIONS, CONFUSION_MATRIX, ROC_CURVE, LABEL_F1,
+                REGRESSION_SCATTER, RELIABILITY_DIAGRAM)
+
+
+def result_file(name, test_set=None):
+    """The file name of a result (one of RESULT_FILES) of the run's own test set (None),
+    or of another test set that --eval-only evaluated: eval_results-<test set>.json."""
+    if test_set is None:
+        return name
+    stem, extension = os.path.splitext(name)
+    return "%s-%s%s" % (stem, test_set, extension)
+
+
+def is_result_of_another_test_set(name):
+    """Whether `name` is a result_file() of a test set other than the run's own."""
+    return any(name.startswith(os.path.splitext(result)[0] + "-")
+               and name.endswith(os.path.splitext(result)[1]) for result in RESULT_FILES)
+
 
 def is_remote(path):
     return "://" in path
@@ -101,9 +123,13 @@ def write_file(path, content):
             f.write(content)
         gfile().rename(tmp, path, overwrite=True)
         return
-    with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-        f.write(content)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+            f.write(content)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):  # the write failed (a full disk): no half file left
+            os.remove(tmp)
 
 
 def write_json(path, obj):
@@ -128,8 +154,7 @@ def read_json(path):
     except ValueError as e:  # not UTF-8, or not JSON
         raise UnreadableFile(
             "%s is damaged (%s). Move it away and run again: train.py writes it anew (for "
-            "model_settings.json, from this run's flags); or pass --do-delete to start the "
-            "folder afresh." % (path, e)) from None
+            "model_settings.json, from this run's flags)." % (path, e)) from None
 
 
 def best_checkpoint(output_dir):
@@ -217,5 +242,6 @@ def remove_old_exports(output_dir, keep):
 
 
 def features_file(output_dir, split, key):
-    """The TFRecord file of cached features of `split` ("train" or "test") under `key`."""
+    """The TFRecord file of cached features of `split` ("train", "validation" or "test")
+    under `key`."""
     return os.path.join(output_dir, "%s%s-%s.tf_record" % (FEATURES_PREFIX, split, key))

@@ -14,12 +14,13 @@ from imdb_bert.output.files import (MODEL_SETTINGS, REPOSITORY, RUN_INFO, has_ch
 # model_settings.json: what the checkpoints were trained with. These keys must not change
 # while checkpoints exist (a key an older file lacks is no change, unless OLDER_RUNS_HAD
 # says what its run had); predict.py rebuilds the model from them. --eval-only checks (and
-# records) only what evaluation depends on.
+# records) only what evaluation depends on, and may evaluate another test set.
 EVALUATION_SETTINGS = ("bert_hub", "max_seq_length", "label_list", "label_names",
-                       "do_lower_case", "seed", "data_dir", "test_samples", "truncate",
+                       "do_lower_case", "seed", "data_dir", "truncate",
                        # a run on the user's files (--train-file) records these too
-                       "test_file_sha256", "text_column", "label_column", "positive_label",
-                       "task", "text_pair_column", "threshold", "label_separator")
+                       "text_column", "label_column", "positive_label", "task",
+                       "text_pair_column", "threshold", "label_separator")
+TEST_SET_SETTINGS = ("test_samples", "test_file_sha256")
 TRAINING_SETTINGS = ("train_samples", "validation_samples", "eval_every_steps", "keep_best",
                      "early_stopping_patience", "epochs", "batch_size", "learning_rate",
                      "warmup_proportion", "use_amp", "processes",
@@ -73,14 +74,14 @@ def notebook_settings(bert_hub, max_seq_length):
             "label_list": config.label_list, "label_names": config.LABEL_NAMES}
 
 
-def check_settings(output_dir, settings):
+def check_settings(output_dir, settings, eval_only=False):
     """Stop before touching checkpoints that were trained with other settings."""
     path = os.path.join(output_dir, MODEL_SETTINGS)
     previous = read_json(path)
     if previous is None:
         return
     previous = dict(OLDER_RUNS_HAD, **previous)
-    changed = [key for key in EVALUATION_SETTINGS + TRAINING_SETTINGS
+    changed = [key for key in EVALUATION_SETTINGS + TEST_SET_SETTINGS + TRAINING_SETTINGS
                if key in settings and key in previous and previous[key] != settings[key]]
     if changed and not has_checkpoints(output_dir):
         # A run that stopped before its first checkpoint: nothing of it to keep.
@@ -88,19 +89,39 @@ def check_settings(output_dir, settings):
         print("Replacing %s: it was written for other settings (%s), but no checkpoint was "
               "saved beside it." % (path, ", ".join(changed)))
     elif changed:
+        # --eval-only wants the checkpoints as they are: no advice that deletes them.
+        way_out = ("Pass the values the model was trained with (the first of each pair), "
+                   "or the --output-dir of a run trained with these." if eval_only else
+                   "Pass another --output-dir, rerun with the old values, or add --do-delete.")
         raise UserError(
             "%s was written for other settings (%s), so its checkpoints do not fit this run. "
-            "Pass another --output-dir, rerun with the old values, or add --do-delete."
-            % (path, "; ".join("%s: %r now %r" % (k, previous.get(k), settings[k])
-                               for k in changed)))
+            "%s" % (path, "; ".join("%s: %r now %r" % (k, previous.get(k), settings[k])
+                                    for k in changed), way_out))
 
 
-def write_settings(output_dir, settings):
+def write_settings(output_dir, settings, eval_only=False):
     """Check `settings` against the folder's model_settings.json, then record them (over
     the recorded ones: --eval-only leaves the training settings as they were)."""
-    check_settings(output_dir, settings)
+    check_settings(output_dir, settings, eval_only)
     path = os.path.join(output_dir, MODEL_SETTINGS)
     write_json(path, dict(read_json(path) or {}, **settings))
+
+
+def other_test_set(output_dir, args):
+    """--eval-only on another test set than the one the run was trained with (another
+    --test-file or --test-samples): the name its result files carry (files.result_file),
+    the file's name without its extension, or aclImdb_test, with -N for a sample of N;
+    None for the run's own test set."""
+    recorded = read_settings(output_dir) or {}
+    test_set = {"test_samples": args.test_samples}
+    name = "aclImdb_test"
+    if args.train_file:
+        from imdb_bert.data import text_files  # as in model_settings: no pandas for predict.py
+        test_set["test_file_sha256"] = text_files.file_sha256(args.test_file)
+        name = os.path.splitext(os.path.basename(args.test_file))[0]
+    if all(recorded.get(key, value) == value for key, value in test_set.items()):
+        return None
+    return name if args.test_samples is None else "%s-%d" % (name, args.test_samples)
 
 
 def read_settings(output_dir):

@@ -30,7 +30,7 @@ def record_early_stop(output_dir, step):
 def record(output_dir, key, value):
     settings = run_settings.read_settings(output_dir) or {}
     files.write_json(os.path.join(output_dir, files.MODEL_SETTINGS),
-                             dict(settings, **{key: value}))
+                     dict(settings, **{key: value}))
 
 
 def lock_holder(output_dir):

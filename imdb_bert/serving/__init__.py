@@ -1,0 +1,1 @@
+"""Step 12 and predict.py: the export, its ONNX copy, and predictions from them."""

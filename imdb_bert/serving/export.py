@@ -7,12 +7,14 @@ assets/, assets.extra/export_info.json with the exported global_step, and model.
 """
 import json
 import os
+import shlex
 import tempfile
 import time
 
 import numpy as np
 
 from imdb_bert import device
+from imdb_bert.errors import FULL_DISK
 from imdb_bert.features import conversion
 from imdb_bert.features.fast_tokenizer import encode_inputs
 from imdb_bert.model.classifier import serving_input_receiver_fn_builder
@@ -52,39 +54,46 @@ CHECK_SENTENCES = ["That movie was absolutely awful", "The acting was a bit lack
 def add_onnx_copy(export_dir, settings):
     """model.onnx beside the SavedModel (onnx_model.py), unless it is there already; a new
     copy is kept only if its probabilities match the SavedModel's on CHECK_SENTENCES.
-    Without it predict.py uses the SavedModel, so a failure is said, not raised."""
+    Without it predict.py uses the SavedModel, so a failure is said, not raised: returns
+    why the conversion failed, else None."""
     if os.path.exists(onnx_model.model_path(export_dir)):
-        return
+        return None
     missing = onnx_model.missing("tf2onnx", "onnx", "onnxruntime")
     if missing:
         print("ONNX is unavailable (%s not installed; tf2onnx needs Python 3.10+): no "
               "model.onnx, predict.py will use the SavedModel." % ", ".join(missing))
-        return
+        return None
     start = time.perf_counter()
-    temporary = None
+    # Named before tf2onnx runs, so that a conversion that fails midway (a full disk)
+    # leaves no half-written file behind.
+    temporary = onnx_model.temporary_path(export_dir)
+    serving_command = "python -m imdb_bert.serving %s" % shlex.quote(
+        os.path.abspath(os.path.dirname(os.path.dirname(export_dir))))
     try:
         shortfall = onnx_model.memory_shortfall(export_dir)
         if shortfall:
-            output_dir = os.path.dirname(os.path.dirname(export_dir))
-            raise onnx_model.ConversionFailed(
-                "%s; once train.py has ended, python -m imdb_bert.serving %s adds it"
-                % (shortfall, output_dir))
-        temporary = onnx_model.convert(export_dir)
+            raise onnx_model.ConversionFailed("%s; once train.py has ended, %s adds it"
+                                              % (shortfall, serving_command))
+        onnx_model.convert(export_dir, temporary)
         difference = onnx_difference(export_dir, temporary, settings)
         if not difference <= onnx_model.TOLERANCE:
             raise onnx_model.ConversionFailed(
                 "its probabilities differ from the SavedModel's by up to %.1e" % difference)
         os.replace(temporary, onnx_model.model_path(export_dir))
     except onnx_model.ConversionFailed as e:
-        print("No ONNX copy of %s (%s): predict.py will use the SavedModel." % (export_dir, e))
-        return
+        later = ("; once there is space, %s adds it" % serving_command
+                 if FULL_DISK in str(e) else "")
+        print("No ONNX copy of %s (%s): predict.py will use the SavedModel%s."
+              % (export_dir, e, later))
+        return str(e)
     finally:
-        if temporary and os.path.exists(temporary):
+        if os.path.exists(temporary):
             os.remove(temporary)
     print("Wrote its ONNX copy for predict.py in %.0f s: %s (probabilities within %.0e of "
           "the SavedModel's on %d sentences)"
           % (time.perf_counter() - start, onnx_model.model_path(export_dir),
              max(difference, 1e-9), len(CHECK_SENTENCES)))
+    return None
 
 
 def onnx_difference(export_dir, onnx_file, settings):
@@ -92,7 +101,7 @@ def onnx_difference(export_dir, onnx_file, settings):
     (float32, on the CPU: a GPU's TF32 matmuls would differ by more than the tolerance) and
     the ONNX file. A model of sentence pairs gets the sentences as pairs with themselves."""
     tokenizer = conversion.create_tokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
-                                          settings["do_lower_case"], fast=True)
+                                            settings["do_lower_case"], fast=True)
     pairs = CHECK_SENTENCES if settings.get("text_pair_column") else None
     inputs = encode_inputs(CHECK_SENTENCES, pairs, settings["max_seq_length"], tokenizer)
     config = device.base_session_config()

@@ -13,11 +13,11 @@ def is_table(path):
     return bool(path) and path != "-" and os.path.splitext(path)[1].lower() in TABLE_SUFFIXES
 
 
-def sentences_and_pairs(args, settings, sentences):
+def sentences_and_pairs(args, settings, sentences, pairs):
     """(sentences, their second texts or None): the command line's sentences with their
-    --pair texts, then the rows of a table --file."""
+    --pair texts (`pairs`, None without), then the rows of a table --file."""
     pair_column = settings.get("text_pair_column")
-    pairs = list(args.pair or [])
+    pairs = list(pairs or [])
     if pairs and not pair_column:
         raise UserError("--pair: the model in %s was trained on single texts; leave --pair "
                         "out." % args.output_dir)

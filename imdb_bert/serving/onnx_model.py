@@ -36,18 +36,23 @@ def missing(*packages):
     return [name for name in packages if importlib.util.find_spec(name) is None]
 
 
-def convert(export_dir):
-    """The export's serving_default signature converted by tf2onnx into a temporary file
-    beside the exports (a killed run's leftover is removed at the next start); returns its
-    path. tf2onnx runs in a child process: it needs TensorFlow 2's behaviour, which the
-    training process switched off, and no GPU. The child ends with this process, even one
-    killed by SIGKILL (DIE_WITH_PARENT)."""
-    temporary = os.path.join(os.path.dirname(export_dir),
-                             "%s.tmp-%d" % (MODEL_FILE, os.getpid()))
+def temporary_path(export_dir):
+    """Where convert() writes: beside the exports (a killed run's leftover is removed at the
+    next start)."""
+    return os.path.join(os.path.dirname(export_dir), "%s.tmp-%d" % (MODEL_FILE, os.getpid()))
+
+
+def convert(export_dir, temporary):
+    """The export's serving_default signature converted by tf2onnx into the file
+    `temporary` (temporary_path), which the caller removes whatever happens. tf2onnx runs
+    in a child process: it needs TensorFlow 2's behaviour, which the training process
+    switched off, and no GPU. The child ends with this process, even one killed by SIGKILL
+    (DIE_WITH_PARENT). Its paths are absolute: a relative one starting with "-" (an
+    --output-dir such as -x) would be read as an option."""
     command = [sys.executable, "-c", DIE_WITH_PARENT, str(os.getpid()), "tf2onnx.convert",
-               "--saved-model", export_dir,
+               "--saved-model", os.path.abspath(export_dir),
                "--signature_def", "serving_default", "--tag", "serve",
-               "--opset", str(OPSET), "--output", temporary]
+               "--opset", str(OPSET), "--output", os.path.abspath(temporary)]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode < 0:
@@ -57,7 +62,6 @@ def convert(export_dir):
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "Error" in line or "error" in line]
         raise ConversionFailed((errors or lines or ["exit code %d" % result.returncode])[-1])
-    return temporary
 
 
 # Run as `python -c DIE_WITH_PARENT PARENT_PID MODULE ARGS...`: MODULE as `python -m` runs

@@ -75,9 +75,11 @@ def judge_predict(returncode, stdout, stderr):
 
 
 # NCCL's own log with NCCL_DEBUG=INFO (on stdout, "[rank]<stdout>:" under horovodrun):
-# its version line, and each communicator's "Init COMPLETE".
-NCCL_RAN = re.compile(r"^(?:\[\d+\]<stdout>:)?NCCL version \d|NCCL INFO .*Init COMPLETE",
-                      re.M)
+# its version line, and each communicator's "Init COMPLETE". With INFO, NCCL prefixes the
+# version line as every line, "host:pid:tid [dev] NCCL INFO NCCL version 2.x.y+cuda12.z"
+# (issue 29, item 8); a bare "NCCL version" line (NCCL_DEBUG=VERSION) still counts.
+NCCL_RAN = re.compile(r"(?:NCCL INFO |^(?:\[\d+\]<stdout>:)?)NCCL version \d"
+                      r"|NCCL INFO .*Init COMPLETE", re.M)
 
 
 def judge_horovod(returncode, output, nccl_built):
@@ -117,6 +119,22 @@ def judge_out_of_memory(returncode, stderr):
         and "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
     return ok, "exit %d: %s" % (returncode, last[:160])
+
+
+# The out-of-memory check caps the run's GPU memory at a fixed size, not a share of the
+# GPU (1 % would be 1.4 GB on an H200, 1.8 GB on a B200): at batch 4096 and 128 positions
+# the tiny model's attention probabilities alone take 4096 x 2 heads x 128 x 128 x 4 bytes
+# = 512 MiB per layer, twice what the cap lets TensorFlow's allocator take.
+OUT_OF_MEMORY_CAP_MIB = 256
+
+
+def out_of_memory_fraction():
+    """per_process_gpu_memory_fraction giving OUT_OF_MEMORY_CAP_MIB on the smallest GPU
+    nvidia-smi reports (memory.total), or 1 % without nvidia-smi."""
+    from imdb_bert import device
+    totals = [int(line.split()[0]) for line in device.nvidia_smi_query("memory.total") or []
+              if line.split() and line.split()[0].isdigit()]
+    return OUT_OF_MEMORY_CAP_MIB / min(totals) if totals else 0.01
 
 
 VERDICTS = {True: "PASS", False: "FAIL", None: "SKIP"}
@@ -235,7 +253,7 @@ def checks(material, tmp, gpu_count):
     def out_of_memory():
         code, _, stderr = run("train.py", train_args(
             material, out("oom"), "--max-seq-length", "128", "--batch-size", "4096",
-            "--epochs", "100"), {"GPU_CHECK_MEMORY_FRACTION": "0.01"})
+            "--epochs", "100"), {"GPU_CHECK_MEMORY_FRACTION": repr(out_of_memory_fraction())})
         return judge_out_of_memory(code, stderr)
 
     found = [("training on GPU:0", placement), ("--use-amp", amp), ("--use-xla", xla),
@@ -255,12 +273,20 @@ def describe_installation():
         tf2.__version__, build.get("cuda_version", "none"), build.get("cudnn_version", "none")))
     drivers = device.nvidia_smi_details()
     print("nvidia-smi: %s" % (", ".join(
-        "%s (driver %s, compute capability %s, needs driver %s+)"
-        % (name, driver, capability or "?", device.minimum_driver(capability))
+        "%s (driver %s, compute capability %s, %s)"
+        % (name, driver, capability or "?", driver_need(capability))
         for name, driver, capability in drivers) or "not found"))
     names = device.gpu_names()
     print("GPUs TensorFlow sees: %s" % (", ".join(names) or "none"))
     return names
+
+
+def driver_need(capability):
+    """What the GPU needs of the driver, for the nvidia-smi line."""
+    from imdb_bert import device
+    if device.is_blackwell(capability):
+        return "Blackwell: TensorFlow 2.15 cannot run on it"
+    return "needs driver %s+" % device.minimum_driver(capability)
 
 
 AFTER_A_TIMEOUT = ("not run after a timeout: the CUDA JIT cache is still being filled; run "
@@ -299,6 +325,11 @@ def main(argv=None):
     gpus = describe_installation()
     if not gpus:
         return no_gpu_verdict()
+    from imdb_bert import device
+    problem = device.listed_gpu_problem()
+    if problem:  # every check would crash in the first kernel's PTX compile
+        print("FAIL  %s. To do: %s." % problem)
+        return 1
     tmp = args.keep or tempfile.mkdtemp(prefix="gpu-check-")
     failed = 0
     timed_out = False

@@ -5,17 +5,19 @@ Signatures, as in Google's modules:
   "tokenization_info": -> vocab_file (a module asset), do_lower_case
 with one graph for tags {"train"} (BERT's dropout on) and one for the default tags.
 
-From a Google BERT checkpoint directory (how to run fully offline):
-  python -m imdb_bert.tools.make_hub_module --google-checkpoint uncased_L-12_H-768_A-12 OUT_DIR
+From a Google BERT checkpoint zip, or the folder unzipped from it (how to run fully offline):
+  python -m imdb_bert.tools.make_hub_module --google-checkpoint uncased_L-12_H-768_A-12.zip OUT_DIR
 From a random config (tests and smoke runs; a tiny vocab is generated unless given):
   python -m imdb_bert.tools.make_hub_module --random --layers 2 --hidden 32 --heads 2 OUT_DIR
 """
 import argparse
 import contextlib
 import os
+import shlex
 import string
 import sys
 import tempfile
+import zipfile
 
 from imdb_bert.compat import hub, modeling, tf
 
@@ -133,20 +135,54 @@ def export_module(output_dir, bert_config, vocab_file, do_lower_case,
             module.export(output_dir, sess)
 
 
-def export_google_checkpoint(checkpoint_dir, output_dir, do_lower_case=True):
-    """Export a directory as in Google's BERT zips (bert_config.json,
-    bert_model.ckpt.*, vocab.txt)."""
-    paths = {name: os.path.join(checkpoint_dir, name)
-             for name in ("bert_config.json", "vocab.txt", "bert_model.ckpt.index")}
-    missing = [p for p in paths.values() if not tf.io.gfile.exists(p)]
+CHECKPOINT_FILES = ("bert_config.json", "vocab.txt", "bert_model.ckpt.index")
+
+
+def checkpoint_folder(folder):
+    """The folder holding Google's checkpoint files: `folder` itself, or its only subfolder
+    (BERT-Base's zip has its files in one folder, the small BERTs' zips at the top)."""
+    if os.path.isfile(os.path.join(folder, "bert_config.json")):
+        return folder
+    entries = [os.path.join(folder, name) for name in os.listdir(folder)
+               if not name.startswith((".", "__MACOSX"))]
+    if len(entries) == 1 and os.path.isdir(entries[0]):
+        return entries[0]
+    return folder
+
+
+def export_google_checkpoint(checkpoint, output_dir, do_lower_case=True):
+    """Export one of Google's BERT checkpoints: a zip as Google publishes them, or the
+    folder unzipped from it (bert_config.json, bert_model.ckpt.*, vocab.txt at its top
+    or in its only subfolder)."""
+    if not os.path.exists(checkpoint):
+        raise FileNotFoundError("%s does not exist: give the checkpoint zip or the folder "
+                                "unzipped from it." % checkpoint)
+    with tempfile.TemporaryDirectory() as unzipped:
+        folder = checkpoint
+        if zipfile.is_zipfile(checkpoint):
+            with zipfile.ZipFile(checkpoint) as archive:
+                archive.extractall(unzipped)
+            folder = unzipped
+        elif os.path.isfile(checkpoint):
+            raise ValueError("%s is neither a zip nor a folder: give Google's checkpoint "
+                             "zip (e.g. uncased_L-12_H-768_A-12.zip) or the folder unzipped "
+                             "from it." % checkpoint)
+        export_checkpoint_folder(checkpoint_folder(folder), checkpoint, output_dir,
+                                 do_lower_case)
+
+
+def export_checkpoint_folder(folder, source, output_dir, do_lower_case):
+    """Export the checkpoint files in `folder` (unzipped from `source`, which errors name)."""
+    missing = [name for name in CHECKPOINT_FILES
+               if not os.path.isfile(os.path.join(folder, name))]
     if missing:
         raise FileNotFoundError(
-            "%s is not a Google BERT checkpoint directory: missing %s. Unzip e.g. "
-            "uncased_L-12_H-768_A-12.zip and pass the folder that holds these files."
-            % (checkpoint_dir, ", ".join(missing)))
-    bert_config = modeling.BertConfig.from_json_file(paths["bert_config.json"])
-    export_module(output_dir, bert_config, os.path.abspath(paths["vocab.txt"]), do_lower_case,
-                  init_checkpoint=os.path.join(checkpoint_dir, "bert_model.ckpt"))
+            "%s is not a Google BERT checkpoint: missing %s. Give Google's checkpoint zip "
+            "(e.g. uncased_L-12_H-768_A-12.zip) or the folder unzipped from it."
+            % (source, ", ".join(missing)))
+    bert_config = modeling.BertConfig.from_json_file(os.path.join(folder, "bert_config.json"))
+    export_module(output_dir, bert_config, os.path.abspath(os.path.join(folder, "vocab.txt")),
+                  do_lower_case, init_checkpoint=os.path.join(folder, "bert_model.ckpt"))
 
 
 def export_random(output_dir, layers, hidden, heads, intermediate_size=None,
@@ -174,8 +210,10 @@ def main(argv=None):
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output_dir", help="folder to write the module to (new or empty)")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--google-checkpoint", metavar="DIR",
-                        help="folder with bert_config.json, bert_model.ckpt.* and vocab.txt")
+    source.add_argument("--google-checkpoint", metavar="ZIP_OR_DIR",
+                        help="Google's checkpoint zip, or the folder unzipped from it "
+                             "(bert_config.json, bert_model.ckpt.*, vocab.txt at its top "
+                             "or in its only subfolder)")
     source.add_argument("--random", action="store_true",
                         help="random weights of the size given below")
     parser.add_argument("--cased", action="store_true",
@@ -198,11 +236,11 @@ def main(argv=None):
             export_random(args.output_dir, args.layers, args.hidden, args.heads,
                           args.intermediate_size, args.max_position_embeddings,
                           args.vocab_file, not args.cased, args.seed)
-    except (FileExistsError, FileNotFoundError, ValueError) as e:
+    except (FileExistsError, FileNotFoundError, ValueError, zipfile.BadZipFile) as e:
         print("error: %s" % e, file=sys.stderr)
         return 2
     print("Hub module written to %s; use it with: python train.py --bert-hub %s"
-          % (args.output_dir, os.path.abspath(args.output_dir)))
+          % (args.output_dir, shlex.quote(os.path.abspath(args.output_dir))))
     return 0
 
 

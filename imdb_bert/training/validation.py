@@ -7,15 +7,21 @@ stops training when K evaluations in a row did not improve on the best.
 Training runs in segments that end at the evaluation steps (estimator.train up to each),
 so every evaluation has its own checkpoint, steps stay global across resumes, and with
 Horovod process 0 evaluates while the others wait and then follow its stop decision.
+
+After training, the validation sample also calibrates the evaluated checkpoint: the
+temperature fitted on its log-probabilities (evaluation/calibration.py).
 """
 import os
 
 from imdb_bert.compat import tf
-from imdb_bert.evaluation import report
+from imdb_bert.evaluation import calibration, report
+from imdb_bert.features import feature_cache
 from imdb_bert.model.tasks import BEST_METRIC, METRIC_NAMES, SINGLE_LABEL
 from imdb_bert.output import files, run_state
-from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, LEARNING_CURVES,
-                                    VALIDATION_HISTORY, read_json, write_json)
+from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CALIBRATION,
+                                    LEARNING_CURVES, VALIDATION_HISTORY, checkpoint_step,
+                                    read_json, write_json)
+from imdb_bert.training.hooks import EvalPredictionsHook
 
 TRAINING_LOSS_TAG = "loss_1"  # the Estimator's "loss" summary, beside the model's scope "loss"
 
@@ -38,10 +44,11 @@ class NoValidation:
 
 class Validation(NoValidation):
     """Evaluations of `input_fn` at `steps`; `leads` says whether this process evaluates
-    and writes (process 0), `agree` spreads its stop decision to every process."""
+    and writes (process 0), `agree` spreads its stop decision to every process;
+    `auc_undefined`: the sample holds one of two labels only, so its auc is null."""
 
     def __init__(self, output_dir, input_fn, steps, examples_per_step, train_size, keep_best,
-                 patience, leads, agree, task=SINGLE_LABEL):
+                 patience, leads, agree, task=SINGLE_LABEL, auc_undefined=False):
         self.output_dir = output_dir
         self.input_fn = input_fn
         self.steps = steps
@@ -50,6 +57,7 @@ class Validation(NoValidation):
         self.patience = patience
         self.leads = leads
         self.agree = agree
+        self.auc_undefined = auc_undefined
         self.history_path = os.path.join(output_dir, VALIDATION_HISTORY)
         self.history = read_json(self.history_path) or []
         self.metric, self.higher_is_better = BEST_METRIC[task]
@@ -92,8 +100,10 @@ class Validation(NoValidation):
 
     def evaluate(self, estimator, step):
         result = report.plain_metrics(estimator.evaluate(self.input_fn, steps=None,
-                                                  name="validation"))
+                                                         name="validation"))
         entry = dict(result, epoch=round(step * self.epochs_per_step, 4))
+        if self.auc_undefined:
+            entry["auc"] = None
         self.history.append(entry)
         write_json(self.history_path, self.history)
         shown = "" if self.metric == "loss" else "%s %.4f, " % (
@@ -118,6 +128,48 @@ class Validation(NoValidation):
                 os.path.join(self.output_dir, LEARNING_CURVES),
                 training_losses(self.output_dir), self.history, best["global_step"],
                 self.metric)
+
+
+def temperature(estimator, checkpoint, features_file, max_seq_length, output_dir):
+    """The temperature of `checkpoint` on the validation features in `features_file`: kept
+    from calibration.json when fitted on both before (a rerun), else fitted on their
+    log-probabilities and recorded. When they cannot give one, a line says why and the
+    temperature calibration.json holds for `checkpoint` (if any) stays."""
+    step = checkpoint_step(checkpoint)
+    kept = calibration.recorded_temperature(output_dir, step, features_file)
+    if kept is not None:
+        print("Temperature %.4f from %s, fitted on these validation reviews for step %d."
+              % (kept, CALIBRATION, step))
+        return kept
+    label_ids, log_probs = validation_log_probs(estimator, checkpoint, features_file,
+                                                max_seq_length)
+    try:
+        fitted = calibration.fit_temperature(log_probs, label_ids)
+    except calibration.CannotCalibrate as reason:
+        earlier = calibration.recorded_temperature(output_dir, step)
+        print("No calibration: %s.%s" % (reason, "" if earlier is None else
+                                         " The temperature %.4f that %s holds for step %d "
+                                         "stays." % (earlier, CALIBRATION, step)))
+        return earlier
+    calibration.write_record(output_dir, fitted, step, features_file, label_ids)
+    print("Temperature %.4f fitted on %d validation reviews (their negative log-likelihood "
+          "%.4f, calibrated %.4f); predict.py applies it."
+          % (fitted, len(label_ids), calibration.negative_log_likelihood(log_probs, label_ids),
+             calibration.negative_log_likelihood(calibration.calibrated(log_probs, fitted),
+                                                 label_ids)))
+    return fitted
+
+
+def validation_log_probs(estimator, checkpoint, features_file, max_seq_length):
+    """(label ids, log-probabilities) of the validation features for `checkpoint`, from an
+    evaluation as the test sample's (in float32 with --use-amp; in TensorBoard as
+    eval_calibration)."""
+    input_fn = feature_cache.input_fn_builder(features_file, max_seq_length,
+                                              is_training=False, drop_remainder=False)
+    predictions = EvalPredictionsHook()
+    estimator.evaluate(input_fn, steps=None, hooks=[predictions], checkpoint_path=checkpoint,
+                       name="calibration")
+    return report.evaluated(predictions.batches)
 
 
 def evaluation_steps(num_train_steps, every_steps):
