@@ -178,6 +178,7 @@ def dump(parser, args=None, namespace=None):
                       and action.dest != "help"], default=str))
     sys.exit(0)
 argparse.ArgumentParser.parse_args = dump
+argparse.ArgumentParser.parse_intermixed_args = dump  # predict.py: sentences and --pair
 program = sys.argv[1]
 sys.argv = [program]
 if program.endswith(".py"):
