@@ -37,10 +37,10 @@ from imdb_bert import signals
 from imdb_bert.data.text_files import decoded_lines
 from imdb_bert.errors import CONTEXT, UserError, run_script
 from imdb_bert.evaluation import calibration
-from imdb_bert.model.tasks import SINGLE_LABEL, task_of
 from imdb_bert.output import files, run_settings, run_state
 from imdb_bert.output.files import CALIBRATION, checkpoint_step, newest_export
 from imdb_bert.serving import answers, explain, inputs, onnx_model
+from imdb_bert.tasks import SINGLE_LABEL, task_of
 
 
 def parse_args(argv=None):

@@ -24,11 +24,11 @@ from imdb_bert.features import conversion, feature_cache
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
 from imdb_bert.model.classifier import model_fn_builder
-from imdb_bert.model.tasks import (DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, SINGLE_LABEL,
-                                   TASKS, output_count)
 from imdb_bert.output import cleanup, disk_space, files, folder_lock, run_settings, run_state
 from imdb_bert.output.files import checkpoint_step
 from imdb_bert.serving.export import add_onnx_copy, export_for_prediction
+from imdb_bert.tasks import (DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, SINGLE_LABEL,
+                             TASKS, output_count)
 from imdb_bert.training import runtime, validation
 from imdb_bert.training.hooks import EvalPredictionsHook, ProgressHook
 

@@ -10,8 +10,8 @@ from scipy import stats
 from sklearn import metrics
 
 from imdb_bert.compat import run_classifier, tf
-from imdb_bert.evaluation import task_metrics
 from imdb_bert.features import conversion, fast_tokenizer, feature_cache, truncation
+from imdb_bert.model import task_metrics
 from imdb_bert.model import heads
 from test_fast_features import VARIED_TEXTS, random_texts
 from test_truncate import messy_texts

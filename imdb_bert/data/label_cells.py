@@ -11,7 +11,7 @@ import json
 import math
 
 from imdb_bert.errors import UserError
-from imdb_bert.model.tasks import MULTI_LABEL, REGRESSION
+from imdb_bert.tasks import MULTI_LABEL, REGRESSION
 
 DEFAULT_SEPARATOR = "|"
 

@@ -10,7 +10,7 @@ import re
 import config
 from imdb_bert.data.label_cells import check_separator_free
 from imdb_bert.errors import UserError
-from imdb_bert.model.tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL
+from imdb_bert.tasks import MULTI_LABEL, REGRESSION, SINGLE_LABEL
 
 MAX_LABELS = 1000  # more distinct labels without --labels: most likely the wrong column
 SHOWN = 10  # labels named in an error

@@ -16,9 +16,9 @@ from sklearn import metrics  # noqa: E402
 import config  # noqa: E402
 from imdb_bert.data.text_files import TEXT_B  # noqa: E402
 from imdb_bert.evaluation import calibration  # noqa: E402
-from imdb_bert.model.tasks import METRIC_NAMES, SINGLE_LABEL  # noqa: E402
 from imdb_bert.output.files import (CONFUSION_MATRIX, RELIABILITY_DIAGRAM,  # noqa: E402
                                     ROC_CURVE, TEST_PREDICTIONS, result_file, write_file)
+from imdb_bert.tasks import METRIC_NAMES, SINGLE_LABEL  # noqa: E402
 
 
 def plain_metrics(result):

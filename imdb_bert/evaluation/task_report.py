@@ -13,12 +13,12 @@ import numpy as np
 from sklearn import metrics
 
 import config
-from imdb_bert.evaluation import task_metrics
 from imdb_bert.evaluation.report import (evaluated, plt,  # plt: files only
                                          png_bytes, texts_table)
-from imdb_bert.model.tasks import MULTI_LABEL
+from imdb_bert.model import task_metrics
 from imdb_bert.output.files import (LABEL_F1, REGRESSION_SCATTER, TEST_PREDICTIONS,
                                     result_file, write_file)
+from imdb_bert.tasks import MULTI_LABEL
 
 
 def write_report(output_dir, test, eval_batches, labels, test_set=None):

@@ -6,7 +6,7 @@ from imdb_bert import device
 from imdb_bert.compat import hub, run_classifier, tf, tokenization
 from imdb_bert.features.fast_tokenizer import FastTokenizer, encode_inputs
 from imdb_bert.features.truncation import HEAD, truncating
-from imdb_bert.model.tasks import SINGLE_LABEL
+from imdb_bert.tasks import SINGLE_LABEL
 
 
 def tokenization_info(module_path):

@@ -17,8 +17,8 @@ import numpy as np
 from imdb_bert.compat import run_classifier, tf
 from imdb_bert.features import conversion
 from imdb_bert.features.truncation import HEAD
-from imdb_bert.model.tasks import SINGLE_LABEL
 from imdb_bert.output.files import features_file, write_json
+from imdb_bert.tasks import SINGLE_LABEL
 
 FORMAT = b"features-v1"
 FIELDS = ("input_ids", "input_mask", "segment_ids", "label_ids", "is_real_example")

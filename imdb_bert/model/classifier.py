@@ -6,7 +6,7 @@ import config
 from imdb_bert.compat import f1_score, hub, tf
 from imdb_bert.model import heads
 from imdb_bert.model.optimizer import create_optimizer
-from imdb_bert.model.tasks import DEFAULT_THRESHOLD, SINGLE_LABEL
+from imdb_bert.tasks import DEFAULT_THRESHOLD, SINGLE_LABEL
 
 # Tensors the project's hooks read by name (hooks.py), so the model_fn needs no hooks.
 REPORTED_LOSS = "reported_loss"  # training: the loss of the whole (global) batch

@@ -2,8 +2,8 @@
 classifier layer (classifier.create_model), with their loss, eval metrics and outputs. The
 single-label head is the notebook's, in classifier.py, unchanged."""
 from imdb_bert.compat import tf
-from imdb_bert.evaluation import task_metrics
-from imdb_bert.model.tasks import MULTI_LABEL, REGRESSION, SERVING_OUTPUT
+from imdb_bert.model import task_metrics
+from imdb_bert.tasks import MULTI_LABEL, REGRESSION, SERVING_OUTPUT
 
 OUTPUTS = "outputs"  # in the scope "loss": each label's probability, or the value
 EVAL_OUTPUTS = "loss/" + OUTPUTS  # what hooks.EvalPredictionsHook collects

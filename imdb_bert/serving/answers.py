@@ -3,7 +3,7 @@ single-label lines and objects are predict.py's own): the --json/--jsonl object 
 plain line."""
 import numpy as np
 
-from imdb_bert.model.tasks import MULTI_LABEL
+from imdb_bert.tasks import MULTI_LABEL
 
 
 def answer(task, sentence, outputs, settings):

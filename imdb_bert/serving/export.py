@@ -21,8 +21,8 @@ from imdb_bert.model.classifier import serving_input_receiver_fn_builder
 from imdb_bert.output.files import EXPORT_INFO, checkpoint_step, export_root, newest_export, \
     remove_old_exports
 from imdb_bert.serving import onnx_model
-from imdb_bert.model.tasks import SERVING_OUTPUT, SINGLE_LABEL, task_of
 from imdb_bert.serving.inference import saved_model_outputs
+from imdb_bert.tasks import SERVING_OUTPUT, SINGLE_LABEL, task_of
 
 
 def export_for_prediction(estimator, checkpoint, output_dir, max_seq_length):

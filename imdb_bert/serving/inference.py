@@ -13,9 +13,9 @@ from imdb_bert.features import conversion
 from imdb_bert.features.truncation import HEAD
 from imdb_bert.model import hub_module
 from imdb_bert.model.classifier import model_fn_builder
-from imdb_bert.model.tasks import CHECKPOINT_OUTPUT, SERVING_OUTPUT, output_count, task_of
-from imdb_bert.serving.onnx_model import INPUTS
 from imdb_bert.output import files
+from imdb_bert.serving.onnx_model import INPUTS
+from imdb_bert.tasks import CHECKPOINT_OUTPUT, SERVING_OUTPUT, output_count, task_of
 
 
 class DamagedExport(Exception):

@@ -14,7 +14,7 @@ import numpy as np
 
 from imdb_bert.features.fast_tokenizer import FastTokenizer, encode_inputs
 from imdb_bert.features.truncation import HEAD
-from imdb_bert.model.tasks import SERVING_OUTPUT, task_of
+from imdb_bert.tasks import SERVING_OUTPUT, task_of
 
 MODEL_FILE = "model.onnx"
 OPSET = 17

@@ -19,7 +19,7 @@ from imdb_bert import signals
 from imdb_bert.compat import tf
 from imdb_bert.model.classifier import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
 from imdb_bert.model.heads import EVAL_OUTPUTS
-from imdb_bert.model.tasks import SINGLE_LABEL
+from imdb_bert.tasks import SINGLE_LABEL
 
 
 class StopOnSignalHook(tf.train.SessionRunHook):

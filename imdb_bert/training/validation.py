@@ -16,11 +16,11 @@ import os
 from imdb_bert.compat import tf
 from imdb_bert.evaluation import calibration, report
 from imdb_bert.features import feature_cache
-from imdb_bert.model.tasks import BEST_METRIC, METRIC_NAMES, SINGLE_LABEL
 from imdb_bert.output import files, run_state
 from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CALIBRATION,
                                     LEARNING_CURVES, VALIDATION_HISTORY, checkpoint_step,
                                     read_json, write_json)
+from imdb_bert.tasks import BEST_METRIC, METRIC_NAMES, SINGLE_LABEL
 from imdb_bert.training.hooks import EvalPredictionsHook
 
 TRAINING_LOSS_TAG = "loss_1"  # the Estimator's "loss" summary, beside the model's scope "loss"
