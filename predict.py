@@ -99,11 +99,11 @@ def read_sentences(args):
     (empty or only whitespace), as an argument or a line of --file, is skipped and counted
     on stderr, with its --pair: it holds nothing to classify. A table --file is read once
     the settings are (serving/inputs.py)."""
-    kept = [i for i, sentence in enumerate(args.sentences) if sentence.strip()]
-    sentences = [args.sentences[i] for i in kept]
+    filled = [i for i, sentence in enumerate(args.sentences) if sentence.strip()]
+    sentences = [args.sentences[i] for i in filled]
     pairs = args.pair
     if pairs and len(pairs) == len(args.sentences):  # else inputs.py says the counts differ
-        pairs = [pairs[i] for i in kept]
+        pairs = [pairs[i] for i in filled]
     if len(sentences) < len(args.sentences):
         print("Skipped %d blank arguments" % (len(args.sentences) - len(sentences)),
               file=sys.stderr)
@@ -453,8 +453,8 @@ def plain_line(item):
     sentence = item["sentence"]
     if "explanation" in item:
         sentence = explain.marked(sentence, item["explanation"])
-    texts = "\t".join(text.translate(LINE_BREAKS)
-                      for text in [sentence] + [item["pair"]] * ("pair" in item))
+    texts = [sentence] + ([item["pair"]] if "pair" in item else [])
+    texts = "\t".join(text.translate(LINE_BREAKS) for text in texts)
     if "label" not in item:
         return "%s\t%s" % (answers.plain_text(item), texts)
     probabilities = item["probabilities"]
