@@ -53,6 +53,31 @@ def pytest_configure(config):
     config.addinivalue_line("filterwarnings", "ignore::DeprecationWarning")
 
 
+def write_google_checkpoint(folder, seed):
+    """Write a tiny BERT into `folder` as Google's release zips hold one: bert_config.json,
+    bert_model.ckpt.*, vocab.txt, with a pre-training head variable that an export must
+    leave out; returns its BertConfig."""
+    from imdb_bert.compat import modeling, tf
+    from imdb_bert.tools import make_hub_module
+    vocab = make_hub_module.tiny_vocab()
+    with open(os.path.join(folder, "vocab.txt"), "w") as f:
+        f.write("\n".join(vocab) + "\n")
+    bert_config = modeling.BertConfig(vocab_size=len(vocab), hidden_size=32,
+                                      num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=64, max_position_embeddings=64)
+    with open(os.path.join(folder, "bert_config.json"), "w") as f:
+        f.write(bert_config.to_json_string())
+    with tf.Graph().as_default():
+        tf.set_random_seed(seed)
+        modeling.BertModel(bert_config, is_training=False,
+                           input_ids=tf.placeholder(tf.int32, [None, None]))
+        tf.get_variable("cls/predictions/output_bias", [len(vocab)])
+        with tf.Session(config=tf.ConfigProto(device_count={"GPU": 0})) as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver().save(sess, os.path.join(folder, "bert_model.ckpt"))
+    return bert_config
+
+
 @pytest.fixture(scope="session")
 def tiny_module(tmp_path_factory):
     from imdb_bert.tools import make_hub_module

@@ -4,6 +4,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import write_google_checkpoint
 from imdb_bert.compat import hub, modeling, tf
 from imdb_bert.features import conversion
 from imdb_bert.tools import make_hub_module
@@ -17,22 +18,8 @@ NOTEBOOK_TOKENS = ['this', 'here', "'", 's', 'an', 'example', 'of', 'using', 'th
 def google_checkpoint(tmp_path_factory):
     """A folder like Google's release zips: bert_config.json, bert_model.ckpt.*, vocab.txt
     (with a pre-training head variable the module must leave out)."""
-    folder = tmp_path_factory.mktemp("uncased_L-2_H-32_A-2")
-    vocab = make_hub_module.tiny_vocab()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    bert_config = modeling.BertConfig(vocab_size=len(vocab), hidden_size=32,
-                                      num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=64, max_position_embeddings=64)
-    (folder / "bert_config.json").write_text(bert_config.to_json_string())
-    with tf.Graph().as_default():
-        tf.set_random_seed(7)
-        ids = tf.placeholder(tf.int32, [None, None])
-        modeling.BertModel(bert_config, is_training=False, input_ids=ids)
-        tf.get_variable("cls/predictions/output_bias", [len(vocab)])
-        with tf.Session() as sess:
-            sess.run(tf.global_variables_initializer())
-            tf.train.Saver().save(sess, str(folder / "bert_model.ckpt"))
-    return str(folder), bert_config
+    folder = str(tmp_path_factory.mktemp("uncased_L-2_H-32_A-2"))
+    return folder, write_google_checkpoint(folder, seed=7)
 
 
 @pytest.fixture(scope="module")

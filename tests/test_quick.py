@@ -11,9 +11,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import ROOT
-from imdb_bert.compat import modeling, tf
-from imdb_bert.tools import make_hub_module, quick
+from conftest import ROOT, write_google_checkpoint
+from imdb_bert.compat import tf
+from imdb_bert.tools import quick
 
 # Tiny sizes through ARGS, which come after make quick's own flags and win over them.
 TINY_RUN = ("--train-samples 64 --test-samples 32 --max-seq-length 32 --batch-size 16 "
@@ -28,19 +28,7 @@ def checkpoint_folder(tmp_path_factory):
     vocab.txt), with a tiny BERT."""
     folder = tmp_path_factory.mktemp("ckpt") / "uncased_L-2_H-32_A-2"
     folder.mkdir()
-    vocab = make_hub_module.tiny_vocab()
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    bert_config = modeling.BertConfig(vocab_size=len(vocab), hidden_size=32,
-                                      num_hidden_layers=2, num_attention_heads=2,
-                                      intermediate_size=64, max_position_embeddings=64)
-    (folder / "bert_config.json").write_text(bert_config.to_json_string())
-    with tf.Graph().as_default():
-        tf.set_random_seed(3)
-        modeling.BertModel(bert_config, is_training=False,
-                           input_ids=tf.placeholder(tf.int32, [None, None]))
-        with tf.Session(config=tf.ConfigProto(device_count={"GPU": 0})) as sess:
-            sess.run(tf.global_variables_initializer())
-            tf.train.Saver().save(sess, str(folder / "bert_model.ckpt"))
+    write_google_checkpoint(str(folder), seed=3)
     return folder
 
 
