@@ -30,7 +30,7 @@ from imdb_bert.serving.export import add_onnx_copy, export_for_prediction
 from imdb_bert.tasks import (DEFAULT_THRESHOLD, MULTI_LABEL, REGRESSION, SINGLE_LABEL,
                              TASKS, output_count)
 from imdb_bert.training import runtime, validation
-from imdb_bert.training.hooks import EvalPredictionsHook, ProgressHook
+from imdb_bert.training.hooks import EvalPredictionsHook, ProgressHook, StepSummaryHook
 
 
 def main(argv=None):
@@ -79,7 +79,8 @@ def main(argv=None):
         learning_rate=args.learning_rate,
         num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
-        positive_index=labels.positive_index, task=labels.task, threshold=args.threshold)
+        positive_index=labels.positive_index, task=labels.task, threshold=args.threshold,
+        accumulation_steps=args.gradient_accumulation_steps)
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
     validating = plan_validation(dev, labels, convert, len(train), num_train_steps, args,
                                  run, OUTPUT_DIR)
@@ -203,9 +204,12 @@ def load_hub_module(args, output_dir):
 
 def make_estimator(model_fn, output_dir, session_config, args):
     """Step 9. Checkpoints are saved by the project's hook (steps, seconds and signals), so
-    the RunConfig's own saving is off."""
+    the RunConfig's own saving is off; so are its summaries with gradient accumulation
+    (StepSummaryHook writes them per optimizer step)."""
+    accumulating = args.gradient_accumulation_steps > 1
     run_config = tf.estimator.RunConfig(
-        model_dir=output_dir, save_summary_steps=args.save_summary_steps,
+        model_dir=output_dir,
+        save_summary_steps=None if accumulating else args.save_summary_steps,
         save_checkpoints_steps=None, save_checkpoints_secs=None,
         log_step_count_steps=args.save_summary_steps, tf_random_seed=args.seed,
         session_config=session_config)
@@ -230,11 +234,11 @@ def plan_validation(dev, labels, convert, train_size, num_train_steps, args, run
     input_fn = feature_cache.input_fn_builder(
         validation_features(dev, labels, convert), args.max_seq_length, is_training=False,
         drop_remainder=False)
-    global_batch_size = run.global_batch_size(args.batch_size)
-    every_steps = args.eval_every_steps or max(1, round(train_size / global_batch_size))
+    step_batch_size = optimizer_step_batch_size(args, run)
+    every_steps = args.eval_every_steps or max(1, round(train_size / step_batch_size))
     return validation.Validation(
         output_dir, input_fn, validation.evaluation_steps(num_train_steps, every_steps),
-        global_batch_size, train_size, args.keep_best, args.early_stopping_patience,
+        step_batch_size, train_size, args.keep_best, args.early_stopping_patience,
         run.leads, run.agree, labels.task, auc_undefined=bool(auc_note))
 
 
@@ -257,17 +261,25 @@ def calibrate(estimator, checkpoint, dev, labels, convert, args, output_dir):
 
 
 def plan_steps(train_size, args, run):
-    """Step 8: (num_train_steps, num_warmup_steps). An epoch is a pass of the global
-    batches (batch size x processes) over the training sample."""
-    global_batch_size = run.global_batch_size(args.batch_size)
+    """Step 8: (num_train_steps, num_warmup_steps), in optimizer steps. An epoch is a pass
+    of their batches (batch size x processes x accumulated micro-batches) over the training
+    sample."""
+    global_batch_size = optimizer_step_batch_size(args, run)
     num_train_steps = int(train_size / global_batch_size * args.epochs)
     num_warmup_steps = int(num_train_steps * args.warmup_proportion)
     if num_train_steps < 1:
         raise UserError("%d training reviews at batch size %d for %s epochs make no training "
                         "step; sample more reviews or lower --batch-size."
                         % (train_size, global_batch_size, args.epochs))
-    run.note_plan(num_train_steps, num_warmup_steps, args.batch_size, args.learning_rate)
+    run.note_plan(num_train_steps, num_warmup_steps, args.batch_size, args.learning_rate,
+                  args.gradient_accumulation_steps)
     return num_train_steps, num_warmup_steps
+
+
+def optimizer_step_batch_size(args, run):
+    """The reviews of one optimizer step: the global batch (--batch-size x processes) of
+    each of --gradient-accumulation-steps runs."""
+    return run.global_batch_size(args.batch_size) * args.gradient_accumulation_steps
 
 
 def train_model(estimator, train_features_file, num_train_steps, validating, args, run,
@@ -277,8 +289,10 @@ def train_model(estimator, train_features_file, num_train_steps, validating, arg
     train_input_fn = run.train_input_fn(train_features_file, args.max_seq_length, args.seed)
     hooks = run.training_hooks(output_dir, args.save_checkpoints_steps,
                                args.save_checkpoints_secs)
-    hooks.append(ProgressHook(args.save_summary_steps, run.global_batch_size(args.batch_size),
+    hooks.append(ProgressHook(args.save_summary_steps, optimizer_step_batch_size(args, run),
                               num_train_steps))
+    if args.gradient_accumulation_steps > 1:
+        hooks.append(StepSummaryHook(output_dir, args.save_summary_steps))
     start_step = run.start_step(estimator)
     run_state.record_plan(output_dir, num_train_steps)  # for predict.py: is it trained?
     if validating.resume(estimator, start_step):
@@ -548,6 +562,10 @@ def check_task_flags(args):
 
 def add_training_flags(p):
     p.add_argument("--batch-size", type=positive(int), default=config.BATCH_SIZE)
+    p.add_argument("--gradient-accumulation-steps", type=positive(int), default=1,
+                   help="sum the gradients of N batches of --batch-size, then update once: "
+                        "the update of a batch N x --batch-size, in the memory of one "
+                        "--batch-size; steps, warm-up and checkpoints count updates")
     p.add_argument("--learning-rate", type=positive(float), default=config.LEARNING_RATE)
     p.add_argument("--epochs", type=positive(float), default=config.NUM_TRAIN_EPOCHS)
     p.add_argument("--warmup-proportion", type=proportion, default=config.WARMUP_PROPORTION,

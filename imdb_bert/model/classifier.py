@@ -5,11 +5,12 @@ variable names are the notebook's)."""
 import config
 from imdb_bert.compat import f1_score, hub, tf
 from imdb_bert.model import heads
-from imdb_bert.model.optimizer import create_optimizer
+from imdb_bert.model.optimizer import create_accumulating_optimizer, create_optimizer
 from imdb_bert.tasks import DEFAULT_THRESHOLD, SINGLE_LABEL
 
 # Tensors the project's hooks read by name (hooks.py), so the model_fn needs no hooks.
 REPORTED_LOSS = "reported_loss"  # training: the loss of the whole (global) batch
+# (with gradient accumulation: of the micro-batches of the optimizer step so far)
 EVAL_LABEL_IDS = "eval_label_ids"
 LOG_PROBS = "loss/log_probs"
 
@@ -78,12 +79,14 @@ def metric_fn(label_ids, predicted_labels, num_labels=2, positive_index=1):
 
 def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
                      loss_scaling=False, average=None, positive_index=1, task=SINGLE_LABEL,
-                     threshold=DEFAULT_THRESHOLD):
+                     threshold=DEFAULT_THRESHOLD, accumulation_steps=1):
     """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
     `loss_scaling` for float16 mixed precision (--use-amp); `average`, a function mapping a
     list of tensors to their averages over several processes (--horovod), each of which
     trains on params["batch_size"] reviews; `positive_index`, the label the two-label
-    metrics are about; `task` and, for multi-label, `threshold` (tasks.py, heads.py)."""
+    metrics are about; `task` and, for multi-label, `threshold` (tasks.py, heads.py);
+    `accumulation_steps`, the micro-batches of params["batch_size"] whose gradients make
+    one optimizer step (--gradient-accumulation-steps; the steps counted are those)."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -106,8 +109,13 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             is_training, is_predicting, input_ids, input_mask, segment_ids,
             label_ids, num_labels, bert_hub, task, threshold)
         if is_training:
-            train_op = create_optimizer(loss, learning_rate, num_train_steps, num_warmup_steps,
-                                        loss_scaling, average)
+            if accumulation_steps > 1:  # the loss reported: the optimizer step's so far
+                train_op, loss = create_accumulating_optimizer(
+                    loss, learning_rate, num_train_steps, num_warmup_steps, accumulation_steps,
+                    loss_scaling, average)
+            else:
+                train_op = create_optimizer(loss, learning_rate, num_train_steps,
+                                            num_warmup_steps, loss_scaling, average)
             if average:
                 loss = average([loss])[0]  # logs and summaries: the global batch's loss
             loss = tf.identity(loss, name=REPORTED_LOSS)

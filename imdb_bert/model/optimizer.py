@@ -25,6 +25,9 @@ LOSS_SCALE_START = float(os.environ.get("GPU_CHECK_LOSS_SCALE", 2.0 ** 15))
 LOSS_SCALE_PERIOD = 2000
 # How the embeddings' gradient crosses Horovod processes (averaged() below).
 EMBEDDING_ALLREDUCE = os.environ.get("IMDB_BERT_EMBEDDING_ALLREDUCE", "sparse")
+# With --gradient-accumulation-steps N > 1, true on the runs that apply an update (every
+# N-th): the project's hooks count, save and stop on those only (training/hooks.py).
+APPLIES = "gradient_accumulation/applies"
 
 
 class AdamWeightDecayOptimizer(optimization.AdamWeightDecayOptimizer):
@@ -63,8 +66,21 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scal
     their averages across processes."""
     global_step = tf.train.get_or_create_global_step()
     step = tf.identity(global_step.read_value(), name="step_this_update")
+    optimizer = scheduled_optimizer(init_lr, step, num_train_steps, num_warmup_steps)
+    tvars = tf.trainable_variables()
+    if loss_scaling:
+        grads, finite, update_scale = scaled_gradients(loss, tvars, average)
+    else:
+        grads, finite, update_scale = tf.gradients(loss, tvars), None, tf.no_op()
+        if average:
+            grads = averaged(grads, average)
+    grads, _ = tf.clip_by_global_norm(grads, clip_norm=config.CLIP_NORM)
+    return apply_and_count(optimizer, grads, tvars, global_step, step, finite, update_scale)
 
-    # Linear decay to 0 at num_train_steps, after a linear warm-up from 0.
+
+def scheduled_optimizer(init_lr, step, num_train_steps, num_warmup_steps):
+    """bert's AdamW whose learning rate warms up linearly from 0 over num_warmup_steps, then
+    decays linearly to 0 at num_train_steps (steps of the optimizer)."""
     learning_rate = tf.train.polynomial_decay(
         tf.constant(init_lr, tf.float32), step, num_train_steps, end_learning_rate=0.0,
         power=1.0, cycle=False)
@@ -74,22 +90,142 @@ def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scal
         is_warmup = tf.cast(step_int < num_warmup_steps, tf.float32)
         learning_rate = (1.0 - is_warmup) * learning_rate + is_warmup * warmup_learning_rate
     tf.summary.scalar("learning_rate", learning_rate)  # for TensorBoard, next to the loss
-
-    optimizer = AdamWeightDecayOptimizer(
+    return AdamWeightDecayOptimizer(
         learning_rate=learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
         epsilon=1e-6, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"])
-    tvars = tf.trainable_variables()
-    if loss_scaling:
-        grads, finite, update_scale = scaled_gradients(loss, tvars, average)
-    else:
-        grads, finite, update_scale = tf.gradients(loss, tvars), None, tf.no_op()
-        if average:
-            grads = averaged(grads, average)
-    grads, _ = tf.clip_by_global_norm(grads, clip_norm=config.CLIP_NORM)
+
+
+def apply_and_count(optimizer, grads, tvars, global_step, step, finite, update_scale):
+    """The update of the clipped `grads` (none unless `finite`, if given), then the step
+    counter's increment."""
     train_op = optimizer.apply_gradients(zip(grads, tvars), global_step=global_step,
                                          apply_if=finite)
     with tf.control_dependencies([train_op, update_scale]):
         return tf.group(global_step.assign(step + 1))
+
+
+def create_accumulating_optimizer(loss, init_lr, num_train_steps, num_warmup_steps,
+                                  accumulation_steps, loss_scaling=False, average=None):
+    """(train op, the mean loss of the micro-batches of the optimizer step under way) for
+    --gradient-accumulation-steps N > 1: every run adds its micro-batch's gradients to
+    sums; every N-th run applies the update of a batch N times larger (bert's loss is a
+    mean over the batch, so that batch's gradient is the mean of the N micro-batches'),
+    counts one step and empties the sums. The sums are local variables: checkpoints never
+    hold them, so a resume starts a fresh accumulation at an optimizer step. The tensor
+    named APPLIES tells the hooks whether a run applied an update."""
+    global_step = tf.train.get_or_create_global_step()
+    step = tf.identity(global_step.read_value(), name="step_this_update")
+    optimizer = scheduled_optimizer(init_lr, step, num_train_steps, num_warmup_steps)
+    tvars = tf.trainable_variables()
+    loss_scale = LossScale() if loss_scaling else None
+    # --use-amp: each micro-batch's gradients are unscaled ("the final gradients are
+    # divided (or unscaled) by the loss scale", tf.keras.mixed_precision.LossScaleOptimizer
+    # docs) before they are summed; the scale is checked and updated "whenever gradients
+    # are applied" (the same docs): once per optimizer step, on the sum, so a step with a
+    # non-finite micro-batch is skipped whole, as the larger batch's would be.
+    grads = loss_scale.gradients(loss, tvars) if loss_scale else tf.gradients(loss, tvars)
+    sums = Accumulator(tvars, grads, loss, average)
+    counted = sums.count.read_value() + 1  # micro-batches summed, this run's included
+    applies = tf.equal(counted, accumulation_steps, name=APPLIES)
+    with tf.control_dependencies(sums.additions):
+        mean_loss = sums.loss_sum.read_value() / tf.cast(counted, tf.float32)
+
+    def apply_the_mean():
+        means, slice_squares = sums.means(accumulation_steps, average)
+        finite, update_scale = None, tf.no_op()
+        if loss_scale:
+            means, finite, update_scale = loss_scale.check(means)
+        means, _ = tf.clip_by_global_norm(means, clip_norm=config.CLIP_NORM,
+                                          use_norm=sums.global_norm(means, slice_squares))
+        update = apply_and_count(optimizer, means, tvars, global_step, step, finite,
+                                 update_scale)
+        with tf.control_dependencies([update, mean_loss]):  # empty the sums once read
+            return sums.empty()
+
+    applied = tf.cond(applies, apply_the_mean, tf.no_op)
+    with tf.control_dependencies([applied] + sums.additions):
+        return (tf.group(sums.count.assign(tf.where_v2(applies, 0, counted))),
+                tf.identity(mean_loss))
+
+
+class Accumulator:
+    """Local variables that sum the micro-batches' gradients (and loss) of one optimizer
+    step, and `additions`, the ops that add this run's. The embeddings' sparse gradient is
+    added row by row (no dense copy per micro-batch) and summed dense, as Horovod's
+    LocalGradientAggregationHelper does (horovod/tensorflow/gradient_aggregation.py,
+    sparse_as_dense). To clip as the larger batch would, its norm is kept as bert's
+    clipping measures slices: by their rows, repeated ones counted apart (STACK.md);
+    `slice_squares` sums the squares of those rows."""
+
+    def __init__(self, tvars, grads, loss, average):
+        with tf.variable_scope("gradient_accumulation"):
+            self.count = local_variable("micro_batches", [], tf.int32)
+            self.loss_sum = local_variable("loss_sum", [], tf.float32)
+            self.slice_squares = local_variable("slice_squares", [], tf.float32)
+            self.sums = [None if grad is None else
+                         local_variable(param.op.name, param.shape, tf.float32)
+                         for param, grad in zip(tvars, grads)]
+        # With IMDB_BERT_EMBEDDING_ALLREDUCE=dense, Horovod clips the embeddings' gradient
+        # as a dense matrix (averaged()), and so does a larger batch.
+        measure_slices = not average or EMBEDDING_ALLREDUCE == "sparse"
+        self.from_slices = [measure_slices and isinstance(grad, tf.IndexedSlices)
+                            for grad in grads]
+        self.additions = [self.loss_sum.assign_add(loss)]
+        squares = []
+        for grad, total, from_slices in zip(grads, self.sums, self.from_slices):
+            if grad is None:
+                continue
+            if isinstance(grad, tf.IndexedSlices):
+                self.additions.append(total.scatter_add(grad))
+            else:
+                self.additions.append(total.assign_add(grad))
+            if from_slices:
+                squares.append(tf.reduce_sum(tf.square(grad.values)))
+        if squares:
+            self.additions.append(self.slice_squares.assign_add(tf.add_n(squares)))
+
+    def means(self, accumulation_steps, average):
+        """(the mean gradients, averaged across processes; the squared norm the larger
+        batch's sparse gradients would have). On an applying run only: with Horovod the
+        sums cross once per optimizer step, after the accumulation, as Horovod's
+        backward_passes_per_step does (gradient_aggregation.py: the all-reduce sits in a
+        tf.cond that is true every backward_passes_per_step-th run)."""
+        with tf.control_dependencies(self.additions):
+            means = [None if total is None else total.read_value() / accumulation_steps
+                     for total in self.sums]
+            # The larger batch's slices are those of all micro-batches, each divided by N.
+            slice_squares = self.slice_squares.read_value() / accumulation_steps ** 2
+        if average:
+            means = averaged(means, average)
+            # The larger batch's slices would cross as slices: gathered from every process,
+            # each divided by the number of processes (HorovodProcess.average). This
+            # process's norm crosses as one such slice, so it is divided alike.
+            norm = tf.IndexedSlices(tf.reshape(tf.sqrt(slice_squares), [1]), tf.constant([0]),
+                                    tf.constant([1]))
+            slice_squares = tf.reduce_sum(tf.square(average([norm])[0].values))
+        return means, slice_squares
+
+    def global_norm(self, means, slice_squares):
+        """The norm tf.clip_by_global_norm would measure on the larger batch's gradients;
+        None (measure `means`) when no gradient came as slices."""
+        if not any(self.from_slices):
+            return None
+        dense = [g for g, from_slices in zip(means, self.from_slices)
+                 if g is not None and not from_slices]
+        return tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(g)) for g in dense]) + slice_squares)
+
+    def empty(self):
+        variables = [total for total in self.sums if total is not None]
+        return tf.group(*[variable.assign(tf.zeros_like(variable)) for variable in
+                          variables + [self.loss_sum, self.slice_squares]])
+
+
+def local_variable(name, shape, dtype):
+    """A variable of zeros outside checkpoints (a local one), initialised by every new
+    session. A resource variable: its reads see the additions made before them."""
+    return tf.get_variable(name, shape, dtype, initializer=tf.zeros_initializer(),
+                           trainable=False, collections=[tf.GraphKeys.LOCAL_VARIABLES],
+                           use_resource=True)
 
 
 def averaged(grads, average):
@@ -111,22 +247,40 @@ def scaled_gradients(loss, tvars, average=None):
     """(gradients, all finite, op updating the scale) with dynamic loss scaling;
     non-finite gradients come back as zeros, so clipping sees finite numbers. Averaged
     across processes before the check, a step is skipped by all processes or none."""
-    scale_variable = tf.get_variable("loss_scale", initializer=tf.constant(LOSS_SCALE_START),
-                                     trainable=False)
-    good_steps = tf.get_variable("loss_scale_good_steps", initializer=tf.constant(0),
-                                 trainable=False)
-    scale = tf.identity(scale_variable.read_value())
-    grads = [None if g is None else tf.convert_to_tensor(g) / scale
-             for g in tf.gradients(loss * scale, tvars)]
+    loss_scale = LossScale()
+    grads = loss_scale.gradients(loss, tvars)
     if average:
         grads = averaged(grads, average)
-    finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
-                            if g is not None])
-    grads = [None if g is None else tf.where_v2(finite, g, tf.zeros_like(g)) for g in grads]
-    grow = tf.logical_and(finite, good_steps.read_value() + 1 >= LOSS_SCALE_PERIOD)
-    update_scale = tf.group(
-        scale_variable.assign(tf.where_v2(grow, scale * 2.0,
-                                          tf.where_v2(finite, scale, scale / 2.0))),
-        good_steps.assign(tf.where_v2(tf.logical_and(finite, tf.logical_not(grow)),
-                                      good_steps.read_value() + 1, 0)))
-    return grads, finite, update_scale
+    return loss_scale.check(grads)
+
+
+class LossScale:
+    """The dynamic loss scale: `gradients` of the scaled loss come back unscaled; `check`
+    tells whether they are finite and updates the scale."""
+
+    def __init__(self):
+        self.variable = tf.get_variable("loss_scale", initializer=tf.constant(LOSS_SCALE_START),
+                                        trainable=False)
+        self.good_steps = tf.get_variable("loss_scale_good_steps", initializer=tf.constant(0),
+                                          trainable=False)
+        self.value = tf.identity(self.variable.read_value())
+
+    def gradients(self, loss, tvars):
+        return [None if g is None else tf.convert_to_tensor(g) / self.value
+                for g in tf.gradients(loss * self.value, tvars)]
+
+    def check(self, grads):
+        """(grads, or zeros if any is not finite; whether all are finite; the op that
+        halves the scale after a non-finite step and doubles it after LOSS_SCALE_PERIOD
+        finite ones)."""
+        scale, good_steps = self.value, self.good_steps
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads
+                                if g is not None])
+        grads = [None if g is None else tf.where_v2(finite, g, tf.zeros_like(g)) for g in grads]
+        grow = tf.logical_and(finite, good_steps.read_value() + 1 >= LOSS_SCALE_PERIOD)
+        update_scale = tf.group(
+            self.variable.assign(tf.where_v2(grow, scale * 2.0,
+                                             tf.where_v2(finite, scale, scale / 2.0))),
+            good_steps.assign(tf.where_v2(tf.logical_and(finite, tf.logical_not(grow)),
+                                          good_steps.read_value() + 1, 0)))
+        return grads, finite, update_scale

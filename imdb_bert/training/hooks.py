@@ -6,6 +6,10 @@ Checkpoints that never lose more than a few minutes of training: the notebook sa
 tf.train.CheckpointSaverHook take steps or seconds, not both; the saver here saves every
 `save_steps` steps, at least every `save_secs` seconds, at the end, and when SIGINT or
 SIGTERM arrives (then training stops after the current step).
+
+With gradient accumulation (--gradient-accumulation-steps N) a step is N runs, of which the
+last applies the update (optimizer.APPLIES): the hooks here count, save and stop after those
+runs only, so every checkpoint holds whole optimizer steps.
 """
 import datetime
 import hashlib
@@ -19,7 +23,17 @@ from imdb_bert import signals
 from imdb_bert.compat import tf
 from imdb_bert.model.classifier import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
 from imdb_bert.model.heads import EVAL_OUTPUTS
+from imdb_bert.model.optimizer import APPLIES
 from imdb_bert.tasks import SINGLE_LABEL
+
+
+def applies_tensor():
+    """The tensor that says whether a run applied an update (with gradient accumulation),
+    or None: every run does."""
+    try:
+        return tf.get_default_graph().get_tensor_by_name(APPLIES + ":0")
+    except KeyError:
+        return None
 
 
 class StopOnSignalHook(tf.train.SessionRunHook):
@@ -37,6 +51,7 @@ class StopOnSignalHook(tf.train.SessionRunHook):
 
     def begin(self):
         self._previous_handlers = signals.handle(self._on_signal)
+        self._applies = applies_tensor()
         if self._sum_across_processes:
             self._flag = tf.placeholder_with_default(0, [], name="signal_received")
             self._flags_sum = self._sum_across_processes(self._flag, "signals_received")
@@ -47,15 +62,20 @@ class StopOnSignalHook(tf.train.SessionRunHook):
                            signals.name(signum))
 
     def before_run(self, run_context):
+        fetches = {} if self._applies is None else {"applies": self._applies}
         if self._sum_across_processes:
-            return tf.train.SessionRunArgs(self._flags_sum,
+            fetches["signals"] = self._flags_sum
+            return tf.train.SessionRunArgs(fetches,
                                            feed_dict={self._flag: int(bool(self._received))})
-        return None
+        return tf.train.SessionRunArgs(fetches) if fetches else None
 
     def after_run(self, run_context, run_values):
+        results = run_values.results or {}
+        if not results.get("applies", True):
+            return  # mid-accumulation: the optimizer step under way finishes first
         # With Horovod, a signal that arrived during this step counts from the next one,
         # the step that tells the other processes.
-        if run_values.results if self._sum_across_processes else self._received:
+        if results["signals"] if self._sum_across_processes else self._received:
             self.stopped_by_signal = self._received or signal.SIGTERM
             run_context.request_stop()
 
@@ -72,12 +92,26 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
         self._secs_timer = tf.train.SecondOrStepTimer(every_secs=save_secs)
         self._stop_hook = stop_hook
 
+    def begin(self):
+        super().begin()
+        self._applies = applies_tensor()
+
     def after_create_session(self, session, coord):
         super().after_create_session(session, coord)
         self._secs_timer.update_last_triggered_step(session.run(self._global_step_tensor))
 
+    def before_run(self, run_context):
+        if self._applies is None:
+            return super().before_run(run_context)
+        return tf.train.SessionRunArgs([self._global_step_tensor, self._applies])
+
     def after_run(self, run_context, run_values):
-        step = run_values.results + 1
+        step_before = run_values.results
+        if self._applies is not None:
+            step_before, applies = run_values.results
+            if not applies:
+                return  # mid-accumulation: the weights are still those of the last save
+        step = step_before + 1
         if (self._stop_hook.stopped_by_signal or self._timer.should_trigger_for_step(step)
                 or self._secs_timer.should_trigger_for_step(step)):
             global_step = run_context.session.run(self._global_step_tensor)
@@ -90,7 +124,7 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
 
 class ProgressHook(tf.train.SessionRunHook):
     """Prints a line every `every_steps` steps: step, loss (of the whole global batch),
-    examples/s and an ETA."""
+    examples/s and an ETA. `batch_size`: the examples of one optimizer step."""
 
     def __init__(self, every_steps, batch_size, last_step):
         self._every_steps = every_steps
@@ -100,16 +134,21 @@ class ProgressHook(tf.train.SessionRunHook):
     def begin(self):
         self._global_step_tensor = tf.train.get_global_step()
         self._loss = tf.get_default_graph().get_tensor_by_name(REPORTED_LOSS + ":0")
+        self._applies = applies_tensor()
 
     def after_create_session(self, session, coord):
         self._start_step = session.run(self._global_step_tensor)
         self._start_time = time.time()
 
     def before_run(self, run_context):
-        return tf.train.SessionRunArgs([self._global_step_tensor, self._loss])
+        fetches = [self._global_step_tensor, self._loss]
+        return tf.train.SessionRunArgs(fetches + ([] if self._applies is None
+                                                  else [self._applies]))
 
     def after_run(self, run_context, run_values):
-        step_before, loss = run_values.results
+        step_before, loss, *applies = run_values.results
+        if applies and not applies[0]:
+            return  # mid-accumulation
         step = step_before + 1
         if step % self._every_steps and step != self._last_step:
             return
@@ -120,6 +159,44 @@ class ProgressHook(tf.train.SessionRunHook):
         print("step %d/%d  loss %.6f  %.1f examples/s  ETA %s"
               % (step, self._last_step, loss, steps_done * self._batch_size / elapsed, eta),
               flush=True)
+
+
+class StepSummaryHook(tf.train.SessionRunHook):
+    """With gradient accumulation, in place of the Estimator's summary hook (which counts
+    runs): the training summaries (loss, learning rate) every `every_steps` optimizer steps,
+    taken from the run that applied the step, so they are those of the whole step, written
+    at the step numbers a run without accumulation gives them."""
+
+    def __init__(self, output_dir, every_steps):
+        self._output_dir = output_dir
+        self._timer = tf.train.SecondOrStepTimer(every_steps=every_steps)
+
+    def begin(self):
+        self._writer = tf.summary.FileWriterCache.get(self._output_dir)
+        # The summary op the Estimator's hook would have run (its scaffold's default).
+        summary = tf.train.Scaffold.get_or_default("summary_op", tf.GraphKeys.SUMMARY_OP,
+                                                   tf.summary.merge_all)
+        self._fetches = [tf.train.get_global_step(), applies_tensor(), summary]
+        self._started = False
+
+    def before_run(self, run_context):
+        return tf.train.SessionRunArgs(self._fetches)
+
+    def after_run(self, run_context, run_values):
+        step_before, applies, summary = run_values.results
+        step = step_before + 1
+        if not applies:
+            return
+        if not self._started:  # as the Estimator's hook: TensorBoard drops what a killed
+            self._started = True  # run wrote past this step
+            self._writer.add_session_log(tf.SessionLog(status=tf.SessionLog.START), step)
+        elif not self._timer.should_trigger_for_step(step):
+            return
+        self._timer.update_last_triggered_step(step)
+        self._writer.add_summary(summary, step)
+
+    def end(self, session):
+        self._writer.flush()
 
 
 class EvalPredictionsHook(tf.train.SessionRunHook):

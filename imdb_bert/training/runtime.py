@@ -92,10 +92,11 @@ class SingleProcess:
     def global_batch_size(self, batch_size):
         return batch_size * self.processes
 
-    def note_plan(self, num_train_steps, num_warmup_steps, batch_size, learning_rate):
+    def note_plan(self, num_train_steps, num_warmup_steps, batch_size, learning_rate,
+                  accumulation_steps=1):
         """Process 0 says so when a global batch over the notebook's makes fewer steps."""
         note = undertraining_note(num_train_steps, num_warmup_steps, batch_size,
-                                  self.processes, learning_rate)
+                                  self.processes, learning_rate, accumulation_steps)
         if note and self.leads:
             print(note)
 
@@ -218,23 +219,27 @@ NOTEBOOK_STEPS = int(config.TRAIN_SAMPLES / config.BATCH_SIZE * config.NUM_TRAIN
 
 
 def undertraining_note(num_train_steps, num_warmup_steps, batch_size, processes,
-                       learning_rate):
-    """The line for a global batch over the notebook's 32 (several processes, or a larger
-    --batch-size): its fewer steps at the notebook's learning rate may undertrain the
-    model. None otherwise."""
-    global_batch_size = batch_size * processes
+                       learning_rate, accumulation_steps=1):
+    """The line for a global batch over the notebook's 32 (several processes, a larger
+    --batch-size or accumulated micro-batches): its fewer steps at the notebook's learning
+    rate may undertrain the model. None otherwise."""
+    global_batch_size = batch_size * processes * accumulation_steps
     if global_batch_size <= config.BATCH_SIZE:
         return None
+    factors = ((["%d processes" % processes] if processes > 1 else [])
+               + ["--batch-size %d" % batch_size]
+               + (["--gradient-accumulation-steps %d" % accumulation_steps]
+                  if accumulation_steps > 1 else []))
+    batch = "%d" % global_batch_size
+    if len(factors) > 1:
+        batch += " (%s)" % " x ".join(factors)
     if processes > 1:
-        batch = "%d (%d processes x --batch-size %d)" % (global_batch_size, processes,
-                                                         batch_size)
         # Horovod's guide (docs/tensorflow.rst): "Scale the learning rate by the number
         # of workers", as the global batch grows with them.
         rate = ("a learning rate scaled by the number of processes (--learning-rate %g = "
                 "%g x %d, as Horovod's guide suggests)" % (learning_rate * processes,
                                                            learning_rate, processes))
     else:
-        batch = "%d" % global_batch_size
         rate = "a larger --learning-rate"
     return ("Global batch %s: %d training steps, %d of warm-up, against the notebook's %d "
             "at batch %d; the model may be undertrained. To train more: a smaller "
