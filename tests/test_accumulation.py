@@ -39,6 +39,10 @@ def args_for(imdb_dir, tiny_module, output_dir, batch_size, accumulation_steps,
             "--epochs", str(epochs), "--save-summary-steps", "1", "--no-onnx", *extra]
 
 
+# Validation after every optimizer step: training runs in segments of one step each.
+VALIDATION = ("--validation-samples", "16", "--eval-every-steps", "1")
+
+
 def run(args, timeout=600):
     result = subprocess.run([sys.executable, TRAIN, *args], cwd=ROOT, capture_output=True,
                             text=True, timeout=timeout,
@@ -79,13 +83,14 @@ def assert_same_weights(actual_dir, expected_dir, atol=1e-5):
 @pytest.fixture(scope="module")
 def batch_32(imdb_dir, tiny_module, tmp_path_factory):
     output_dir = str(tmp_path_factory.mktemp("batch32") / "OUTPUT_Bert")
-    return output_dir, run(args_for(imdb_dir, tiny_module, output_dir, 32, 1))
+    return output_dir, run(args_for(imdb_dir, tiny_module, output_dir, 32, 1, 96, 1,
+                                    *VALIDATION))
 
 
 def test_batch_8_times_4_trains_as_batch_32(batch_32, imdb_dir, tiny_module, tmp_path):
     big_dir, big = batch_32
     output_dir = str(tmp_path / "OUTPUT_Bert")
-    small = run(args_for(imdb_dir, tiny_module, output_dir, 8, 4))
+    small = run(args_for(imdb_dir, tiny_module, output_dir, 8, 4, 96, 1, *VALIDATION))
     # The same plan, in optimizer steps: 3, one of warm-up; a checkpoint at the last.
     assert latest_step(output_dir) == latest_step(big_dir) == 3
     assert checkpoint_values(output_dir)["global_step"] == 3
@@ -100,13 +105,30 @@ def test_batch_8_times_4_trains_as_batch_32(batch_32, imdb_dir, tiny_module, tmp
     # Written after each step, of the rate it used: warm-up from 0, then decay over 3 steps.
     assert rates == pytest.approx({1: 0.0, 2: 1e-3 * 2 / 3, 3: 1e-3 / 3}, rel=1e-6)
     assert_same_weights(output_dir, big_dir)
+    assert_same_validations(output_dir, big_dir)
+
+
+def assert_same_validations(actual_dir, expected_dir):
+    """validation_history.json: evaluations at the same optimizer steps and epochs, with the
+    same results."""
+    def history(output_dir):
+        with open(os.path.join(output_dir, "validation_history.json")) as f:
+            return json.load(f)
+    actual, expected = history(actual_dir), history(expected_dir)
+    assert [(entry["global_step"], entry["epoch"]) for entry in actual] == \
+        [(1, 0.3333), (2, 0.6667), (3, 1.0)]
+    for entry, reference in zip(actual, expected):
+        assert (entry["global_step"], entry["epoch"]) == \
+            (reference["global_step"], reference["epoch"])
+        assert entry["loss"] == pytest.approx(reference["loss"], rel=1e-4)
 
 
 def test_a_resume_with_another_accumulation_is_refused(batch_32, imdb_dir, tiny_module):
     big_dir, _ = batch_32
     before = sorted(os.listdir(big_dir))
     result = subprocess.run(
-        [sys.executable, TRAIN, *args_for(imdb_dir, tiny_module, big_dir, 16, 2)], cwd=ROOT,
+        [sys.executable, TRAIN, *args_for(imdb_dir, tiny_module, big_dir, 16, 2, 96, 1,
+                                          *VALIDATION)], cwd=ROOT,
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "gradient_accumulation_steps: 1 now 2" in result.stderr
@@ -128,7 +150,8 @@ def test_a_folder_from_before_the_flag_resumes_as_one_micro_batch(batch_32, imdb
     with open(path, "w") as f:
         json.dump(settings, f)
     refused = subprocess.run(
-        [sys.executable, TRAIN, *args_for(imdb_dir, tiny_module, output_dir, 8, 4)], cwd=ROOT,
+        [sys.executable, TRAIN, *args_for(imdb_dir, tiny_module, output_dir, 8, 4, 96, 1,
+                                          *VALIDATION)], cwd=ROOT,
         capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2
     assert "gradient_accumulation_steps: 1 now 4" in refused.stderr
@@ -140,13 +163,14 @@ def test_a_signal_mid_accumulation_then_a_resume_loses_and_doubles_nothing(
     shuffled order, so a run interrupted and resumed must end with the weights of one that
     was not. SIGINT comes just after the save of step 4, during the next step's first
     micro-batches: that step finishes, is saved, and the resume goes on from it."""
-    def command(output_dir):
-        return [sys.executable, TRAIN, *args_for(imdb_dir, tiny_module, output_dir, 4, 8, 32,
-                                                 20, "--save-checkpoints-steps", "4")]
+    def args(output_dir):
+        return args_for(imdb_dir, tiny_module, output_dir, 4, 8, 32, 20,
+                        "--save-checkpoints-steps", "4")
 
     interrupted_dir = str(tmp_path / "interrupted")
-    process = subprocess.Popen(command(interrupted_dir), cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([sys.executable, TRAIN, *args(interrupted_dir)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
     deadline = time.time() + 300
     while not latest_step(interrupted_dir):
         assert process.poll() is None and time.time() < deadline, process.communicate()[1]
@@ -159,14 +183,12 @@ def test_a_signal_mid_accumulation_then_a_resume_loses_and_doubles_nothing(
     assert latest_step(interrupted_dir) == step
     assert losses(stdout)[-1][0] == step  # the progress line of the last whole step
 
-    resumed = subprocess.run(command(interrupted_dir), cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = run(args(interrupted_dir))
     assert losses(resumed.stdout)[0][0] == step + 1
     assert latest_step(interrupted_dir) == 20
 
     whole_dir = str(tmp_path / "whole")
-    whole = subprocess.run(command(whole_dir), cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert whole.returncode == 0, whole.stderr[-3000:]
+    run(args(whole_dir))
     assert_same_weights(interrupted_dir, whole_dir)
 
 
@@ -174,7 +196,7 @@ def test_bf16_accumulates(imdb_dir, tiny_module, tmp_path):
     """--bf16 is a graph rewrite on this CPU (or ignored without bfloat16 hardware): the
     accumulating graph runs under it to the planned step."""
     output_dir = str(tmp_path / "OUTPUT_Bert")
-    result = run(args_for(imdb_dir, tiny_module, output_dir, 8, 2, 64, 1, "--bf16"))
+    result = run(args_for(imdb_dir, tiny_module, output_dir, 8, 4, 64, 1, "--bf16"))
     assert [step for step, _ in losses(result.stdout)] == [1, 2]
     assert latest_step(output_dir) == 2
 
@@ -186,13 +208,17 @@ def test_horovod_accumulates_before_the_all_reduce(batch_32, imdb_dir, tiny_modu
     output_dir = str(tmp_path / "OUTPUT_Bert")
     result = subprocess.run(
         [HOROVODRUN, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, TRAIN,
-         "--horovod", *args_for(imdb_dir, tiny_module, output_dir, 8, 2)],
+         "--horovod", *args_for(imdb_dir, tiny_module, output_dir, 8, 2, 96, 1,
+                                *VALIDATION)],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
         env=dict(os.environ, TMPDIR=str(tmp_path), CUDA_VISIBLE_DEVICES=""))
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
-    digests = sorted(re.findall(r"global step (\d+), weights sha256 (\w+)", result.stderr))
-    assert len(digests) == 2 and digests[0] == digests[1] and digests[0][0] == "3"
+    # Each process reports its weights at the end of each segment (one step each).
+    digests = re.findall(r"global step (\d+), weights sha256 (\w+)", result.stderr)
+    assert sorted(step for step, _ in digests) == ["1", "1", "2", "2", "3", "3"]
+    assert len(set(digests)) == 3  # both processes hold the same weights at every step
     assert [step for step, _ in losses(result.stdout)] == [1, 2, 3]
     for (step, loss), (_, expected) in zip(losses(result.stdout), losses(big.stdout)):
         assert loss == pytest.approx(expected, rel=1e-4), "step %d" % step
     assert_same_weights(output_dir, big_dir)
+    assert_same_validations(output_dir, big_dir)
