@@ -22,6 +22,7 @@ import pytest
 from conftest import ROOT, latest_step
 
 from imdb_bert.compat import tf
+from imdb_bert.model import optimizer
 
 TRAIN = os.path.join(ROOT, "tests", "horovod_train.py")
 HOROVODRUN = os.path.join(os.path.dirname(sys.executable), "horovodrun")
@@ -222,3 +223,58 @@ def test_horovod_accumulates_before_the_all_reduce(batch_32, imdb_dir, tiny_modu
         assert loss == pytest.approx(expected, rel=1e-4), "step %d" % step
     assert_same_weights(output_dir, big_dir)
     assert_same_validations(output_dir, big_dir)
+
+
+RNG = np.random.RandomState(0)
+INPUTS = RNG.normal(size=(8, 5)).astype(np.float32)
+TARGETS = RNG.normal(size=(8, 3)).astype(np.float32)
+
+
+def linear_model(accumulation_steps, loss_scaling, batches):
+    """(weights, global step, loss scale) of a small linear model (no sparse gradient)
+    trained on `batches` of (inputs, targets), each cut into `accumulation_steps`
+    micro-batches."""
+    with tf.Graph().as_default():
+        inputs = tf.placeholder(tf.float32, [None, 5])
+        targets = tf.placeholder(tf.float32, [None, 3])
+        kernel = tf.get_variable("dense/kernel", initializer=INPUTS[:5, :3].copy())
+        bias = tf.get_variable("dense/bias", initializer=np.ones(3, np.float32))
+        loss = 50.0 * tf.reduce_mean(tf.square(tf.matmul(inputs, kernel) + bias - targets))
+        if accumulation_steps == 1:
+            train_op = optimizer.create_optimizer(loss, 1e-2, 100, 0, loss_scaling)
+        else:
+            train_op, _ = optimizer.create_accumulating_optimizer(
+                loss, 1e-2, 100, 0, accumulation_steps, loss_scaling)
+        scale = next((variable for variable in tf.global_variables()
+                      if variable.op.name == "loss_scale"), tf.constant(1.0))
+        with tf.Session() as sess:
+            sess.run([tf.global_variables_initializer(), tf.local_variables_initializer()])
+            for batch_inputs, batch_targets in batches:
+                for part in range(accumulation_steps):
+                    rows = slice(part * 8 // accumulation_steps,
+                                 (part + 1) * 8 // accumulation_steps)
+                    sess.run(train_op, {inputs: batch_inputs[rows],
+                                        targets: batch_targets[rows]})
+            return sess.run([kernel, bias, tf.train.get_global_step(), scale])
+
+
+@pytest.mark.parametrize("loss_scaling", [False, True], ids=["float32", "loss-scaled"])
+def test_dense_gradients_accumulate_to_the_larger_batchs_update(loss_scaling):
+    batches = [(INPUTS, TARGETS), (INPUTS[::-1], TARGETS)]
+    kernel, bias, step, scale = linear_model(4, loss_scaling, batches)
+    expected = linear_model(1, loss_scaling, batches)
+    assert step == expected[2] == 2 and scale == expected[3]
+    np.testing.assert_allclose(kernel, expected[0], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(bias, expected[1], rtol=1e-5, atol=1e-7)
+    assert np.abs(kernel - INPUTS[:5, :3]).max() > 1e-3  # it trained
+
+
+def test_a_non_finite_micro_batch_skips_the_whole_step_and_halves_the_scale():
+    """--use-amp: the unscaled sums are checked once per step, as the larger batch is."""
+    poisoned = INPUTS.copy()
+    poisoned[5, 0] = np.inf  # in the third of four micro-batches of 2
+    first = linear_model(4, True, [(INPUTS, TARGETS)])
+    both = linear_model(4, True, [(INPUTS, TARGETS), (poisoned, TARGETS)])
+    assert both[2] == 2 and both[3] == first[3] / 2  # counted, skipped, scale halved
+    np.testing.assert_array_equal(both[0], first[0])
+    np.testing.assert_array_equal(both[1], first[1])

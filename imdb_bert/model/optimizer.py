@@ -14,6 +14,11 @@ LOSS_SCALE_PERIOD good steps it doubles).
 Data-parallel training (train.py --horovod): `average` all-reduces the gradients across
 processes after tf.gradients (and the loss scale) and before clipping, so every process
 clips and applies the gradient of the whole global batch.
+
+Gradient accumulation (train.py --gradient-accumulation-steps N > 1,
+create_accumulating_optimizer): N runs sum their micro-batches' gradients, and the N-th
+applies the update of the batch N times larger, clipped as that batch would be; steps count
+updates. With N = 1 create_optimizer builds the graph it always did.
 """
 import os
 
@@ -131,7 +136,8 @@ def create_accumulating_optimizer(loss, init_lr, num_train_steps, num_warmup_ste
         mean_loss = sums.loss_sum.read_value() / tf.cast(counted, tf.float32)
 
     def apply_the_mean():
-        means, slice_squares = sums.means(accumulation_steps, average)
+        means = sums.means(accumulation_steps, average)
+        slice_squares = sums.slice_squares_of_mean(accumulation_steps, average)
         finite, update_scale = None, tf.no_op()
         if loss_scale:
             means, finite, update_scale = loss_scale.check(means)
@@ -154,8 +160,8 @@ class Accumulator:
     added row by row (no dense copy per micro-batch) and summed dense, as Horovod's
     LocalGradientAggregationHelper does (horovod/tensorflow/gradient_aggregation.py,
     sparse_as_dense). To clip as the larger batch would, its norm is kept as bert's
-    clipping measures slices: by their rows, repeated ones counted apart (STACK.md);
-    `slice_squares` sums the squares of those rows."""
+    clipping measures slices (tf.clip_by_global_norm takes the norm of their rows, a row
+    repeated in a batch counted each time): `slice_squares` sums the squares of the rows."""
 
     def __init__(self, tvars, grads, loss, average):
         with tf.variable_scope("gradient_accumulation"):
@@ -185,30 +191,36 @@ class Accumulator:
             self.additions.append(self.slice_squares.assign_add(tf.add_n(squares)))
 
     def means(self, accumulation_steps, average):
-        """(the mean gradients, averaged across processes; the squared norm the larger
-        batch's sparse gradients would have). On an applying run only: with Horovod the
-        sums cross once per optimizer step, after the accumulation, as Horovod's
+        """The mean gradients, averaged across processes. On an applying run only: with
+        Horovod the sums cross once per optimizer step, after the accumulation, as Horovod's
         backward_passes_per_step does (gradient_aggregation.py: the all-reduce sits in a
         tf.cond that is true every backward_passes_per_step-th run)."""
         with tf.control_dependencies(self.additions):
             means = [None if total is None else total.read_value() / accumulation_steps
                      for total in self.sums]
-            # The larger batch's slices are those of all micro-batches, each divided by N.
-            slice_squares = self.slice_squares.read_value() / accumulation_steps ** 2
+        return averaged(means, average) if average else means
+
+    def slice_squares_of_mean(self, accumulation_steps, average):
+        """The sum of squares of the rows the larger batch's sparse gradients would have,
+        or None when no gradient came as slices."""
+        if not any(self.from_slices):
+            return None
+        with tf.control_dependencies(self.additions):
+            # The larger batch's rows are those of all micro-batches, each divided by N.
+            squares = self.slice_squares.read_value() / accumulation_steps ** 2
         if average:
-            means = averaged(means, average)
             # The larger batch's slices would cross as slices: gathered from every process,
             # each divided by the number of processes (HorovodProcess.average). This
             # process's norm crosses as one such slice, so it is divided alike.
-            norm = tf.IndexedSlices(tf.reshape(tf.sqrt(slice_squares), [1]), tf.constant([0]),
+            norm = tf.IndexedSlices(tf.reshape(tf.sqrt(squares), [1]), tf.constant([0]),
                                     tf.constant([1]))
-            slice_squares = tf.reduce_sum(tf.square(average([norm])[0].values))
-        return means, slice_squares
+            squares = tf.reduce_sum(tf.square(average([norm])[0].values))
+        return squares
 
     def global_norm(self, means, slice_squares):
         """The norm tf.clip_by_global_norm would measure on the larger batch's gradients;
         None (measure `means`) when no gradient came as slices."""
-        if not any(self.from_slices):
+        if slice_squares is None:
             return None
         dense = [g for g, from_slices in zip(means, self.from_slices)
                  if g is not None and not from_slices]
