@@ -124,6 +124,22 @@ def assert_same_validations(actual_dir, expected_dir):
         assert entry["loss"] == pytest.approx(reference["loss"], rel=1e-4)
 
 
+def test_the_plan_counts_optimizer_steps(capsys):
+    """The notebook's 5,000 reviews x 3 epochs: batch 8 x 4 plans batch 32's 468 steps (46
+    of warm-up), silently; 32 x 4 is a global batch of 128, named as such."""
+    import train
+    from imdb_bert.training import runtime
+    one = runtime.SingleProcess()
+    args = train.parse_args(["--batch-size", "8", "--gradient-accumulation-steps", "4"])
+    assert train.plan_steps(5000, args, one) == (468, 46)
+    assert capsys.readouterr().out == ""
+    args = train.parse_args(["--gradient-accumulation-steps", "4"])
+    assert train.plan_steps(5000, args, one) == (117, 11)
+    assert capsys.readouterr().out.startswith(
+        "Global batch 128 (--batch-size 32 x --gradient-accumulation-steps 4): 117 training "
+        "steps, 11 of warm-up, against the notebook's 468 at batch 32;")
+
+
 def test_a_resume_with_another_accumulation_is_refused(batch_32, imdb_dir, tiny_module):
     big_dir, _ = batch_32
     before = sorted(os.listdir(big_dir))
@@ -162,8 +178,9 @@ def test_a_signal_mid_accumulation_then_a_resume_loses_and_doubles_nothing(
         imdb_dir, tiny_module, tmp_path):
     """32 reviews, 8 micro-batches of 4: every optimizer step sees all of them, whatever the
     shuffled order, so a run interrupted and resumed must end with the weights of one that
-    was not. SIGINT comes just after the save of step 4, during the next step's first
-    micro-batches: that step finishes, is saved, and the resume goes on from it."""
+    was not. SIGINT comes just after the save of step 4, during the next step (in 7 of its
+    8 runs it lands mid-step): that step finishes, is saved, and the resume goes on from
+    it. Partial sums applied or kept across the stop would change the weights."""
     def args(output_dir):
         return args_for(imdb_dir, tiny_module, output_dir, 4, 8, 32, 20,
                         "--save-checkpoints-steps", "4")
