@@ -126,7 +126,8 @@ WEIGHTS_MIN_BYTES = "session.optimized_model_external_initializers_min_size_in_b
 # Up to this many model inputs (sentences, or --explain's copies) the work is small: a
 # session that starts at once beats one that runs each batch a little faster. Measured on
 # BERT-Base's shape (docs/speed.md "Predicting"): repacking the weights took 0.6 s of a
-# 1.5 s session and nothing of it came back on one sentence.
+# 1.5 s session and nothing of it came back on one sentence, and a second intra-op thread
+# made one sentence slower on the shared 2-core machine (0.28 s against 0.45 s).
 SMALL_WORK = 32
 SMALL_WORK_THREADS = 1
 # The one switch that loads model.onnx as before the optimized copy (bench/predict_startup.py
@@ -137,10 +138,13 @@ PLAIN_ONNX_SWITCH = "IMDB_BERT_BENCH_PLAIN_ONNX"
 def work_options(input_count):
     """How a session for `input_count` inputs runs: its intra-op threads (0: ONNX Runtime's
     default, one per core), whether idle worker threads spin, whether weights are repacked
-    for speed when the session starts."""
+    for speed when the session starts. Spinning is off for large work too: with a thread
+    per core, 96 sentences took 7.5 s without it and 11.4 s with it at load average 6, and
+    16.9 s against 17.7 s with every core busy (bench/predict_startup.py --onnx-grid); an
+    idle machine, where spinning may win a little, was not to be had."""
     if input_count <= SMALL_WORK:
         return {"threads": SMALL_WORK_THREADS, "spinning": False, "prepacking": False}
-    return {"threads": 0, "spinning": True, "prepacking": True}
+    return {"threads": 0, "spinning": False, "prepacking": True}
 
 
 def session(path, work=None, optimization="basic", save_to=None):
