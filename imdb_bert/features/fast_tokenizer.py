@@ -13,6 +13,8 @@ Two savings, both exact:
     space are the first pieces of the whole text. (--truncate tail and head+tail keep the
     last pieces too: those tokenize the whole text.)
 """
+import functools
+
 from tokenizers import BertWordPieceTokenizer
 
 from imdb_bert.features import wordpiece
@@ -28,11 +30,7 @@ class FastTokenizer:
     """Word-piece ids as bert's FullTokenizer(vocab_file, do_lower_case) gives them."""
 
     def __init__(self, vocab_file, do_lower_case):
-        self.reference = wordpiece.FullTokenizer(vocab_file, do_lower_case)
-        self.fast = BertWordPieceTokenizer(
-            vocab_file, lowercase=do_lower_case, clean_text=True, handle_chinese_chars=True,
-            strip_accents=None)  # None: accents go with lowercasing, as in bert
-        self.fast._tokenizer.model.max_input_chars_per_word = 200  # bert's limit
+        self.vocab_file = vocab_file
         # For printable-ASCII text bert's normalisation is only lowercasing (no accents, no
         # CJK, tabs and newlines split words like spaces): done by str.lower, the Rust
         # normalizer can be skipped.
@@ -44,6 +42,22 @@ class FastTokenizer:
         self.agrees = {}  # character -> both tokenizers give the same ids around it
         self.fallbacks = 0  # texts that went to the FullTokenizer
 
+    # The next two are made on first use: printable-ASCII text (most sentences) needs
+    # neither, and each costs as much as self.ascii (the vocab read again), a one-sentence
+    # predict.py's start-up.
+    @functools.cached_property
+    def reference(self):
+        return wordpiece.FullTokenizer(self.vocab_file, self.do_lower_case)
+
+    @functools.cached_property
+    def fast(self):
+        fast = BertWordPieceTokenizer(
+            self.vocab_file, lowercase=self.do_lower_case, clean_text=True,
+            handle_chinese_chars=True,
+            strip_accents=None)  # None: accents go with lowercasing, as in bert
+        fast._tokenizer.model.max_input_chars_per_word = 200  # bert's limit
+        return fast
+
     def reference_ids(self, text):
         return self.reference.convert_tokens_to_ids(self.reference.tokenize(text))
 
@@ -54,8 +68,10 @@ class FastTokenizer:
         other = [i for i in range(len(texts)) if i not in plain_set]
         result = [None] * len(texts)
         lower = str.lower if self.do_lower_case else str
-        for indices, tokenizer, prepare in ((plain, self.ascii, lower),
-                                            (other, self.fast, str)):
+        for indices, ascii_only in ((plain, True), (other, False)):
+            if not indices:
+                continue  # self.fast is made only when a text needs it
+            tokenizer, prepare = (self.ascii, lower) if ascii_only else (self.fast, str)
             # encode_batch_fast: the same ids as encode_batch, without character offsets.
             encodings = tokenizer._tokenizer.encode_batch_fast(
                 [prepare(texts[i]) for i in indices], add_special_tokens=False)

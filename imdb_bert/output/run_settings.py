@@ -4,7 +4,6 @@ and run_info.json (flags, versions, device, times and the outcome)."""
 import os
 import subprocess
 import sys
-from importlib import metadata
 
 import config
 from imdb_bert.errors import UserError
@@ -152,6 +151,9 @@ class RunRecord:
 
 
 def package_version(package):
+    # Imported here: importlib.metadata (and the email package it loads) is train.py's
+    # only, and costs predict.py's start-up 15-40 ms.
+    from importlib import metadata
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:

@@ -11,7 +11,6 @@ run's score), so no sentence costs more than max_words + 1 inputs.
 Nothing here knows the model: Occlusion makes the inputs and turns their log-probabilities
 into explanations; marked() and html_page() show them.
 """
-import html
 import re
 
 import numpy as np
@@ -126,6 +125,7 @@ def marked(sentence, words):
 def html_text(text):
     """`text` as HTML text: markup characters escaped, what HTML does not allow shown as
     \\uXXXX."""
+    import html  # imported here: its entity tables cost predict.py's start-up 5-15 ms
     return html.escape(NOT_IN_HTML.sub(lambda m: "\\u%04x" % ord(m.group()), text))
 
 

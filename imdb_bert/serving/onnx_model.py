@@ -6,7 +6,9 @@ Optional at run time: where tf2onnx or onnxruntime is not installed (Python 3.9 
 tf2onnx 1.17), train.py says so and predict.py uses the SavedModel.
 """
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from imdb_bert.features.fast_tokenizer import FastTokenizer, encode_inputs
 from imdb_bert.features.truncation import HEAD
+from imdb_bert.output import files
 from imdb_bert.tasks import SERVING_OUTPUT, task_of
 
 MODEL_FILE = "model.onnx"
@@ -112,15 +115,160 @@ def available_memory():
     return None
 
 
-def session(path):
-    """An ONNX Runtime session of the model at `path` on the CPU, all cores."""
+# ONNX Runtime's session config keys, as named in its onnxruntime_session_options_config_keys.h
+# (include/onnxruntime/core/session/) and its "Thread management" page
+# (onnxruntime.ai/docs/performance/tune-performance/threading.html).
+SPINNING = "session.intra_op.allow_spinning"  # "0": idle worker threads sleep, not spin
+NO_PREPACKING = "session.disable_prepacking"  # "1": weights stay as loaded, not repacked
+WEIGHTS_FILE = "session.optimized_model_external_initializers_file_name"
+WEIGHTS_MIN_BYTES = "session.optimized_model_external_initializers_min_size_in_bytes"
+
+# Up to this many model inputs (sentences, or --explain's copies) the work is small: a
+# session that starts at once beats one that runs each batch a little faster. Measured on
+# BERT-Base's shape (docs/speed.md "Predicting"): repacking the weights took 0.6 s of a
+# 1.5 s session and nothing of it came back on one sentence, and a second intra-op thread
+# made one sentence slower on the shared 2-core machine (0.28 s against 0.45 s).
+SMALL_WORK = 32
+SMALL_WORK_THREADS = 1
+# The one switch that loads model.onnx as before the optimized copy (bench/predict_startup.py
+# measures before and after with it); not for users.
+PLAIN_ONNX_SWITCH = "IMDB_BERT_BENCH_PLAIN_ONNX"
+
+
+def work_options(input_count):
+    """How a session for `input_count` inputs runs: its intra-op threads (0: ONNX Runtime's
+    default, one per core), whether idle worker threads spin, whether weights are repacked
+    for speed when the session starts. Spinning is off for large work too: with a thread
+    per core, 96 sentences took 7.5 s without it and 11.4 s with it at load average 6, and
+    16.9 s against 17.7 s with every core busy (bench/predict_startup.py --onnx-grid); an
+    idle machine, where spinning may win a little, was not to be had."""
+    if input_count <= SMALL_WORK:
+        return {"threads": SMALL_WORK_THREADS, "spinning": False, "prepacking": False}
+    return {"threads": 0, "spinning": False, "prepacking": True}
+
+
+def session(path, work=None, optimization="basic", save_to=None):
+    """An ONNX Runtime session of the model at `path` on the CPU, run as `work`
+    (work_options; None: ONNX Runtime's defaults), with the graph optimizations of
+    `optimization` ("basic", or "none" for a copy already optimized); with `save_to`, the
+    optimized graph is also written there, its weights into a file beside it."""
     import onnxruntime  # imported here: train.py only needs it to check a new copy
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3  # errors only
     # The extended and layout optimizations sped up no step of this graph here and took
     # 0.4 s of BERT-Base's 1.0 s load (a one-sentence predict.py's largest part).
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.graph_optimization_level = (onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
+                                        if optimization == "basic" else
+                                        onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    if save_to:
+        options.optimized_model_filepath = save_to
+        # The weights in a file of their own: ONNX Runtime maps such a file into memory
+        # instead of copying it out of the model's protobuf (measured: a session of
+        # BERT-Base's shape in 0.1 s instead of 1.5 s).
+        options.add_session_config_entry(WEIGHTS_FILE, WEIGHTS)
+        options.add_session_config_entry(WEIGHTS_MIN_BYTES, "1024")
+    if work:
+        options.intra_op_num_threads = work["threads"]
+        options.add_session_config_entry(SPINNING, "1" if work["spinning"] else "0")
+        options.add_session_config_entry(NO_PREPACKING, "0" if work["prepacking"] else "1")
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+# The optimized copy of model.onnx: ONNX Runtime's basic graph optimizations, done once and
+# saved (its "offline mode", onnxruntime.ai/docs/performance/model-optimizations/
+# graph-optimizations.html) into export/<timestamp>/<OPTIMIZED>/, then loaded with none. A
+# saved graph is specific to the ONNX Runtime version and execution provider that wrote it,
+# so the folder is named for them; RECORD says what it was made from, and the sizes that
+# tell a whole copy from a truncated one.
+WEIGHTS = "weights.bin"
+RECORD = "optimized.json"
+
+
+def optimized_folder(export_dir):
+    import onnxruntime
+    return os.path.join(export_dir, "ort-%s-cpu-basic" % onnxruntime.__version__)
+
+
+def load(export_dir, input_count):
+    """A session of the export's model.onnx for `input_count` inputs: its optimized copy,
+    written on first use (and again when stale or damaged). model.onnx itself stays as it
+    is and is used directly where no copy can be written (a read-only folder)."""
+    if os.environ.get(PLAIN_ONNX_SWITCH) == "1":
+        return session(model_path(export_dir))
+    work = work_options(input_count)
+    folder = optimized_folder(export_dir)
+    if is_whole(folder, export_dir):
+        try:
+            return session(os.path.join(folder, MODEL_FILE), work, "none")
+        except Exception:  # damaged where the sizes cannot tell: written again below
+            pass
+    return optimize(export_dir, folder, work)
+
+
+def is_whole(folder, export_dir):
+    """Whether `folder` holds the optimized copy of the export's model.onnx as it is now,
+    whole (the sizes RECORD noted)."""
+    try:
+        with open(os.path.join(folder, RECORD), encoding="utf-8") as f:
+            record = json.load(f)
+        return record == copy_record(folder, export_dir)
+    except (OSError, ValueError):
+        return False
+
+
+def copy_record(folder, export_dir):
+    """What RECORD holds for the copy in `folder` of the export's model.onnx."""
+    source = os.stat(model_path(export_dir))
+    return {"model.onnx": {"size": source.st_size, "mtime_ns": source.st_mtime_ns},
+            "sizes": {name: os.path.getsize(os.path.join(folder, name))
+                      for name in (MODEL_FILE, WEIGHTS)}}
+
+
+def optimize(export_dir, folder, work):
+    """A session of model.onnx that also writes its optimized copy into `folder`: into a
+    temporary folder first, renamed when whole, so that no reader ever sees half a copy;
+    copies for other ONNX Runtime versions go. Where the copy cannot be written (a
+    read-only folder, a full disk) the session is of model.onnx alone."""
+    temporary = "%s.tmp-%d" % (folder, os.getpid())
+    try:
+        try:
+            remove_leftovers(export_dir)
+            os.mkdir(temporary)
+            model = session(model_path(export_dir), work,
+                            save_to=os.path.join(temporary, MODEL_FILE))
+        except Exception:  # onnxruntime says a failed write with a plain Exception too
+            # A damaged model.onnx raises here again, for predict() to say.
+            return session(model_path(export_dir), work)
+        try:
+            files.write_json(os.path.join(temporary, RECORD),
+                             copy_record(temporary, export_dir))
+            for name in os.listdir(export_dir):
+                if name.startswith("ort-") and ".tmp-" not in name:
+                    shutil.rmtree(os.path.join(export_dir, name))
+            os.rename(temporary, folder)
+        except OSError:
+            pass  # another predict.py put its copy there first, or the disk is full
+        return model
+    finally:
+        shutil.rmtree(temporary, ignore_errors=True)
+
+
+def remove_leftovers(export_dir):
+    """The temporary folders of optimize() that processes no longer running left."""
+    for name in os.listdir(export_dir):
+        pid = name.rpartition(".tmp-")[2]
+        if name.startswith("ort-") and pid.isdigit() and not is_running(int(pid)):
+            shutil.rmtree(os.path.join(export_dir, name), ignore_errors=True)
+
+
+def is_running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process
+    return True
 
 
 def outputs(model, inputs, batch_size, output_name="log_probabilities", progress=None,
@@ -153,7 +301,7 @@ def predict(export_dir, settings, sentences, batch_size, progress=None, on_batch
     try:
         tokenizer = FastTokenizer(os.path.join(export_dir, "assets", "vocab.txt"),
                                   settings["do_lower_case"])
-        model = session(model_path(export_dir))
+        model = load(export_dir, len(sentences))
     except Exception as e:  # onnxruntime and tokenizers raise plain Exceptions
         raise DamagedModel("%s: %s" % (type(e).__name__, str(e).splitlines()[0])) from e
     inputs = encode_inputs(sentences, pairs, settings["max_seq_length"], tokenizer,
