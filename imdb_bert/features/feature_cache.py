@@ -173,13 +173,14 @@ def input_fn_builder(path, seq_length, is_training, drop_remainder, seed=None):
     def input_fn(params):
         pad_to_batch = params.get("padding", padding.WINDOW) == padding.BATCH
         records = tf.data.TFRecordDataset(path)
+        read = decode
         if is_training:
             records = records.shuffle(SHUFFLE_BUFFER, seed=seed).repeat()
             group = pad_to_batch and params.get("group_by_length", False)
-            read = decode
         else:
             group = pad_to_batch
-            records, read = records.enumerate(), decode_with_index
+            if group:
+                records, read = records.enumerate(), decode_with_index
         return padding.batched(records, params["batch_size"], drop_remainder, read,
                                pad_to_batch, group).prefetch(1)
 
