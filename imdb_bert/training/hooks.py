@@ -145,7 +145,7 @@ class EvalPredictionsHook(tf.train.SessionRunHook):
             self._tensors[padding.EXAMPLE_INDEX] = graph.get_tensor_by_name(
                 EVAL_EXAMPLE_INDEX + ":0")
         except KeyError:  # an input_fn without the index: its batches are in input order
-            self.batches = [padding.in_input_order(self.batches)]
+            pass
 
     def before_run(self, run_context):
         return tf.train.SessionRunArgs(self._tensors)
