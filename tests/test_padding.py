@@ -169,3 +169,72 @@ def test_a_feature_cache_written_before_is_read_and_cut(tmp_path, tiny_module):
         assert length == b["input_mask"].sum(axis=1).max() < 64
         for row, ids in zip(b[padding.EXAMPLE_INDEX], b["input_ids"]):
             assert list(ids) == features[row].input_ids[:length]
+
+
+def test_group_by_length_batches_training_reviews_of_like_length(tmp_path, tiny_module):
+    """--group-by-length: each 8 batches of the shuffled training reviews come sorted by
+    length, each cut to its longest; without it, the batches are the shuffled reviews in
+    order, also cut to their longest."""
+    from imdb_bert.compat import tf
+    from imdb_bert.features import conversion, feature_cache
+    tokenizer = conversion.create_tokenizer_from_hub_module(tiny_module)
+    examples = conversion.make_examples(TEXTS, [0, 1] * 18 + [0])
+    path = str(tmp_path / "features.tf_record")
+    feature_cache.write_features(path, conversion.convert_examples(examples, [0, 1], 64,
+                                                                   tokenizer))
+
+    def lengths(group):
+        input_fn = feature_cache.input_fn_builder(path, 64, is_training=True,
+                                                  drop_remainder=False, seed=3)
+        with tf.Graph().as_default(), tf.Session() as session:
+            batches = input_fn({"batch_size": 2, "padding": padding.BATCH,
+                                "group_by_length": group})
+            batch = tf.data.make_one_shot_iterator(batches).get_next()
+            read = [session.run(batch) for _ in range(8)]
+        for b in read:
+            assert b["input_ids"].shape[1] == b["input_mask"].sum(axis=1).max()
+        return np.concatenate([b["input_mask"].sum(axis=1) for b in read])
+
+    grouped, shuffled = lengths(True), lengths(False)
+    assert list(grouped) == sorted(shuffled)  # the same 16 reviews, sorted
+    assert list(shuffled) != sorted(shuffled)
+
+
+def test_group_by_length_is_a_setting_of_the_run(imdb_dir, tiny_module, tmp_path):
+    """Recorded in model_settings.json; resuming without it is refused (it changes the
+    batches), as for any training setting."""
+    output_dir = str(tmp_path / "OUTPUT_Bert")
+    args = quick_args(imdb_dir, tiny_module, output_dir, "--epochs", "1",
+                      "--save-checkpoints-steps", "5")
+    result = run_train(*args, "--group-by-length")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(os.path.join(output_dir, "model_settings.json")) as f:
+        assert json.load(f)["group_by_length"] is True
+    result = run_train(*args, "--epochs", "2")
+    assert result.returncode == 2
+    assert "group_by_length: True now False" in result.stderr
+
+
+def test_an_export_of_one_length_is_fed_at_that_length(short_run, tmp_path):
+    """An export made before took [batch, max_seq_length] only: predict.py feeds it whole
+    rows and gets what the new export (any length) gives."""
+    from imdb_bert.compat import tf
+    from imdb_bert.model.classifier import model_fn_builder
+    from imdb_bert.output.files import latest_checkpoint, newest_export
+    from imdb_bert.serving.inference import predict_from_export
+    output_dir, settings = short_run
+
+    def fixed_length_inputs():
+        inputs = {name: tf.placeholder(tf.int32, [None, MAX_SEQ_LENGTH], name=name)
+                  for name in padding.INPUTS}
+        features = dict(inputs, label_ids=tf.zeros_like(inputs["input_ids"][:, 0]))
+        return tf.estimator.export.ServingInputReceiver(features, inputs)
+
+    estimator = tf.estimator.Estimator(model_fn_builder(
+        num_labels=2, learning_rate=0.0, num_train_steps=1, num_warmup_steps=0,
+        bert_hub=settings["bert_hub"]), config=tf.estimator.RunConfig(model_dir=output_dir))
+    old_export = estimator.export_saved_model(str(tmp_path), fixed_length_inputs,
+                                              checkpoint_path=latest_checkpoint(output_dir))
+    old = predict_from_export(old_export.decode(), settings, TEXTS, 4, None)
+    new = predict_from_export(newest_export(output_dir)[0], settings, TEXTS, 4, None)
+    np.testing.assert_allclose(old, new, atol=1e-5)
