@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -87,14 +88,16 @@ def evaluation_rate(flags, texts, env):
 
 
 def predict_rate(output_dir, test_file, texts, flags, env):
-    """Sentences/s of predict.py --file after start-up: the whole process's time less that
-    of a run on the file's first row (None when the difference is lost in the noise)."""
+    """Sentences/s of predict.py --file after start-up: the whole process's time less the
+    median of three runs on the file's first row (None when the difference is lost in the
+    noise of a shared machine)."""
     command = [sys.executable, "predict.py", "--output-dir", output_dir] + flags
     one_row = test_file + ".one.csv"
     with open(test_file, encoding="utf-8") as f, open(one_row, "w", encoding="utf-8") as g:
         g.writelines(f.readlines()[:2])
-    difference = seconds(command + ["--file", test_file], env) - seconds(
-        command + ["--file", one_row], env)
+    start_up = statistics.median(seconds(command + ["--file", one_row], env)
+                                 for _ in range(3))
+    difference = seconds(command + ["--file", test_file], env) - start_up
     return texts / difference if difference > 0 else None
 
 
