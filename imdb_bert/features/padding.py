@@ -16,7 +16,7 @@ index is carried through and the predictions sorted back), predict.py (outputs r
 input order) and, with --group-by-length, training (it changes which reviews share a batch).
 
 IMDB_BERT_PADDING=window pads every batch to max_seq_length without grouping, as before:
-for the benchmarks' "before" figures only.
+for the benchmarks' "before" figures and the tests that need full-length batches only.
 """
 import os
 
