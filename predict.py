@@ -9,8 +9,8 @@ notebook's getPrediction, from the command line, without retraining).
 
 Output, one line per sentence: label, probability of that label, the log-probabilities of
 [Negative, Positive] (or of the run's labels, in the order of model_settings.json's
-label_names), the sentence; written batch by batch as each is classified (so is --jsonl),
-while --json prints its list at the end. Ctrl-C or SIGTERM keeps the lines written, says
+label_names), the sentence; written 8 batches at a time as they are classified (so is
+--jsonl), in input order, while --json prints its list at the end. Ctrl-C or SIGTERM keeps the lines written, says
 how many of how many, and exits with 130 or 143.
 
 It uses the export of train.py when it holds the latest checkpoint (or the best one that
@@ -54,7 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     p.add_argument("--jsonl", action="store_true",
                    help="print one JSON object per line (the elements of --json's list), "
-                        "written as each batch is classified")
+                        "written as each 8 batches are classified")
     p.add_argument("--output-dir", default=config.OUTPUT_DIR,
                    help="the folder train.py wrote (default %(default)s)")
     p.add_argument("--bert-hub", default=None,
@@ -72,7 +72,8 @@ def parse_args(argv=None):
     p.add_argument("--allow-untrained", action="store_true",
                    help="predict even with a step-0 checkpoint (an untrained model)")
     p.add_argument("--batch-size", type=int, default=config.BATCH_SIZE,
-                   help="sentences per batch (default %(default)s)")
+                   help="sentences per batch, each padded to its longest sentence "
+                        "(default %(default)s)")
     p.add_argument("--bf16", action="store_true",
                    help="bfloat16 mixed precision on CPUs with AVX512_BF16/AMX")
     p.add_argument("--uncalibrated", action="store_true",
@@ -358,9 +359,9 @@ def check_label_count(output_dir, log_probs, label_names):
 
 
 class Output:
-    """The predictions on stdout as each batch is classified: plain lines (label, its
-    probability, log-probabilities, sentence) or --jsonl lines, flushed batch by batch; or
-    with --json one list at the end. A signal that comes while a batch is being written
+    """The predictions on stdout as each window of batches (features/padding.py) is
+    classified: plain lines (label, its probability, log-probabilities, sentence) or --jsonl
+    lines, flushed window by window; or with --json one list at the end. A signal that comes while a batch is being written
     takes effect once it is written, so every line on stdout is whole."""
     current = None  # for the signal handler: what has been done
 

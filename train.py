@@ -20,7 +20,7 @@ from imdb_bert.data.label_cells import DEFAULT_SEPARATOR
 from imdb_bert.data.labels import file_labels, imdb_labels
 from imdb_bert.errors import UserError, run_script
 from imdb_bert.evaluation import calibration, report, task_report
-from imdb_bert.features import conversion, feature_cache
+from imdb_bert.features import conversion, feature_cache, padding
 from imdb_bert.features.truncation import HEAD, MODES
 from imdb_bert.model import hub_module
 from imdb_bert.model.classifier import model_fn_builder
@@ -81,7 +81,7 @@ def main(argv=None):
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
         positive_index=labels.positive_index, task=labels.task, threshold=args.threshold,
         accumulation_steps=args.gradient_accumulation_steps)
-    estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args)
+    estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args, bert_hub)
     validating = plan_validation(dev, labels, convert, len(train), num_train_steps, args,
                                  run, OUTPUT_DIR)
     run_record = run_settings.RunRecord(OUTPUT_DIR, args, device_line, run, start_time)
@@ -202,10 +202,11 @@ def load_hub_module(args, output_dir):
     return bert_hub, vocab_file, do_lower_case
 
 
-def make_estimator(model_fn, output_dir, session_config, args):
+def make_estimator(model_fn, output_dir, session_config, args, bert_hub):
     """Step 9. Checkpoints are saved by the project's hook (steps, seconds and signals), so
     the RunConfig's own saving is off; so are its summaries with gradient accumulation
-    (StepSummaryHook writes them per optimizer step)."""
+    (StepSummaryHook writes them per optimizer step). The params tell the input_fns how to
+    pad and group their batches (features/padding.py)."""
     accumulating = args.gradient_accumulation_steps > 1
     run_config = tf.estimator.RunConfig(
         model_dir=output_dir,
@@ -214,7 +215,21 @@ def make_estimator(model_fn, output_dir, session_config, args):
         log_step_count_steps=args.save_summary_steps, tf_random_seed=args.seed,
         session_config=session_config)
     return device.evaluations_in_float32(tf.estimator.Estimator(
-        model_fn=model_fn, config=run_config, params={"batch_size": args.batch_size}))
+        model_fn=model_fn, config=run_config,
+        params={"batch_size": args.batch_size, "group_by_length": args.group_by_length,
+                "padding": padding_mode(args, bert_hub)}))
+
+
+def padding_mode(args, bert_hub):
+    """Each batch padded to its longest review, unless XLA or the module needs one
+    length (then --max-seq-length, said on a line)."""
+    fixed_length = hub_module.fixed_length(bert_hub)
+    mode = padding.padding_mode(args.use_xla, fixed_length)
+    if mode == padding.WINDOW and (args.use_xla or fixed_length):
+        print("Batches padded to --max-seq-length %d: %s." % (
+            args.max_seq_length, "--use-xla compiles for each new shape" if args.use_xla
+            else "the Hub module takes %d positions only" % fixed_length))
+    return mode
 
 
 def plan_validation(dev, labels, convert, train_size, num_train_steps, args, run,
@@ -579,6 +594,11 @@ def add_training_flags(p):
                    default=config.SAVE_SUMMARY_STEPS)
     p.add_argument("--seed", type=int, default=config.SEED,
                    help="seed of the review sample, shuffling and initialisation")
+    p.add_argument("--group-by-length", action="store_true",
+                   help="train on batches of reviews of like length (sorted within windows "
+                        "of 8 batches), each padded to its longest: faster on texts of "
+                        "mixed lengths; off by default, as it changes which reviews share "
+                        "a batch")
 
 
 def add_validation_flags(p):

@@ -5,8 +5,14 @@ threads, torch.inference_mode for evaluation, the default attention, torch.autoc
 bf16). Prints one JSON line: train and eval examples/s.
 
     .venv-peer/bin/python bench/peer_hf.py --vocab-file V --data-dir D --layers 6 ...
+
+With --eval-file (bench/short_texts.py) it evaluates that CSV's rows (text, label and, for
+pairs, text_b) instead of the aclImdb tree's, each batch padded to its longest member as
+its users run short texts (the tokenizer's padding="longest", DataCollatorWithPadding's
+way), and trains only with --train-steps above 0.
 """
 import argparse
+import csv
 import json
 import os
 import time
@@ -29,10 +35,23 @@ def reviews(data_dir, split, count):
     return pairs
 
 
-def batches(tokenizer, pairs, batch_size, max_seq_length):
+def file_rows(path):
+    """(text or (text, text_b), label) of each row of the CSV file at `path`."""
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return [((row["text"], row["text_b"]) if "text_b" in row else row["text"],
+             int(row["label"])) for row in rows]
+
+
+def batches(tokenizer, pairs, batch_size, max_seq_length, padding="max_length"):
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        inputs = tokenizer([text for text, _ in chunk], truncation=True, padding="max_length",
+        texts = [text for text, _ in chunk]
+        if isinstance(texts[0], tuple):  # sentence pairs: the tokenizer's two arguments
+            texts = [list(column) for column in zip(*texts)]
+        else:
+            texts = [texts]
+        inputs = tokenizer(*texts, truncation=True, padding=padding,
                            max_length=max_seq_length, return_tensors="pt")
         yield inputs, torch.tensor([label for _, label in chunk])
 
@@ -75,8 +94,11 @@ def main():
                  "train_steps", "eval_examples", "batch_size", "max_seq_length"):
         p.add_argument("--" + name.replace("_", "-"), type=int, required=True)
     p.add_argument("--vocab-file", required=True)
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", help="the aclImdb tree (not needed with --eval-file and "
+                                       "--train-steps 0)")
     p.add_argument("--bf16", action="store_true")
+    p.add_argument("--eval-file", help="evaluate this CSV's rows, each batch padded to its "
+                                       "longest (see above)")
     args = p.parse_args()
     torch.manual_seed(42)
     tokenizer = BertTokenizerFast(vocab_file=args.vocab_file, do_lower_case=True)
@@ -85,14 +107,20 @@ def main():
         num_hidden_layers=args.layers, num_attention_heads=args.heads,
         intermediate_size=args.intermediate_size,
         max_position_embeddings=args.max_position_embeddings, num_labels=2))
-    train = list(batches(tokenizer, reviews(args.data_dir, "train",
-                                            args.train_steps * args.batch_size),
-                         args.batch_size, args.max_seq_length))
-    test = list(batches(tokenizer, reviews(args.data_dir, "test", args.eval_examples),
-                        args.batch_size, args.max_seq_length))
-    print(json.dumps({"train": train_rate(model, train, args.train_steps, args.bf16),
-                      "eval": eval_rate(model, test, args.bf16),
-                      "torch": torch.__version__, "threads": torch.get_num_threads()}))
+    if args.eval_file:
+        test = list(batches(tokenizer, file_rows(args.eval_file), args.batch_size,
+                            args.max_seq_length, padding="longest"))
+    else:
+        test = list(batches(tokenizer, reviews(args.data_dir, "test", args.eval_examples),
+                            args.batch_size, args.max_seq_length))
+    rates = {}
+    if args.train_steps:
+        train = list(batches(tokenizer, reviews(args.data_dir, "train",
+                                                args.train_steps * args.batch_size),
+                             args.batch_size, args.max_seq_length))
+        rates["train"] = train_rate(model, train, args.train_steps, args.bf16)
+    rates["eval"] = eval_rate(model, test, args.bf16)
+    print(json.dumps(dict(rates, torch=torch.__version__, threads=torch.get_num_threads())))
 
 
 if __name__ == "__main__":

@@ -48,7 +48,8 @@ def test_train_writes_the_outputs(trained, imdb_dir, tiny_module):
         "validation_samples": 0, "eval_every_steps": None, "keep_best": False,
         "early_stopping_patience": None, "epochs": 10.0, "batch_size": 16,
         "learning_rate": 7e-4, "warmup_proportion": 0.1, "use_amp": False, "processes": 1,
-        "gradient_accumulation_steps": 1, "num_train_steps": 125}
+        "gradient_accumulation_steps": 1, "group_by_length": False,
+        "num_train_steps": 125}
 
     results = read_json(os.path.join(output_dir, "eval_results.json"))
     assert set(results) == EVAL_KEYS | {"roc_auc", "classification_report"}

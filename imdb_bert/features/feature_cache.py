@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from imdb_bert.compat import run_classifier, tf
-from imdb_bert.features import conversion
+from imdb_bert.features import conversion, padding
 from imdb_bert.features.truncation import HEAD
 from imdb_bert.output.files import features_file, write_json
 from imdb_bert.tasks import SINGLE_LABEL
@@ -145,10 +145,16 @@ def read_features(path):
 
 
 def input_fn_builder(path, seq_length, is_training, drop_remainder, seed=None):
-    """run_classifier.input_fn_builder's input_fn (the same columns, types and batches),
-    reading the cache file at `path` instead of putting every feature into the graph as a
-    constant ("does NOT scale", says bert). Training shuffles with `seed` before repeating,
-    so each epoch holds every feature once and a seed gives one order in every process."""
+    """run_classifier.input_fn_builder's input_fn (the same columns and types), reading the
+    cache file at `path` instead of putting every feature into the graph as a constant
+    ("does NOT scale", says bert). Training shuffles with `seed` before repeating, so each
+    epoch holds every feature once and a seed gives one order in every process.
+
+    The Estimator's params say how batches are padded (padding.py): params["padding"]
+    BATCH cuts each batch to its longest member (the records stay padded to `seq_length`:
+    caches written before are read as they are); evaluation groups its reviews by length
+    and carries each one's index (padding.EXAMPLE_INDEX) for EvalPredictionsHook to sort
+    the predictions back; training groups only with params["group_by_length"]."""
     columns = {name: tf.io.FixedLenFeature([seq_length], tf.int64)
                for name in ("input_ids", "input_mask", "segment_ids")}
     columns["label_ids"] = tf.io.FixedLenFeature([], tf.int64)
@@ -161,11 +167,21 @@ def input_fn_builder(path, seq_length, is_training, drop_remainder, seed=None):
         return {name: batch[name] if batch[name].dtype == tf.float32
                 else tf.cast(batch[name], tf.int32) for name in columns}
 
+    def decode_with_index(indices, records):
+        return dict(decode(records), **{padding.EXAMPLE_INDEX: indices})
+
     def input_fn(params):
+        pad_to_batch = params.get("padding", padding.WINDOW) == padding.BATCH
         records = tf.data.TFRecordDataset(path)
+        read = decode
         if is_training:
             records = records.shuffle(SHUFFLE_BUFFER, seed=seed).repeat()
-        return records.batch(params["batch_size"], drop_remainder=drop_remainder).map(
-            decode).prefetch(1)
+            group = pad_to_batch and params.get("group_by_length", False)
+        else:
+            group = pad_to_batch
+            if group:
+                records, read = records.enumerate(), decode_with_index
+        return padding.batched(records, params["batch_size"], drop_remainder, read,
+                               pad_to_batch, group).prefetch(1)
 
     return input_fn

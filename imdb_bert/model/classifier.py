@@ -4,6 +4,7 @@ by one restores in the other (and the notebook's own checkpoints restore too: th
 variable names are the notebook's)."""
 import config
 from imdb_bert.compat import f1_score, hub, tf
+from imdb_bert.features import padding
 from imdb_bert.model import heads
 from imdb_bert.model.optimizer import create_accumulating_optimizer, create_optimizer
 from imdb_bert.tasks import DEFAULT_THRESHOLD, SINGLE_LABEL
@@ -12,6 +13,7 @@ from imdb_bert.tasks import DEFAULT_THRESHOLD, SINGLE_LABEL
 REPORTED_LOSS = "reported_loss"  # training: the loss of the whole (global) batch
 # (with gradient accumulation: of the micro-batches of the optimizer step so far)
 EVAL_LABEL_IDS = "eval_label_ids"
+EVAL_EXAMPLE_INDEX = "eval_example_index"  # each evaluated review's place in its file
 LOG_PROBS = "loss/log_probs"
 
 
@@ -121,6 +123,8 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             loss = tf.identity(loss, name=REPORTED_LOSS)
             return tf.estimator.EstimatorSpec(mode=mode, loss=loss, train_op=train_op)
         tf.identity(label_ids, name=EVAL_LABEL_IDS)
+        if padding.EXAMPLE_INDEX in features:  # batches grouped by length (padding.py)
+            tf.identity(features[padding.EXAMPLE_INDEX], name=EVAL_EXAMPLE_INDEX)
         if task != SINGLE_LABEL:
             metrics = heads.metric_fn(task, label_ids, predicted_labels)
         else:
@@ -141,11 +145,14 @@ def predict_spec(mode, predicted_labels, log_probs):
         "serving_default": tf.estimator.export.PredictOutput(serving_outputs)})
 
 
-def serving_input_receiver_fn_builder(max_seq_length):
-    """Inputs of the exported SavedModel: int32 [batch, max_seq_length] each."""
+def serving_input_receiver_fn_builder():
+    """Inputs of the exported SavedModel: int32 [batch, length] each, of any length up to
+    the model's max_seq_length, so that predict.py pads each batch to its longest sentence
+    (padding.py). Exports made before took [batch, max_seq_length] only; predict.py feeds
+    those at that length."""
 
     def serving_input_receiver_fn():
-        inputs = {name: tf.placeholder(tf.int32, [None, max_seq_length], name=name)
+        inputs = {name: tf.placeholder(tf.int32, [None, None], name=name)
                   for name in ("input_ids", "input_mask", "segment_ids")}
         features = dict(inputs, label_ids=tf.zeros_like(inputs["input_ids"][:, 0]))
         return tf.estimator.export.ServingInputReceiver(features, inputs)

@@ -72,3 +72,11 @@ def position_limit(module_path):
     """The longest sequence the module takes: its number of position embeddings."""
     reader = tf.train.load_checkpoint(os.path.join(module_path, "variables", "variables"))
     return reader.get_variable_to_shape_map()["bert/embeddings/position_embeddings"][0]
+
+
+def fixed_length(module_path):
+    """The sequence length the module's "tokens" signature takes, or None when it takes
+    any (input_ids [None, None], as Google's BERT modules and make_hub_module's declare
+    theirs): then batches can be padded to their longest member (features/padding.py)."""
+    spec = hub.load_module_spec(module_path)
+    return spec.get_input_info_dict("tokens")["input_ids"].get_shape().as_list()[1]

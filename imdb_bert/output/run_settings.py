@@ -22,12 +22,12 @@ EVALUATION_SETTINGS = ("bert_hub", "max_seq_length", "label_list", "label_names"
 TEST_SET_SETTINGS = ("test_samples", "test_file_sha256")
 TRAINING_SETTINGS = ("train_samples", "validation_samples", "eval_every_steps", "keep_best",
                      "early_stopping_patience", "epochs", "batch_size", "learning_rate",
-                     "warmup_proportion", "use_amp", "processes",
+                     "warmup_proportion", "use_amp", "processes", "group_by_length",
                      "train_file_sha256", "validation_file_sha256",
                      "gradient_accumulation_steps")
 # What every run had before its key was recorded (predict.py reads a missing key so too).
 OLDER_RUNS_HAD = {"truncate": "head", "task": "single-label", "text_pair_column": None,
-                  "threshold": None, "label_separator": None,
+                  "threshold": None, "label_separator": None, "group_by_length": False,
                   "gradient_accumulation_steps": 1}
 PACKAGES = ("tensorflow", "tensorflow-hub", "bert-tensorflow", "tf-slim", "numpy", "pandas",
             "scikit-learn", "matplotlib")
@@ -58,6 +58,7 @@ def model_settings(args, use_amp, runtime):
         "use_amp": use_amp,
         "processes": runtime.processes,
         "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "group_by_length": args.group_by_length,
     }
     if args.train_file:  # the labels come from the files, once read (labels.py)
         from imdb_bert.data import text_files  # train.py only: predict.py needs no pandas here

@@ -37,7 +37,7 @@ def export_for_prediction(estimator, checkpoint, output_dir, max_seq_length):
             json.dump({"global_step": checkpoint_step(checkpoint),
                        "max_seq_length": max_seq_length}, f)
         path = estimator.export_saved_model(
-            export_root(output_dir), serving_input_receiver_fn_builder(max_seq_length),
+            export_root(output_dir), serving_input_receiver_fn_builder(),
             assets_extra={EXPORT_INFO: info_path}, checkpoint_path=checkpoint)
     remove_old_exports(output_dir, keep=2)
     return (path.decode() if isinstance(path, bytes) else path), True

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from imdb_bert.compat import run_classifier, tf
 from imdb_bert.errors import UserError
-from imdb_bert.features import conversion
+from imdb_bert.features import conversion, padding
 from imdb_bert.features.truncation import HEAD
 from imdb_bert.model import hub_module
 from imdb_bert.model.classifier import model_fn_builder
@@ -48,8 +48,8 @@ LOAD_ERRORS = (tf.errors.OpError, OSError, ValueError, KeyError, DecodeError)
 def predict_from_export(export_dir, settings, sentences, batch_size, session_config,
                         on_batch=None, pairs=None):
     """The task's outputs (tasks.SERVING_OUTPUT: log-probabilities [n, labels] for
-    single-label) from the exported SavedModel, each batch's also passed to `on_batch` as
-    soon as they are computed; DamagedExport if it cannot be loaded."""
+    single-label) from the exported SavedModel, each window's (padding.WINDOW_BATCHES
+    batches) also passed to `on_batch` as soon as they are computed; DamagedExport if it cannot be loaded."""
     try:
         tokenizer = conversion.create_tokenizer(
             os.path.join(export_dir, "assets", "vocab.txt"), settings["do_lower_case"],
@@ -70,7 +70,9 @@ def predict_from_export(export_dir, settings, sentences, batch_size, session_con
 def saved_model_outputs(export_dir, inputs, batch_size, session_config,
                         output_name="log_probabilities", progress=None, on_batch=None):
     """The output `output_name` of the SavedModel in `export_dir` for `inputs`, the lists
-    (input_ids, input_mask, segment_ids) of the encoded sentences."""
+    (input_ids, input_mask, segment_ids) of the encoded sentences, each batch padded to
+    its longest sentence and grouped by length (padding.grouped_outputs), or at the
+    export's fixed length (an export made before that took [batch, max_seq_length])."""
     with tf.Graph().as_default(), tf.Session(config=session_config) as sess:
         try:
             meta_graph = tf.saved_model.loader.load(sess, ["serve"], export_dir)
@@ -79,24 +81,25 @@ def saved_model_outputs(export_dir, inputs, batch_size, session_config,
         except LOAD_ERRORS as e:
             message = e.message if isinstance(e, tf.errors.OpError) else str(e)
             raise DamagedExport("%s: %s" % (type(e).__name__, message.splitlines()[0])) from e
-        outputs = []
-        for start in range(0, len(inputs[0]), batch_size):
-            feed = {signature.inputs[name].name: np.asarray(values[start:start + batch_size],
-                                                            np.int32)
-                    for name, values in zip(INPUTS, inputs)}
-            outputs.append(sess.run(output, feed))
-            if on_batch:
-                on_batch(outputs[-1])
-            if progress:
-                progress(1)
-    return np.concatenate(outputs)
+        feeds = [signature.inputs[name].name for name in INPUTS]
+
+        def run_batch(columns):
+            return sess.run(output, dict(zip(feeds, columns)))
+
+        fixed = signature.inputs["input_ids"].tensor_shape.dim[1].size  # -1: any length
+        return padding.grouped_outputs(
+            inputs, batch_size, run_batch,
+            padding.padding_mode(fixed_length=max(fixed, 0)) == padding.BATCH,
+            progress, on_batch)
 
 
 def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_size,
                             session_config, on_batch=None, pairs=None):
     """The task's outputs (log-probabilities for single-label) from `checkpoint`, through
-    the Estimator and model_fn; those of each `batch_size` sentences also passed to
-    `on_batch` as soon as they are computed."""
+    the Estimator and model_fn, each batch padded to its longest sentence and grouped by
+    length (padding.py) unless the module takes a fixed length; those of each window of
+    padding.WINDOW_BATCHES batches also passed to `on_batch`, in input order, as soon as
+    they are computed."""
     bert_hub = hub_module.resolve(settings["bert_hub"])
     tokenizer = conversion.create_tokenizer_from_hub_module(bert_hub, fast=True)
     feats = sentence_features(sentences, settings, tokenizer, pairs)
@@ -108,19 +111,28 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
                                   threshold=settings.get("threshold")),
         config=tf.estimator.RunConfig(model_dir=output_dir, session_config=session_config),
         params={"batch_size": batch_size})
+    pad_to_batch = padding.padding_mode(
+        fixed_length=hub_module.fixed_length(bert_hub)) == padding.BATCH
+    order = (padding.grouped_order([sum(f.input_mask) for f in feats], batch_size)
+             if pad_to_batch else np.arange(len(feats)))
     input_fn = run_classifier.input_fn_builder(
-        features=feats, seq_length=settings["max_seq_length"], is_training=False,
-        drop_remainder=False)
-    predictions = []
+        features=[feats[i] for i in order], seq_length=settings["max_seq_length"],
+        is_training=False, drop_remainder=False)
+    if pad_to_batch:
+        input_fn = trimmed(input_fn)
+    window = padding.WINDOW_BATCHES * batch_size
+    predictions, in_order = [], []
     try:
         for prediction in tqdm(estimator.predict(input_fn, checkpoint_path=checkpoint),
                                total=len(feats), desc="Predicting", unit=" sentences",
                                disable=len(feats) <= batch_size, file=sys.stderr):
             predictions.append(prediction[CHECKPOINT_OUTPUT[task]])
-            if on_batch and (len(predictions) % batch_size == 0
-                             or len(predictions) == len(feats)):
-                on_batch(np.stack(predictions[(len(predictions) - 1) // batch_size
-                                              * batch_size:]))
+            if len(predictions) % window == 0 or len(predictions) == len(feats):
+                start = (len(predictions) - 1) // window * window
+                in_order.append(padding.restored(np.stack(predictions[start:]),
+                                                 order[start:len(predictions)] - start))
+                if on_batch:
+                    on_batch(in_order[-1])
     except (ValueError, tf.errors.NotFoundError, tf.errors.InvalidArgumentError) as e:
         if not files.exists(checkpoint + ".index"):
             raise CheckpointGone(checkpoint) from e
@@ -130,4 +142,9 @@ def predict_from_checkpoint(output_dir, checkpoint, settings, sentences, batch_s
                         "max_seq_length %d: %s. Pass the --bert-hub it was trained with."
                         % (checkpoint, settings["bert_hub"], settings["max_seq_length"],
                            e.message.splitlines()[0]))
-    return np.stack(predictions)
+    return np.concatenate(in_order)
+
+
+def trimmed(input_fn):
+    """`input_fn` whose batches are cut to their longest member (padding.py)."""
+    return lambda params: input_fn(params).map(padding.trim_batch)

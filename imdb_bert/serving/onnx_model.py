@@ -14,6 +14,7 @@ import sys
 
 import numpy as np
 
+from imdb_bert.features import padding
 from imdb_bert.features.fast_tokenizer import FastTokenizer, encode_inputs
 from imdb_bert.features.truncation import HEAD
 from imdb_bert.output import files
@@ -275,18 +276,23 @@ def outputs(model, inputs, batch_size, output_name="log_probabilities", progress
             on_batch=None):
     """The output `output_name` (tasks.SERVING_OUTPUT) of an ONNX Runtime session for
     `inputs`, the lists (input_ids, input_mask, segment_ids) of the encoded sentences,
-    `batch_size` at a time; each batch's are also passed to `on_batch` as soon as they are
+    `batch_size` at a time, each batch padded to its longest sentence and grouped by length
+    (padding.py) unless the model takes a fixed length (an export made before); each
+    window's outputs are also passed to `on_batch`, in input order, as soon as they are
     computed."""
-    inputs = [np.asarray(values, dtype=np.int32) for values in inputs]
-    outputs = []
-    for start in range(0, len(inputs[0]), batch_size):
-        feed = {name: values[start:start + batch_size] for name, values in zip(INPUTS, inputs)}
-        outputs.append(model.run([output_name], feed)[0])
-        if on_batch:
-            on_batch(outputs[-1])
-        if progress:
-            progress(1)
-    return np.concatenate(outputs)
+    def run_batch(columns):
+        return model.run([output_name], dict(zip(INPUTS, columns)))[0]
+
+    return padding.grouped_outputs(inputs, batch_size, run_batch,
+                                   padding.padding_mode(fixed_length=fixed_length(model))
+                                   == padding.BATCH, progress, on_batch)
+
+
+def fixed_length(model):
+    """The sequence length the ONNX model's inputs take, or None when it takes any (a
+    symbolic dimension, a string in ONNX Runtime's input shapes)."""
+    length = model.get_inputs()[0].shape[1]
+    return length if isinstance(length, int) else None
 
 
 class DamagedModel(Exception):

@@ -21,7 +21,9 @@ import numpy as np
 
 from imdb_bert import signals
 from imdb_bert.compat import tf
-from imdb_bert.model.classifier import EVAL_LABEL_IDS, LOG_PROBS, REPORTED_LOSS
+from imdb_bert.features import padding
+from imdb_bert.model.classifier import (EVAL_EXAMPLE_INDEX, EVAL_LABEL_IDS, LOG_PROBS,
+                                        REPORTED_LOSS)
 from imdb_bert.model.heads import EVAL_OUTPUTS
 from imdb_bert.model.optimizer import APPLIES
 from imdb_bert.tasks import SINGLE_LABEL
@@ -203,7 +205,9 @@ class EvalPredictionsHook(tf.train.SessionRunHook):
     """Collects each evaluated example's label and log-probabilities (multi-label: each
     label's probability; regression: the value) in `batches`, in input order, so the
     evaluation pass also yields what the plots and the CSV need. Pass it to
-    estimator.evaluate(hooks=[...]) and read `batches` afterwards."""
+    estimator.evaluate(hooks=[...]) and read `batches` afterwards. Batches grouped by
+    length (padding.py) carry each example's index: at the end, `batches` is one batch
+    of them all, sorted back into input order."""
 
     def __init__(self, task=SINGLE_LABEL):
         self.batches = []
@@ -214,12 +218,21 @@ class EvalPredictionsHook(tf.train.SessionRunHook):
         graph = tf.get_default_graph()
         self._tensors = {"label_ids": graph.get_tensor_by_name(EVAL_LABEL_IDS + ":0"),
                          "outputs": graph.get_tensor_by_name(self._outputs + ":0")}
+        try:
+            self._tensors[padding.EXAMPLE_INDEX] = graph.get_tensor_by_name(
+                EVAL_EXAMPLE_INDEX + ":0")
+        except KeyError:  # an input_fn without the index: its batches are in input order
+            pass
 
     def before_run(self, run_context):
         return tf.train.SessionRunArgs(self._tensors)
 
     def after_run(self, run_context, run_values):
         self.batches.append(run_values.results)
+
+    def end(self, session):
+        if self.batches and padding.EXAMPLE_INDEX in self.batches[0]:
+            self.batches = [padding.in_input_order(self.batches)]
 
 
 class WeightsDigestHook(tf.train.SessionRunHook):

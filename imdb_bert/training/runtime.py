@@ -265,7 +265,7 @@ def sharded_input_fn_builder(global_input_fn, rank, processes):
     def input_fn(params):
         batch_size = params["batch_size"]
         start = rank * batch_size
-        global_batches = global_input_fn({"batch_size": batch_size * processes})
+        global_batches = global_input_fn(dict(params, batch_size=batch_size * processes))
         return global_batches.map(lambda batch: {name: column[start:start + batch_size]
                                                  for name, column in batch.items()})
 
