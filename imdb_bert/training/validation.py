@@ -120,7 +120,10 @@ class Validation(NoValidation):
             keep_checkpoint(self.output_dir, estimator.latest_checkpoint(), step)
 
     def finish(self, run_record):
-        """learning_curves.png, and the best step and early stop in run_info.json."""
+        """learning_curves.png, and the best step and early stop in run_info.json; the
+        validations' session closed (its weights freed before the test evaluation)."""
+        if self.evaluation is not None:
+            self.evaluation.session.close()
         best = self.best()
         stopped = self.stopped_early()
         run_record.fields.update(
