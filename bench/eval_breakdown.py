@@ -34,6 +34,7 @@ import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 SMALL_RUN_SECONDS = 0.005
+LATER = {"training": "later training segments", "validation": "later validations"}
 ROOT = os.path.dirname(BENCH)
 
 
@@ -83,7 +84,7 @@ class Recorder:
             self.current["runs"].append(spent + [ok])
             return
         self.current.setdefault("starts", {}).setdefault(
-            phase, start[0] - self.current["start"][0])
+            phase, [start[0] - self.current["start"][0], start[1] - self.current["start"][1]])
         old = self.current.get(phase, [0.0, 0.0])
         self.current[phase] = [old[0] + spent[0], old[1] + spent[1]]
 
@@ -183,12 +184,12 @@ def phases(record):
     if "graph" in record:  # the kept evaluation's graph and session, built once
         build = record["graph"]
     else:  # the Estimator's: from its call to the session
-        build = [record.get("starts", {}).get("session", 0.0), None]
+        build = record.get("starts", {}).get("session", [0.0, 0.0])
     rows = [("graph build", build), ("session and restore", restore),
             ("hooks' set-up", hooks), ("first step", first),
             ("steps (%d)" % len(full), steps), ("last input read", last), ("end", end)]
-    accounted = sum(row[1][0] for row in rows)
-    rows.append(("after", [record["total"][0] - accounted, None]))
+    rows.append(("after", [record["total"][i] - sum(row[1][i] for row in rows)
+                           for i in (0, 1)]))
     return rows, len(full), steps[0]
 
 
@@ -203,8 +204,9 @@ def mean_records(records):
         return [sum(v[0] for v in values) / count, sum(v[1] for v in values) / count]
     mean = {key: average(key) for key in ("total", "session", "restore", "end", "graph")
             if key in records[0]}
-    mean["starts"] = {"session": sum(r.get("starts", {}).get("session", 0.0)
-                                     for r in records) / count}
+    starts = [record.get("starts", {}).get("session", [0.0, 0.0]) for record in records]
+    mean["starts"] = {"session": [sum(start[0] for start in starts) / count,
+                                  sum(start[1] for start in starts) / count]}
     runs = min(len(record["runs"]) for record in records)
     mean["runs"] = [[sum(r["runs"][i][0] for r in records) / count,
                      sum(r["runs"][i][1] for r in records) / count,
@@ -218,19 +220,19 @@ def table(results, batch_sizes, examples):
     kinds = {}
     for record in results["records"]:
         kind = record["kind"]
-        if kind == "validation":  # the first builds the kept graph and session
-            kind = "later validations" if "validation" in kinds else "validation"
-        kinds.setdefault(kind, []).append(record)
-    columns = [kind for kind in ("training", "validation", "later validations",
-                                 "calibration", "test") if kind in kinds]
+        if kind in ("training", "validation") and kind in kinds:
+            kind = LATER[kind]  # the first segment saves step 0, the first validation
+        kinds.setdefault(kind, []).append(record)  # builds the graph and session it keeps
+    columns = [kind for kind in ("training", LATER["training"], "validation",
+                                 LATER["validation"], "calibration", "test") if kind in kinds]
     computed = {}
     for kind in columns:
         record = mean_records(kinds[kind])
-        bare_seconds = bare["training" if kind == "training" else "evaluation"]
+        bare_seconds = bare["training" if "training" in kind else "evaluation"]
         rows, steps, steps_wall = phases(record)
         if kind == "test" and "test" in results["report"]:
-            rows.append(("report", [results["report"]["test"][0] - record["total"][0],
-                                    None]))
+            rows.append(("report", [results["report"]["test"][i] - record["total"][i]
+                                    for i in (0, 1)]))
         computed[kind] = (record, rows, steps, steps_wall, bare_seconds, len(kinds[kind]))
     lines = ["| phase | " + " | ".join(
         "%s%s: wall s (%% of it) | CPU s" % (kind, " (mean of %d)" % computed[kind][5]
@@ -258,7 +260,7 @@ def table(results, batch_sizes, examples):
         lines.append("| %s | %s |" % (label, " | ".join(cells)))
     lines.append("| whole call | " + " | ".join(
         "%.2f | %.2f" % tuple(computed[kind][0]["total"]) for kind in columns) + " |")
-    notes = []
+    notes, spans = [], {}
     for kind in columns:
         record, rows, steps, steps_wall, bare_seconds, _ = computed[kind]
         if steps:
@@ -266,15 +268,27 @@ def table(results, batch_sizes, examples):
                          "(%.2fx)" % (kind, steps * batch_sizes[kind] / steps_wall,
                                       batch_sizes[kind] / bare_seconds,
                                       bare_seconds * steps / steps_wall))
-        if kind != "training":
+        if "training" not in kind:
             span = sum(value[0] for name, value in rows
                        if name.split(" (")[0] in ("first step", "steps",
                                                   "last input read", "end",
                                                   "session and restore", "hooks' set-up"))
             count = examples[kind]
+            spans[kind] = count / span
             notes.append("%s: span (session to end) %.2f s, %d examples: %.1f examples/s"
                          % (kind, span, count, count / span))
-    return "\n".join(lines), notes
+    return "\n".join(lines), notes, spans
+
+
+def peer_eval_rate(args, bert_hub, data_dir):
+    """The peer's JSON line (its evaluation of the test reviews; two training steps, the
+    least it times), run as bench/vs_pytorch.py runs it."""
+    from vs_pytorch import run_peer
+    peer_args = argparse.Namespace(**vars(args))
+    peer_args.train_steps = 2
+    peer_args.batch_size = args.eval_batch_size or args.batch_size
+    return run_peer(peer_args, os.path.join(os.path.dirname(bert_hub), "vocab.txt"),
+                    data_dir, args.bf16)
 
 
 def main():
@@ -291,6 +305,9 @@ def main():
     p.add_argument("--eval-every-steps", type=int, default=2)
     p.add_argument("--validation-samples", type=int, default=256)
     p.add_argument("--test-samples", type=int, default=512)
+    p.add_argument("--peer", action="store_true",
+                   help="also run the PyTorch peer (bench/peer_hf.py, make bench-peer) on the "
+                        "test reviews and compare each evaluation's span with its rate")
     p.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -331,6 +348,7 @@ def main():
             sys.exit("the timed train.py failed:\n" + result.stderr[-3000:])
         with open(out_path) as f:
             results = json.load(f)
+        peer = peer_eval_rate(args, bert_hub, data_dir) if args.peer else None
     print("Machine: %s; load average %s" % (machine()[0],
                                              " ".join("%.2f" % x for x in os.getloadavg())))
     print("Model: random BERT, %d layers, hidden %d; sequence %d, batch %d%s; %s; %d "
@@ -340,7 +358,9 @@ def main():
              "bf16" if args.bf16 else "float32", args.train_steps, args.validation_samples,
              args.eval_every_steps, args.test_samples))
     eval_batch = args.eval_batch_size or args.batch_size
-    rows, notes = table(results, {"training": args.batch_size, "validation": eval_batch,
+    rows, notes, spans = table(results, {"training": args.batch_size,
+                                         LATER["training"]: args.batch_size,
+                                         "validation": eval_batch,
                                   "later validations": eval_batch,
                                   "calibration": eval_batch, "test": eval_batch},
                         {"validation": args.validation_samples,
@@ -349,6 +369,10 @@ def main():
     print(rows)
     for note in notes:
         print("- " + note)
+    if peer:
+        print("- the PyTorch peer's evaluation (torch %s, %d threads): %.1f examples/s; "
+              "ratios: %s" % (peer["torch"], peer["threads"], peer["eval"], ", ".join(
+                  "%s %.2fx" % (kind, rate / peer["eval"]) for kind, rate in spans.items())))
 
 
 if __name__ == "__main__":
