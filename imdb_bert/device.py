@@ -449,6 +449,19 @@ def turn_tf32_off():
             "precision (slower on Ampere and newer GPUs).")
 
 
+def evaluation_session_config(training_config):
+    """The session config of evaluations: `training_config` without the float16 rewrite
+    of --use-amp (a copy), or `training_config` itself when the rewrite is off."""
+    rewrites = training_config.graph_options.rewrite_options
+    if rewrites.auto_mixed_precision != rewriter_config_pb2.RewriterConfig.ON:
+        return training_config
+    float32_config = tf.ConfigProto()
+    float32_config.CopyFrom(training_config)
+    float32_config.graph_options.rewrite_options.auto_mixed_precision = (
+        rewriter_config_pb2.RewriterConfig.OFF)
+    return float32_config
+
+
 def evaluations_in_float32(estimator):
     """`estimator`, whose evaluations (the test sample's, the validation's) run without
     the float16 rewrite of --use-amp, as the notebook evaluated in float32: one session
@@ -456,13 +469,9 @@ def evaluations_in_float32(estimator):
     _evaluate_run opens its session with self._session_config), so evaluate() runs with
     a copy that has the rewrite off. Without the rewrite, `estimator` is left as it is."""
     training_config = estimator._session_config
-    rewrites = training_config.graph_options.rewrite_options
-    if rewrites.auto_mixed_precision != rewriter_config_pb2.RewriterConfig.ON:
+    float32_config = evaluation_session_config(training_config)
+    if float32_config is training_config:
         return estimator
-    float32_config = tf.ConfigProto()
-    float32_config.CopyFrom(training_config)
-    float32_config.graph_options.rewrite_options.auto_mixed_precision = (
-        rewriter_config_pb2.RewriterConfig.OFF)
     evaluate = estimator.evaluate
 
     def evaluate_in_float32(*args, **kwargs):

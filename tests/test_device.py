@@ -348,6 +348,11 @@ def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
     plain = estimator(plain_config)
     plain.evaluate(input_fn=None)
     assert seen[-1] is plain_config  # without --use-amp, nothing changes
+    # The validations' kept session (training/validation.py) takes the same configs.
+    kept = device.evaluation_session_config(config)
+    assert kept.graph_options.rewrite_options.auto_mixed_precision == off
+    assert kept.gpu_options.allow_growth and kept.allow_soft_placement
+    assert device.evaluation_session_config(plain_config) is plain_config
 
 
 def test_xla_flags_set_by_one_test_do_not_leak_into_the_next():

@@ -531,3 +531,39 @@ def test_out_of_memory_names_the_batch_and_what_to_try(imdb_dir, tiny_module, tm
                             "max_seq_length 128 (OOM when allocating tensor"), error
     assert "--batch-size (e.g. 2048)" in error and "--max-seq-length (e.g. 64)" in error
     assert "Traceback" not in result.stderr
+
+
+def test_a_session_restored_from_its_step_s_checkpoint_is_not_saved_again(tmp_path):
+    """The saver hook saves the starting step (step 0 of a new run) but not a checkpoint
+    the session was just restored from (the next training segment, a resume): that file
+    stays as it was, and the next save still comes at its step."""
+    from imdb_bert.compat import tf
+    from imdb_bert.training.hooks import CheckpointSaverHook, StopOnSignalHook
+    folder = str(tmp_path)
+
+    def start_session():
+        """(session, the global step's increment), as the Estimator starts them."""
+        tf.reset_default_graph()
+        step = tf.train.get_or_create_global_step()
+        tf.Variable(1.0, name="weight")
+        increment = tf.assign_add(step, 1)
+        hook = CheckpointSaverHook(folder, save_steps=3, save_secs=3600,
+                                   stop_hook=StopOnSignalHook())
+        session = tf.train.MonitoredSession(
+            tf.train.ChiefSessionCreator(checkpoint_dir=folder), hooks=[hook])
+        return session, increment
+
+    session, increment = start_session()  # a new run: step 0 is saved
+    session.run(increment)
+    session.close()  # at the end: step 1 saved
+    assert files.checkpoint_step(tf.train.latest_checkpoint(folder)) == 1
+    assert os.path.exists(os.path.join(folder, "model.ckpt-0.index"))
+    saved = {path: os.stat(path).st_mtime_ns
+             for path in glob.glob(os.path.join(folder, "model.ckpt-1.*"))}
+    time.sleep(0.01)
+    session, increment = start_session()  # restored from step 1: not saved again
+    assert {path: os.stat(path).st_mtime_ns for path in saved} == saved
+    for _ in range(3):
+        session.run(increment)  # step 4: 3 steps after the restored step 1
+    assert files.checkpoint_step(tf.train.latest_checkpoint(folder)) == 4
+    session.close()

@@ -163,3 +163,40 @@ def test_validation_flags_are_checked(imdb_dir, tiny_module, tmp_path):
         result = run_train(*quick_args(imdb_dir, tiny_module, out, *extra))
         assert result.returncode == 2, result.stderr[-2000:]
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_kept_evaluation_gives_estimator_evaluate_s_metrics(best_run, tiny_module,
+                                                            tmp_path):
+    """The validations' one graph and session (validation.KeptEvaluation) compute what
+    estimator.evaluate computes: every key equal, for two checkpoints in a row (restored
+    into the kept session, metric totals and input started afresh) and the first again;
+    the run's history holds the same numbers."""
+    import glob
+    from imdb_bert.compat import tf
+    from imdb_bert.features.feature_cache import input_fn_builder
+    from imdb_bert.model.classifier import model_fn_builder
+    from imdb_bert.training.validation import KeptEvaluation
+    output_dir, _ = best_run
+    history = {entry["global_step"]: entry for entry in
+               read_json(os.path.join(output_dir, "validation_history.json"))}
+    best = read_json(os.path.join(output_dir, "best_checkpoint.json"))
+    checkpoints = [os.path.join(output_dir, best["checkpoint"]),
+                   tf.train.latest_checkpoint(output_dir)]
+    features = glob.glob(os.path.join(output_dir, "*validation-*.tf_record"))[0]
+    input_fn = input_fn_builder(features, 32, is_training=False, drop_remainder=False)
+    model_fn = model_fn_builder(num_labels=2, learning_rate=7e-4, num_train_steps=93,
+                                num_warmup_steps=9, bert_hub=tiny_module)
+    estimator = tf.estimator.Estimator(model_fn, model_dir=str(tmp_path / "estimator"),
+                                       config=tf.estimator.RunConfig(tf_random_seed=42),
+                                       params={"batch_size": 16})
+    kept = KeptEvaluation(estimator, input_fn, str(tmp_path / "eval_validation"))
+    for checkpoint in checkpoints + checkpoints[:1]:
+        expected = estimator.evaluate(input_fn, checkpoint_path=checkpoint, name="check")
+        actual = kept.evaluate(checkpoint)
+        assert set(actual) == NOTEBOOK_KEYS
+        assert {key: float(value) for key, value in actual.items()} == \
+            {key: float(value) for key, value in expected.items()}
+        recorded = history[int(actual["global_step"])]
+        for key in NOTEBOOK_KEYS:  # the run's own process: kernels may differ slightly
+            assert recorded[key] == pytest.approx(float(actual[key]), rel=1e-5), key
+    assert glob.glob(str(tmp_path / "eval_validation" / "events.out.tfevents.*"))

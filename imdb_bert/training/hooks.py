@@ -26,6 +26,7 @@ from imdb_bert.model.classifier import (EVAL_EXAMPLE_INDEX, EVAL_LABEL_IDS, LOG_
                                         REPORTED_LOSS)
 from imdb_bert.model.heads import EVAL_OUTPUTS
 from imdb_bert.model.optimizer import APPLIES
+from imdb_bert.output.files import checkpoint_step
 from imdb_bert.tasks import SINGLE_LABEL
 
 
@@ -93,14 +94,29 @@ class CheckpointSaverHook(tf.train.CheckpointSaverHook):
         super().__init__(checkpoint_dir, save_steps=save_steps)
         self._secs_timer = tf.train.SecondOrStepTimer(every_secs=save_secs)
         self._stop_hook = stop_hook
+        self._restored_step = None
 
     def begin(self):
         super().begin()
         self._applies = applies_tensor()
 
     def after_create_session(self, session, coord):
+        step = session.run(self._global_step_tensor)
+        # tf.train.CheckpointSaverHook saves the starting step here. When the latest
+        # checkpoint is of that step, the session was restored from it (a resume, or the
+        # next segment of training with validation): saving it again would rewrite the same
+        # values, seconds of work for each segment (docs/speed.md).
+        latest = tf.train.latest_checkpoint(self._checkpoint_dir)
+        if latest and checkpoint_step(latest) == step:
+            self._restored_step = step
         super().after_create_session(session, coord)
-        self._secs_timer.update_last_triggered_step(session.run(self._global_step_tensor))
+        self._restored_step = None
+        self._secs_timer.update_last_triggered_step(step)
+
+    def _save(self, session, step):
+        if step == self._restored_step:
+            return False  # training goes on
+        return super()._save(session, step)
 
     def before_run(self, run_context):
         if self._applies is None:

@@ -13,6 +13,7 @@ temperature fitted on its log-probabilities (evaluation/calibration.py).
 """
 import os
 
+from imdb_bert import device
 from imdb_bert.compat import tf
 from imdb_bert.evaluation import calibration, report
 from imdb_bert.features import feature_cache
@@ -23,6 +24,8 @@ from imdb_bert.output.files import (BEST_CHECKPOINT, BEST_CHECKPOINT_DIR, CALIBR
 from imdb_bert.tasks import BEST_METRIC, METRIC_NAMES, SINGLE_LABEL
 from imdb_bert.training.hooks import EvalPredictionsHook
 
+# The folder estimator.evaluate(name="validation") writes its TensorBoard scalars to.
+VALIDATION_SUMMARIES = "eval_validation"
 TRAINING_LOSS_TAG = "loss_1"  # the Estimator's "loss" summary, beside the model's scope "loss"
 
 
@@ -61,6 +64,7 @@ class Validation(NoValidation):
         self.history_path = os.path.join(output_dir, VALIDATION_HISTORY)
         self.history = read_json(self.history_path) or []
         self.metric, self.higher_is_better = BEST_METRIC[task]
+        self.evaluation = None  # built at the first validation, kept for the others
 
     def best(self):
         """The history entry of the best validation metric (tasks.BEST_METRIC: accuracy,
@@ -99,8 +103,10 @@ class Validation(NoValidation):
         return self.agree(stop, "stop_early")
 
     def evaluate(self, estimator, step):
-        result = report.plain_metrics(estimator.evaluate(self.input_fn, steps=None,
-                                                         name="validation"))
+        if self.evaluation is None:
+            self.evaluation = KeptEvaluation(estimator, self.input_fn, os.path.join(
+                self.output_dir, VALIDATION_SUMMARIES))
+        result = report.plain_metrics(self.evaluation.evaluate(estimator.latest_checkpoint()))
         entry = dict(result, epoch=round(step * self.epochs_per_step, 4))
         if self.auc_undefined:
             entry["auc"] = None
@@ -114,7 +120,10 @@ class Validation(NoValidation):
             keep_checkpoint(self.output_dir, estimator.latest_checkpoint(), step)
 
     def finish(self, run_record):
-        """learning_curves.png, and the best step and early stop in run_info.json."""
+        """learning_curves.png, and the best step and early stop in run_info.json; the
+        validations' session closed (its weights freed before the test evaluation)."""
+        if self.evaluation is not None:
+            self.evaluation.session.close()
         best = self.best()
         stopped = self.stopped_early()
         run_record.fields.update(
@@ -128,6 +137,66 @@ class Validation(NoValidation):
                 os.path.join(self.output_dir, LEARNING_CURVES),
                 training_losses(self.output_dir), self.history, best["global_step"],
                 self.metric)
+
+
+class KeptEvaluation:
+    """What estimator.evaluate(input_fn, name="validation") computes, with its graph and
+    session built once and kept for every validation of the run: estimator.evaluate builds
+    both anew at each call and its first step rewrites the graph again (grappler, oneDNN's
+    kernels; with --bf16 the bfloat16 rewrite), seconds of fixed work a validation
+    (docs/speed.md, "Where the evaluation's time goes"). The same model_fn, metric ops
+    and loss mean as estimator.evaluate (tensorflow_estimator 2.15, estimator.py:
+    _evaluate_build_graph), so the same numbers (tests/test_validation.py compares them),
+    and the same scalars in `summary_dir` for TensorBoard. The kept session holds a copy
+    of the model's weights for the whole training: memory for speed."""
+
+    def __init__(self, estimator, input_fn, summary_dir):
+        self.summary_dir = summary_dir
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.set_random_seed(estimator.config.tf_random_seed)
+            self.global_step = tf.train.get_or_create_global_step()
+            iterator = tf.data.make_initializable_iterator(input_fn(estimator.params))
+            spec = estimator.model_fn(iterator.get_next(), None, tf.estimator.ModeKeys.EVAL,
+                                      estimator.config)
+            metrics = dict(spec.eval_metric_ops, loss=tf.metrics.mean(spec.loss))
+            self.values = {name: value for name, (value, _) in metrics.items()}
+            self.update = tf.group(*[update for _, update in metrics.values()])
+            self.start = tf.group(iterator.initializer, tf.local_variables_initializer(),
+                                  tf.tables_initializer())
+            self.saver = tf.train.Saver()
+        self.graph.finalize()
+        self.session = tf.Session(graph=self.graph, config=device.evaluation_session_config(
+            estimator.config.session_config))
+
+    def evaluate(self, checkpoint):
+        """The metrics of `checkpoint` on the whole input, "global_step" included."""
+        self.restore(checkpoint)
+        while True:
+            try:
+                self.session.run(self.update)
+            except tf.errors.OutOfRangeError:
+                break
+        return self.results()
+
+    def restore(self, checkpoint):
+        self.saver.restore(self.session, checkpoint)
+        self.session.run(self.start)  # metric totals to zero, the input from its start
+
+    def results(self):
+        result = self.session.run(dict(self.values, global_step=self.global_step))
+        self.write_summaries(result)
+        return result
+
+    def write_summaries(self, result):
+        """The scalars estimator.evaluate writes for TensorBoard (not the global step)."""
+        summary = tf.Summary()
+        for name, value in result.items():
+            if name != "global_step":
+                summary.value.add(tag=name, simple_value=float(value))
+        writer = tf.summary.FileWriterCache.get(self.summary_dir)
+        writer.add_summary(summary, result["global_step"])
+        writer.flush()
 
 
 def temperature(estimator, checkpoint, features_file, max_seq_length, output_dir):
