@@ -321,7 +321,7 @@ def test_the_test_process_leaves_gpu_memory_to_the_runs_it_starts(monkeypatch):
     assert calls == [([], "GPU")] * 2
 
 
-def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
+def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path, tiny_module):
     """--use-amp: training sessions get the float16 rewrite, evaluation (test sample and
     validation) sessions the same config with the rewrite off."""
     on, off = (device.rewriter_config_pb2.RewriterConfig.ON,
@@ -337,7 +337,7 @@ def test_evaluations_run_without_the_float16_rewrite(monkeypatch, tmp_path):
     def estimator(session_config):  # train.py's
         import train
         return train.make_estimator(lambda features, labels, mode, params: None, str(tmp_path),
-                                    session_config, train.parse_args([]))
+                                    session_config, train.parse_args([]), tiny_module)
 
     amp = estimator(config)
     assert amp.evaluate(input_fn=None) == {"global_step": 1}
