@@ -34,8 +34,11 @@ def random_module(folder, layers=6, hidden=384, vocab_size=None):
 
 def generated_reviews(folder, train_reviews, test_reviews):
     """folder/data holding aclImdb/ with about that many reviews per split (half of each
-    class); returns folder/data, what --data-dir takes."""
+    class); returns folder/data, what --data-dir takes. Each review runs past 512 word
+    pieces, so every batch fills --max-seq-length (up to 512) as batches of the real
+    reviews nearly always do: padding to the batch then trims nothing, on either side of
+    a comparison. Short texts have a benchmark of their own, short_texts.py."""
     sys.path.insert(0, ROOT)
     from imdb_bert.tools.synthetic_reviews import make_imdb_tree
-    return make_imdb_tree(os.path.join(folder, "data"), per_class={
+    return make_imdb_tree(os.path.join(folder, "data"), filler_words=(520, 700), per_class={
         "train": (train_reviews + 1) // 2, "test": (test_reviews + 1) // 2})

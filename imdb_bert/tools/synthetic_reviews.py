@@ -16,10 +16,10 @@ FILLER_WORDS = ["the", "movie", "film", "story", "plot", "acting", "was", "is", 
 PER_CLASS = {"train": 100, "test": 50}  # reviews per class folder
 
 
-def synthetic_review(rng, polarity, learnable=True):
-    """A review whose class shows in a few sentiment words among neutral filler; not
-    `learnable`: the same words for both classes."""
-    words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(8, 16))]
+def synthetic_review(rng, polarity, learnable=True, filler_words=(8, 16)):
+    """A review whose class shows in a few sentiment words among neutral filler (between
+    the two `filler_words` counts); not `learnable`: the same words for both classes."""
+    words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(*filler_words))]
     signal = POSITIVE_WORDS if polarity == 1 else NEGATIVE_WORDS
     if not learnable:
         signal = POSITIVE_WORDS + NEGATIVE_WORDS
@@ -31,9 +31,10 @@ def synthetic_review(rng, polarity, learnable=True):
         endings if learnable else endings[:2])
 
 
-def make_imdb_tree(root, seed=0, per_class=None, learnable=True):
+def make_imdb_tree(root, seed=0, per_class=None, learnable=True, filler_words=(8, 16)):
     """Write root/aclImdb in the real layout, `per_class` reviews per class folder of each
-    split (default PER_CLASS), `learnable` or not; returns root."""
+    split (default PER_CLASS), `learnable` or not, of `filler_words` neutral words and a
+    few signal words each; returns root."""
     rng = random.Random(seed)
     base = os.path.join(root, "aclImdb")
     review_id = 0
@@ -43,7 +44,7 @@ def make_imdb_tree(root, seed=0, per_class=None, learnable=True):
             for _ in range(count):
                 name = "%d_%d.txt" % (review_id, rng.choice(ratings))
                 with open(os.path.join(base, split, folder, name), "w", encoding="utf-8") as f:
-                    f.write(synthetic_review(rng, polarity, learnable))
+                    f.write(synthetic_review(rng, polarity, learnable, filler_words))
                 review_id += 1
         with open(os.path.join(base, split, "labeledBow.feat"), "w") as f:
             f.write("0 0:1\n")
