@@ -80,7 +80,7 @@ def main(argv=None):
         num_train_steps=num_train_steps, num_warmup_steps=num_warmup_steps,
         bert_hub=bert_hub, loss_scaling=use_amp, average=run.average,
         positive_index=labels.positive_index, task=labels.task, threshold=args.threshold,
-        accumulation_steps=args.gradient_accumulation_steps)
+        accumulation_steps=args.gradient_accumulation_steps, fuse_for_cpu=device.fuses_for_cpu())
     estimator = make_estimator(model_fn, OUTPUT_DIR, session_config, args, bert_hub)
     validating = plan_validation(dev, labels, convert, len(train), num_train_steps, args,
                                  run, OUTPUT_DIR)
@@ -214,7 +214,7 @@ def make_estimator(model_fn, output_dir, session_config, args, bert_hub):
         save_checkpoints_steps=None, save_checkpoints_secs=None,
         log_step_count_steps=args.save_summary_steps, tf_random_seed=args.seed,
         session_config=session_config)
-    return device.evaluations_in_float32(tf.estimator.Estimator(
+    return device.with_evaluation_config(tf.estimator.Estimator(
         model_fn=model_fn, config=run_config,
         params={"batch_size": args.batch_size, "group_by_length": args.group_by_length,
                 "padding": padding_mode(args, bert_hub)}))

@@ -30,6 +30,13 @@ def training_device():
     return "GPU" if visible_gpus() else "CPU"
 
 
+def fuses_for_cpu():
+    """Whether evaluations regroup BERT's ops for oneDNN's fused CPU kernels
+    (model/onednn_fusion.py): on the CPU, unless IMDB_BERT_FUSION=off (the benchmarks'
+    "before", the tests' reference, and a way back should a fused kernel misbehave)."""
+    return training_device() == "CPU" and os.environ.get("IMDB_BERT_FUSION") != "off"
+
+
 def pin_gpu(local_rank, local_size):
     """Pin this Horovod process to its own GPU, right after hvd.init() and before any TF
     session: number `local_rank` of the machine's, or the only one when the launcher gave
@@ -387,6 +394,19 @@ def float16_rewrite_skipped():
                 for gpu, detail, capability in zip(gpus, details, capabilities)))
 
 
+# --bf16: grappler's bfloat16 rewrite puts Casts where its op lists change precision,
+# and a Cast inside a pattern stops the remapper's fusions of the evaluation graph
+# (model/onednn_fusion.py). TensorFlow 2.15 reads changes to those lists from these
+# variables at each graph optimization (grappler/optimizers/auto_mixed_precision_lists.h,
+# UpdateList): Tanh in bfloat16 with the MatMul before it (the GELU fusion), the layer
+# norm's FusedBatchNormV3 left in float32, whole (the layer-norm fusion).
+BFLOAT16_LIST_CHANGES = {
+    "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_ADD": "Tanh",
+    "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_REMOVE": "FusedBatchNormV3",
+    "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_DENYLIST_ADD": "FusedBatchNormV3",
+}
+
+
 def session_config(bf16=False, use_xla=False, use_amp=False, tf32=True):
     """(session config, messages, whether AMP is on) for the speed switches, all
     off by default so results match the notebook's float32 run (on Ampere and newer GPUs,
@@ -415,6 +435,8 @@ def session_config(bf16=False, use_xla=False, use_amp=False, tf32=True):
             bf16 = False
         else:
             rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+            for name, ops in BFLOAT16_LIST_CHANGES.items():
+                os.environ.setdefault(name, ops)  # a user's own lists win
             messages.append("--bf16: oneDNN bfloat16 mixed precision on (AVX512_BF16/AMX CPU).")
     for flag, requested in (("--use-xla", use_xla), ("--use-amp", use_amp),
                             ("--no-tf32", not tf32)):
@@ -451,36 +473,46 @@ def turn_tf32_off():
 
 def evaluation_session_config(training_config):
     """The session config of evaluations: `training_config` without the float16 rewrite
-    of --use-amp (a copy), or `training_config` itself when the rewrite is off."""
+    of --use-amp, and on the CPU with two meta-optimizer passes, as grappler's remapper
+    fuses the GELU of the evaluation graph (model/onednn_fusion.py) into _FusedMatMul
+    [BiasAdd] only in the second (remapper.cc, FindMatMulBiasAddAndGelu). A copy, or
+    `training_config` itself when neither applies."""
     rewrites = training_config.graph_options.rewrite_options
-    if rewrites.auto_mixed_precision != rewriter_config_pb2.RewriterConfig.ON:
+    float16 = rewrites.auto_mixed_precision == rewriter_config_pb2.RewriterConfig.ON
+    fusing = fuses_for_cpu()
+    if not float16 and not fusing:
         return training_config
-    float32_config = tf.ConfigProto()
-    float32_config.CopyFrom(training_config)
-    float32_config.graph_options.rewrite_options.auto_mixed_precision = (
-        rewriter_config_pb2.RewriterConfig.OFF)
-    return float32_config
+    config = tf.ConfigProto()
+    config.CopyFrom(training_config)
+    if float16:
+        config.graph_options.rewrite_options.auto_mixed_precision = (
+            rewriter_config_pb2.RewriterConfig.OFF)
+    if fusing:
+        config.graph_options.rewrite_options.meta_optimizer_iterations = (
+            rewriter_config_pb2.RewriterConfig.TWO)
+    return config
 
 
-def evaluations_in_float32(estimator):
-    """`estimator`, whose evaluations (the test sample's, the validation's) run without
-    the float16 rewrite of --use-amp, as the notebook evaluated in float32: one session
+def with_evaluation_config(estimator):
+    """`estimator`, whose evaluations (the test sample's, the validation's) run with
+    evaluation_session_config: without the float16 rewrite of --use-amp, as the notebook
+    evaluated in float32, and on the CPU with the second grappler pass. One session
     config serves every session of an Estimator (tensorflow_estimator 2.15, estimator.py:
     _evaluate_run opens its session with self._session_config), so evaluate() runs with
-    a copy that has the rewrite off. Without the rewrite, `estimator` is left as it is."""
+    the evaluation's. When it is the training config, `estimator` is left as it is."""
     training_config = estimator._session_config
-    float32_config = evaluation_session_config(training_config)
-    if float32_config is training_config:
+    evaluation_config = evaluation_session_config(training_config)
+    if evaluation_config is training_config:
         return estimator
     evaluate = estimator.evaluate
 
-    def evaluate_in_float32(*args, **kwargs):
-        estimator._session_config = float32_config
+    def evaluate_with_evaluation_config(*args, **kwargs):
+        estimator._session_config = evaluation_config
         try:
             return evaluate(*args, **kwargs)
         finally:
             estimator._session_config = training_config
 
-    estimator.evaluate = evaluate_in_float32
+    estimator.evaluate = evaluate_with_evaluation_config
     return estimator
 

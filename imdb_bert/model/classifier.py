@@ -5,7 +5,7 @@ variable names are the notebook's)."""
 import config
 from imdb_bert.compat import f1_score, hub, tf
 from imdb_bert.features import padding
-from imdb_bert.model import heads
+from imdb_bert.model import heads, onednn_fusion
 from imdb_bert.model.optimizer import create_accumulating_optimizer, create_optimizer
 from imdb_bert.tasks import DEFAULT_THRESHOLD, SINGLE_LABEL
 
@@ -18,15 +18,20 @@ LOG_PROBS = "loss/log_probs"
 
 
 def create_model(is_training, is_predicting, input_ids, input_mask, segment_ids, labels,
-                 num_labels, bert_hub, task=SINGLE_LABEL, threshold=DEFAULT_THRESHOLD):
+                 num_labels, bert_hub, task=SINGLE_LABEL, threshold=DEFAULT_THRESHOLD,
+                 fuse_for_cpu=False):
     """The notebook's create_model. Deviations (docs/deviations.md): the head's dropout runs
     in training only, and the predicted labels keep their batch dimension. Multi-label and
     regression (`task`) take the same layer's logits to their own head (heads.py);
-    `num_labels` is then the number of outputs."""
+    `num_labels` is then the number of outputs. `fuse_for_cpu`: BERT's ops regrouped so
+    that oneDNN fuses them (onednn_fusion.py; the same results within float rounding)."""
     # No tags={"train"}, as in the notebook: BERT's own dropout stays off.
     bert_module = hub.Module(bert_hub, trainable=True)
     bert_inputs = dict(input_ids=input_ids, input_mask=input_mask, segment_ids=segment_ids)
+    graph, start = tf.get_default_graph(), len(tf.get_default_graph().get_operations())
     bert_outputs = bert_module(inputs=bert_inputs, signature="tokens", as_dict=True)
+    if fuse_for_cpu:
+        onednn_fusion.fuse(onednn_fusion.module_ops(graph, start))
 
     # "pooled_output" classifies the whole review; "sequence_output" would be per token.
     output_layer = bert_outputs["pooled_output"]
@@ -81,14 +86,17 @@ def metric_fn(label_ids, predicted_labels, num_labels=2, positive_index=1):
 
 def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_steps, bert_hub,
                      loss_scaling=False, average=None, positive_index=1, task=SINGLE_LABEL,
-                     threshold=DEFAULT_THRESHOLD, accumulation_steps=1):
+                     threshold=DEFAULT_THRESHOLD, accumulation_steps=1, fuse_for_cpu=False):
     """The Estimator model_fn of the notebook, for the module at `bert_hub`. Optional:
     `loss_scaling` for float16 mixed precision (--use-amp); `average`, a function mapping a
     list of tensors to their averages over several processes (--horovod), each of which
     trains on params["batch_size"] reviews; `positive_index`, the label the two-label
     metrics are about; `task` and, for multi-label, `threshold` (tasks.py, heads.py);
     `accumulation_steps`, the micro-batches of params["batch_size"] whose gradients make
-    one optimizer step (--gradient-accumulation-steps; the steps counted are those)."""
+    one optimizer step (--gradient-accumulation-steps; the steps counted are those);
+    `fuse_for_cpu`, BERT's ops regrouped for oneDNN's fused kernels in evaluations
+    (onednn_fusion.py). Training gained nothing measurable from it, and the export for
+    predict.py (the PREDICT graph) is converted to ONNX, so those graphs stay as they are."""
 
     def model_fn(features, labels, mode, params):
         input_ids = features["input_ids"]
@@ -109,7 +117,8 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
 
         loss, predicted_labels, log_probs = create_model(
             is_training, is_predicting, input_ids, input_mask, segment_ids,
-            label_ids, num_labels, bert_hub, task, threshold)
+            label_ids, num_labels, bert_hub, task, threshold,
+            fuse_for_cpu and mode == tf.estimator.ModeKeys.EVAL)
         if is_training:
             if accumulation_steps > 1:  # the loss reported: the optimizer step's so far
                 train_op, loss = create_accumulating_optimizer(
