@@ -21,14 +21,14 @@ from demo_material import generated_reviews, random_module
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_train(args, output_dir, extra):
+def run_train(args, output_dir, extra, env=None):
     command = [sys.executable, "train.py", "--bert-hub", args.bert_hub, "--data-dir",
                args.data_dir, "--output-dir", output_dir, "--train-samples",
                str(args.train_samples), "--test-samples", str(args.test_samples),
                "--epochs", "1", "--batch-size", str(args.batch_size),
                "--max-seq-length", str(args.max_seq_length), "--save-summary-steps", "5",
                "--learning-rate", str(args.learning_rate), *extra]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         sys.exit("train.py failed:\n" + result.stderr[-3000:])
     # The last progress line's rate covers the whole run after the first step's set-up.

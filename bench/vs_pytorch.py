@@ -1,7 +1,9 @@
 """Training and evaluation speed of this project against its PyTorch peer (Hugging Face
 BertForSequenceClassification, bench/peer_hf.py), same CPU, model shape, sequence length,
-batch and generated reviews, float32 and bf16, back to back in one run. Run by hand, never
-in tests; the peer lives in a virtualenv of its own: make bench-peer.
+batch and generated reviews, float32 and bf16, back to back in one run. This project runs
+twice: as it is, and "before", with IMDB_BERT_FUSION=off (evaluations without the oneDNN
+fusion of imdb_bert/model/onednn_fusion.py). Run by hand, never in tests; the peer lives in
+a virtualenv of its own: make bench-peer.
 
     python bench/vs_pytorch.py                     # random 6-layer, hidden-384 BERT
     python bench/vs_pytorch.py --layers 12 --hidden 768 --train-steps 20
@@ -72,10 +74,13 @@ def main():
         args.data_dir = generated_reviews(tmp, args.train_samples, args.test_samples)
         for precision in precisions:
             bf16 = precision == "bf16"
-            ours = run_train(args, os.path.join(tmp, precision), ["--bf16"] if bf16 else [])
+            switch = ["--bf16"] if bf16 else []
+            before = run_train(args, os.path.join(tmp, precision + "-before"), switch,
+                               dict(os.environ, IMDB_BERT_FUSION="off"))
+            ours = run_train(args, os.path.join(tmp, precision), switch)
             peer = run_peer(args, os.path.join(tmp, "vocab.txt"), args.data_dir, bf16)
-            rows["training, " + precision] = (ours[0], peer["train"])
-            rows["evaluation, " + precision] = (ours[1], peer["eval"])
+            rows["training, " + precision] = (before[0], ours[0], peer["train"])
+            rows["evaluation, " + precision] = (before[1], ours[1], peer["eval"])
     print("Machine: %s" % description)
     print("Model: random BERT, %d layers, hidden %d, vocab 30,522; sequence %d, batch %d, "
           "%d training steps, %d examples evaluated; peer: torch %s, %d threads"
@@ -83,10 +88,12 @@ def main():
              args.train_steps, args.test_samples, peer["torch"], peer["threads"]))
     if len(precisions) == 1:
         print("No AVX512_BF16/AMX on this CPU: float32 only.")
-    print("| figure | this project (examples/s) | PyTorch peer | ratio |")
-    print("| --- | --- | --- | --- |")
-    for figure, (ours, theirs) in rows.items():
-        print("| %s | %.1f | %.1f | %.2fx |" % (figure, ours, theirs, ours / theirs))
+    print("| figure | before: IMDB_BERT_FUSION=off (examples/s) | this project | PyTorch peer "
+          "| ratio before | ratio |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for figure, (before, ours, theirs) in rows.items():
+        print("| %s | %.1f | %.1f | %.1f | %.2fx | %.2fx |"
+              % (figure, before, ours, theirs, before / theirs, ours / theirs))
 
 
 if __name__ == "__main__":
