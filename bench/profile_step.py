@@ -8,7 +8,9 @@ large MatMul reaches on this CPU (the ceiling). Run by hand, never in tests.
     python bench/profile_step.py --bert-hub DIR  # a module of yours (Google's: MatMul dense)
 
 The graph is the project's own (imdb_bert.model.classifier.create_model,
-imdb_bert.model.optimizer), fed random ids of the given shape, with the session config train.py uses.
+imdb_bert.model.optimizer), fed random ids of the given shape, with the session configs
+train.py uses; the evaluation's is rewritten for oneDNN's fused kernels as train.py's
+evaluations are (imdb_bert/model/onednn_fusion.py; IMDB_BERT_FUSION=off: not).
 """
 import argparse
 import collections
@@ -30,15 +32,16 @@ from imdb_bert.compat import tf  # noqa: E402
 
 
 def build(bert_hub, training, batch, seq):
-    """(fetch, feed) of one step: the train op, or the evaluation's log-probabilities."""
-    shapes = {"input_ids": [batch, seq], "input_mask": [batch, seq],
-              "segment_ids": [batch, seq]}
-    inputs = {name: tf.placeholder(tf.int32, shape, name=name) for name, shape in
-              shapes.items()}
-    labels = tf.placeholder(tf.int32, [batch], name="labels")
+    """(fetch, feed) of one step: the train op, or the evaluation's log-probabilities.
+    The inputs' shape is [None, None], as the Estimator's batches are unknown in size."""
+    inputs = {name: tf.placeholder(tf.int32, [None, None], name=name)
+              for name in ("input_ids", "input_mask", "segment_ids")}
+    labels = tf.placeholder(tf.int32, [None], name="labels")
     loss, _, log_probs = classifier.create_model(training, False, inputs["input_ids"],
                                                  inputs["input_mask"], inputs["segment_ids"],
-                                                 labels, 2, bert_hub)
+                                                 labels, 2, bert_hub,
+                                                 fuse_for_cpu=device.fuses_for_cpu()
+                                                 and not training)
     fetch = (optimizer.create_optimizer(loss, 2e-5, 1000, 100) if training else log_probs)
     rng = np.random.RandomState(0)
     feed = {inputs["input_ids"]: rng.randint(1000, 30000, size=(batch, seq)),
@@ -169,7 +172,9 @@ def main():
         forward = model_flops(bert_hub, args.max_seq_length)
         for name, training in (("evaluation", False), ("training", True)):
             # Training: the forward pass and a backward pass of twice its work.
-            report(name, args.batch_size, profile(bert_hub, training, args, session_config),
+            config = (session_config if training
+                      else device.evaluation_session_config(session_config))
+            report(name, args.batch_size, profile(bert_hub, training, args, config),
                    args.top, forward * (3 if training else 1))
 
 

@@ -30,10 +30,10 @@ def ran_ops(run_metadata):
     return ops
 
 
-def module_outputs(tiny_module, fuse, shape, feed_shape=(3, 20)):
+def module_outputs(tiny_module, fuse, shape, feed_shape=(3, 20), bf16=False):
     """(counts of the rewrites, pooled and sequence outputs, the ops that ran) of the
     module applied to [batch, length] ids; `shape`, the inputs' static shape."""
-    config = device.evaluation_session_config(device.session_config()[0])
+    config = device.evaluation_session_config(device.session_config(bf16=bf16)[0])
     with tf.Graph().as_default():
         inputs = {name: tf.placeholder(tf.int32, shape, name=name)
                   for name in ("input_ids", "input_mask", "segment_ids")}
@@ -150,14 +150,17 @@ def test_evaluation_sessions_take_two_grappler_passes_on_the_cpu(monkeypatch):
 
 
 @pytest.mark.skipif(not device.cpu_supports_bf16(), reason="--bf16 needs AVX512_BF16 or AMX")
-def test_bf16_keeps_the_fused_patterns_whole_and_a_users_lists_win(monkeypatch):
-    names = list(device.BFLOAT16_LIST_CHANGES)
-    for name in names:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv(names[0], "Erf")
+def test_bf16_keeps_the_gelu_pattern_whole_and_a_users_list_wins(monkeypatch, tiny_module):
+    name = "TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_ADD"
+    monkeypatch.setenv(name, "Erf")
     device.session_config(bf16=True)
-    assert os.environ[names[0]] == "Erf"
-    assert [os.environ[name] for name in names[1:]] == ["FusedBatchNormV3"] * 2
+    assert os.environ[name] == "Erf"
+    monkeypatch.delenv(name)
+    device.session_config(bf16=True)
+    assert os.environ[name] == "Tanh"
+    ops = module_outputs(tiny_module, True, [None, None], bf16=True)[2]
+    assert ops["_MklNativeFusedMatMul[BiasAdd,GeluApproximate]"] == LAYERS
+    assert ops["_MklLayerNorm"] == 2 * LAYERS + 1
 
 
 def test_an_evaluation_of_the_fused_graph_equals_the_plain_one(trained, imdb_dir,
