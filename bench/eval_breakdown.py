@@ -149,11 +149,14 @@ def child(train_argv, bf16, batch_sizes, seq_length, bert_hub, out_path):
 
 
 def bare_step_seconds(bert_hub, training, bf16, batch_size, seq_length, steps=6):
-    """Seconds of one steady-state step of bench/profile_step.py's graph."""
+    """Seconds of one steady-state step of bench/profile_step.py's graph, with the session
+    config train.py gives training or evaluations."""
     from profile_step import build
     from imdb_bert import device
     from imdb_bert.compat import tf
     session_config = device.session_config(bf16=bf16)[0]
+    if not training:
+        session_config = device.evaluation_session_config(session_config)
     with tf.Graph().as_default():
         fetch, feed = build(bert_hub, training, batch_size, seq_length)
         with tf.Session(config=session_config) as sess:
