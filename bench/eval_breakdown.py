@@ -289,7 +289,6 @@ def peer_eval_rate(args, bert_hub, data_dir):
     from vs_pytorch import run_peer
     peer_args = argparse.Namespace(**vars(args))
     peer_args.train_steps = 2
-    peer_args.batch_size = args.eval_batch_size or args.batch_size
     return run_peer(peer_args, os.path.join(os.path.dirname(bert_hub), "vocab.txt"),
                     data_dir, args.bf16)
 
@@ -301,8 +300,6 @@ def main():
     p.add_argument("--layers", type=int, default=6)
     p.add_argument("--hidden", type=int, default=384)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--eval-batch-size", type=int, default=None,
-                   help="train.py's --eval-batch-size (default: its default)")
     p.add_argument("--max-seq-length", type=int, default=128)
     p.add_argument("--train-steps", type=int, default=4)
     p.add_argument("--eval-every-steps", type=int, default=2)
@@ -316,7 +313,7 @@ def main():
     if args.child:
         out_path, bert_hub, *train_argv = args.child
         child(train_argv, args.bf16, {"training": args.batch_size,
-                                      "evaluation": args.eval_batch_size or args.batch_size},
+                                      "evaluation": args.batch_size},
               args.max_seq_length, bert_hub, out_path)
         return
     sys.path.insert(0, BENCH)
@@ -336,14 +333,10 @@ def main():
                       "--test-samples", str(args.test_samples), "--epochs", "1",
                       "--batch-size", str(args.batch_size),
                       "--max-seq-length", str(args.max_seq_length), "--no-onnx"]
-        if args.eval_batch_size:
-            train_argv += ["--eval-batch-size", str(args.eval_batch_size)]
         if args.bf16:
             train_argv.append("--bf16")
         command = [sys.executable, os.path.abspath(__file__), "--max-seq-length",
                    str(args.max_seq_length), "--batch-size", str(args.batch_size)]
-        if args.eval_batch_size:
-            command += ["--eval-batch-size", str(args.eval_batch_size)]
         command += (["--bf16"] if args.bf16 else []) + ["--child", out_path, bert_hub,
                                                         *train_argv]
         result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -354,13 +347,12 @@ def main():
         peer = peer_eval_rate(args, bert_hub, data_dir) if args.peer else None
     print("Machine: %s; load average %s" % (machine()[0],
                                              " ".join("%.2f" % x for x in os.getloadavg())))
-    print("Model: random BERT, %d layers, hidden %d; sequence %d, batch %d%s; %s; %d "
+    print("Model: random BERT, %d layers, hidden %d; sequence %d, batch %d; %s; %d "
           "training steps, validation of %d reviews every %d steps, test %d reviews"
           % (args.layers, args.hidden, args.max_seq_length, args.batch_size,
-             ", evaluation batch %d" % args.eval_batch_size if args.eval_batch_size else "",
              "bf16" if args.bf16 else "float32", args.train_steps, args.validation_samples,
              args.eval_every_steps, args.test_samples))
-    eval_batch = args.eval_batch_size or args.batch_size
+    eval_batch = args.batch_size
     rows, notes, spans = table(results, {"training": args.batch_size,
                                          LATER["training"]: args.batch_size,
                                          "validation": eval_batch,
