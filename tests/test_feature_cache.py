@@ -144,3 +144,12 @@ def test_each_training_epoch_holds_every_feature_once(tmp_path, vocab):
     assert batches_of(input_fn, 8, 60)[0][-1]["input_ids"].tolist() == \
         batches[-1]["input_ids"].tolist()  # one seed, one order
     assert max(op.outputs[0].shape.num_elements() or 0 for op in constants) < 1000
+
+
+@pytest.mark.parametrize("is_training", [True, False])
+def test_the_input_runs_without_tf_data_autotuning(tmp_path, vocab, is_training):
+    # Its thread made evaluation sessions' close wait seconds, idle (docs/speed.md).
+    path, _ = cached_features(tmp_path, vocab, 4)
+    input_fn = feature_cache.input_fn_builder(path, 16, is_training, False, seed=1)
+    with tf.Graph().as_default():
+        assert input_fn({"batch_size": 2}).options().autotune.enabled is False

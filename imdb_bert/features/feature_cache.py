@@ -144,6 +144,15 @@ def read_features(path):
     return feature_list
 
 
+def without_autotuning():
+    """tf.data options with autotuning off. The pipeline has no AUTOTUNE setting to tune,
+    and the autotuning thread made an evaluation session's close wait 0.5-2.5 s, idle, in
+    7 of 10 measured runs of train.py (none of 6 with it off; docs/speed.md)."""
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return options
+
+
 def input_fn_builder(path, seq_length, is_training, drop_remainder, seed=None):
     """run_classifier.input_fn_builder's input_fn (the same columns and types), reading the
     cache file at `path` instead of putting every feature into the graph as a constant
@@ -181,7 +190,8 @@ def input_fn_builder(path, seq_length, is_training, drop_remainder, seed=None):
             group = pad_to_batch
             if group:
                 records, read = records.enumerate(), decode_with_index
-        return padding.batched(records, params["batch_size"], drop_remainder, read,
-                               pad_to_batch, group).prefetch(1)
+        dataset = padding.batched(records, params["batch_size"], drop_remainder, read,
+                                  pad_to_batch, group).prefetch(1)
+        return dataset.with_options(without_autotuning())
 
     return input_fn
