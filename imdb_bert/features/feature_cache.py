@@ -147,7 +147,7 @@ def read_features(path):
 def without_autotuning():
     """tf.data options with autotuning off. The pipeline has no AUTOTUNE setting to tune,
     and the autotuning thread made an evaluation session's close wait 0.5-2.5 s, idle, in
-    7 of 10 measured runs of train.py (none of 6 with it off; docs/speed.md)."""
+    7 of 10 measured runs of train.py (none of 9 with it off; docs/speed.md)."""
     options = tf.data.Options()
     options.autotune.enabled = False
     return options
