@@ -352,12 +352,9 @@ def main():
           % (args.layers, args.hidden, args.max_seq_length, args.batch_size,
              "bf16" if args.bf16 else "float32", args.train_steps, args.validation_samples,
              args.eval_every_steps, args.test_samples))
-    eval_batch = args.batch_size
-    rows, notes, spans = table(results, {"training": args.batch_size,
-                                         LATER["training"]: args.batch_size,
-                                         "validation": eval_batch,
-                                  "later validations": eval_batch,
-                                  "calibration": eval_batch, "test": eval_batch},
+    kinds = ("training", LATER["training"], "validation", "later validations", "calibration",
+             "test")
+    rows, notes, spans = table(results, dict.fromkeys(kinds, args.batch_size),
                         {"validation": args.validation_samples,
                          "later validations": args.validation_samples,
                          "calibration": args.validation_samples, "test": args.test_samples})
