@@ -210,3 +210,15 @@ def tokenizers(request, tiny_module):
     vocab_file, _ = conversion.tokenization_info(tiny_module)
     return (tokenization.FullTokenizer(vocab_file, do_lower_case=request.param),
             fast_tokenizer.FastTokenizer(vocab_file, do_lower_case=request.param))
+
+
+@pytest.fixture(autouse=True)
+def onednn_weight_layout_kept_to_each_test(monkeypatch):
+    """device.session_config(bf16=True) sets TF_ONEDNN_ASSUME_FROZEN_WEIGHTS in the
+    process it runs in; restored after each test, so that a test calling it in-process
+    does not pass it on to the train.py runs of later tests."""
+    name = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
+    if name in os.environ:
+        monkeypatch.setenv(name, os.environ[name])
+    else:
+        monkeypatch.delenv(name, raising=False)

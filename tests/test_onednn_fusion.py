@@ -6,11 +6,13 @@ import collections
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
-from conftest import quick_args, run_train
+from conftest import ROOT, quick_args, run_train
 from imdb_bert import device
 from imdb_bert.compat import hub, modeling, tf
 from imdb_bert.model import classifier, onednn_fusion
@@ -172,6 +174,7 @@ def test_an_evaluation_of_the_fused_graph_equals_the_plain_one(trained, imdb_dir
 
     def evaluate(fusion):
         env = dict(os.environ, IMDB_BERT_FUSION=fusion, CUDA_VISIBLE_DEVICES="")
+        env.pop("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", None)  # train.py's own choice
         result = run_train(*quick_args(imdb_dir, tiny_module, output_dir), "--eval-only",
                            env=env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -190,3 +193,119 @@ def test_an_evaluation_of_the_fused_graph_equals_the_plain_one(trained, imdb_dir
         row, plain_row = row.rsplit(",", 1), plain_row.rsplit(",", 1)
         assert row[0] == plain_row[0]  # text, label, predicted label
         assert float(row[1]) == pytest.approx(float(plain_row[1]), abs=1e-5)
+
+
+
+WEIGHTS_CHANGE_BETWEEN_RUNS = r"""
+import json, sys
+import numpy as np
+from imdb_bert import device
+from imdb_bert.compat import tf
+session_kind = sys.argv[1]  # training, evaluation (one session), evaluations (one a change)
+training_config = device.session_config()[0]
+config = (training_config if session_kind == "training"
+          else device.evaluation_session_config(training_config))
+rng = np.random.RandomState(0)
+x_value = rng.randn(64, 48).astype(np.float32)
+weights = [(rng.randn(48, 40).astype(np.float32), rng.randn(40).astype(np.float32))
+           for _ in range(3)]
+bf16 = tf.bfloat16
+with tf.Graph().as_default():
+    x = tf.constant(x_value)
+    w, b = tf.Variable(weights[0][0]), tf.Variable(weights[0][1])
+    outputs = {  # grappler's remapper fuses MatMul and BiasAdd: _MklNativeFusedMatMul
+        "fused": tf.nn.bias_add(tf.matmul(x, w), b),
+        "plain": tf.matmul(x, w) * 1.0,
+        "fused bf16": tf.nn.bias_add(tf.matmul(tf.cast(x, bf16), tf.cast(w, bf16)),
+                                     tf.cast(b, bf16)),
+        "plain bf16": tf.matmul(tf.cast(x, bf16), tf.cast(w, bf16)) * tf.constant(1, bf16)}
+    fetch = {name: tf.cast(output, tf.float32) for name, output in outputs.items()}
+    new_w, new_b = tf.placeholder(tf.float32, [48, 40]), tf.placeholder(tf.float32, [40])
+    restore = [w.assign(new_w), b.assign(new_b)]  # as a restored checkpoint: new buffers
+    change = (weights[2][0] - weights[1][0], weights[2][1] - weights[1][1])
+    step = [w.assign_add(change[0]), b.assign_add(change[1])]  # as an optimizer: in place
+    errors, ran, session = [], set(), None
+    for number, (w_value, b_value) in enumerate(weights):
+        if session is None or session_kind == "evaluations":
+            session = tf.Session(config=config)
+            session.run(tf.global_variables_initializer())
+        if number == 1:
+            session.run(restore, {new_w: w_value, new_b: b_value})
+        elif number == 2:
+            session.run(step if session_kind != "evaluations" else restore,
+                        {new_w: w_value, new_b: b_value})
+        metadata = tf.RunMetadata()
+        values = session.run(fetch, options=tf.RunOptions(output_partition_graphs=True),
+                             run_metadata=metadata)
+        ran.update(node.op for graph in metadata.partition_graphs for node in graph.node)
+        product = x_value @ w_value
+        for name, value in values.items():
+            expected = product + b_value if name.startswith("fused") else product
+            errors.append([name, number, float(np.max(np.abs(value - expected))
+                                               / np.max(np.abs(expected)))])
+print(json.dumps({"errors": errors, "ran": sorted(ran)}))
+"""
+
+
+def run_with_weights_changing(session_kind):
+    """(the relative error of each product, run by run, the ops that ran) in a process of
+    its own with TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 (train.py --bf16 sets it on the CPU;
+    TensorFlow reads it once a process)."""
+    env = dict(os.environ, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1", CUDA_VISIBLE_DEVICES="")
+    env.pop("IMDB_BERT_FUSION", None)
+    result = subprocess.run([sys.executable, "-c", WEIGHTS_CHANGE_BETWEEN_RUNS, session_kind],
+                            env=env, capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(report["errors"]) == 12
+    return report["errors"], set(report["ran"])
+
+
+def off_by(error, name):
+    # bfloat16 keeps 8 bits of mantissa: a product of 48 terms within 2 %; a stale weight
+    # is off by the whole change (weights drawn anew)
+    return error > (2e-2 if "bf16" in name else 1e-5)
+
+
+@pytest.mark.skipif(not ONEDNN, reason="oneDNN's kernels only")
+def test_fused_matmuls_keep_their_first_weights_when_taken_as_constant():
+    """Why training and the kept validation session must not reuse a fused MatMul with
+    TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1: TensorFlow 2.15.1's fused kernel keeps the weights
+    of its first run, after a restore and after an update in place alike."""
+    errors, ran = run_with_weights_changing("evaluation")
+    assert "_MklNativeFusedMatMul" in ran
+    stale = {(name, run) for name, run, error in errors if off_by(error, name)}
+    assert stale == {(name, run) for name in ("fused", "fused bf16") for run in (1, 2)}
+
+
+@pytest.mark.parametrize("session_kind", ["training", "evaluations"])
+def test_matmuls_use_each_runs_weights_in_training_and_in_a_session_per_checkpoint(
+        session_kind):
+    """With TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1 training's session config has no fused
+    MatMul (the remapper off), so its weights, updated in place or restored, are used at
+    every run; evaluations, with the fused kernels, use a new session per checkpoint."""
+    errors, ran = run_with_weights_changing(session_kind)
+    if ONEDNN:
+        assert "_MklMatMul" in ran
+        assert ("_MklNativeFusedMatMul" in ran) == (session_kind == "evaluations")
+    assert [(name, run) for name, run, error in errors if off_by(error, name)] == []
+
+
+def test_bf16_lets_onednn_choose_the_weight_layout_and_a_users_setting_wins(monkeypatch):
+    name = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
+    monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("IMDB_BERT_FUSION", raising=False)
+    remapping = device.rewriter_config_pb2.RewriterConfig.OFF
+    config = device.session_config()[0]
+    assert name not in os.environ  # float32: as before
+    assert config.graph_options.rewrite_options.remapping != remapping
+    config = device.session_config(bf16=True)[0]
+    on = device.cpu_supports_bf16() and device.training_device() == "CPU"
+    assert os.environ.get(name) == ("1" if on else None)
+    assert (config.graph_options.rewrite_options.remapping == remapping) == on
+    assert device.evaluation_session_config(config).graph_options.rewrite_options.remapping \
+        != remapping
+    monkeypatch.setenv(name, "0")
+    config = device.session_config(bf16=True)[0]
+    assert os.environ[name] == "0"
+    assert config.graph_options.rewrite_options.remapping != remapping

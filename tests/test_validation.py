@@ -200,3 +200,18 @@ def test_kept_evaluation_gives_estimator_evaluate_s_metrics(best_run, tiny_modul
         for key in NOTEBOOK_KEYS:  # the run's own process: kernels may differ slightly
             assert recorded[key] == pytest.approx(float(actual[key]), rel=1e-5), key
     assert glob.glob(str(tmp_path / "eval_validation" / "events.out.tfevents.*"))
+
+
+def test_kept_evaluation_with_fused_matmuls_that_keep_their_first_weights(tmp_path):
+    """The test above in a process of its own with TF_ONEDNN_ASSUME_FROZEN_WEIGHTS=1
+    (train.py --bf16 on the CPU sets it; TensorFlow reads it once a process), where a
+    fused MatMul kernel keeps the weights of its first run: KeptEvaluation then restores
+    each checkpoint into a new session, and still gives estimator.evaluate's metrics."""
+    env = dict(os.environ, TF_ONEDNN_ASSUME_FROZEN_WEIGHTS="1")
+    env.pop("IMDB_BERT_FUSION", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "--basetemp", str(tmp_path / "child"),
+         __file__ + "::test_kept_evaluation_gives_estimator_evaluate_s_metrics"],
+        env=env, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0 and "1 passed" in result.stdout, result.stdout[-3000:]

@@ -166,8 +166,9 @@ class KeptEvaluation:
                                   tf.tables_initializer())
             self.saver = tf.train.Saver()
         self.graph.finalize()
-        self.session = tf.Session(graph=self.graph, config=device.evaluation_session_config(
-            estimator.config.session_config))
+        self.config = device.evaluation_session_config(estimator.config.session_config)
+        self.session = tf.Session(graph=self.graph, config=self.config)
+        self.fresh = True  # no checkpoint restored into self.session yet
 
     def evaluate(self, checkpoint):
         """The metrics of `checkpoint` on the whole input, "global_step" included."""
@@ -180,6 +181,12 @@ class KeptEvaluation:
         return self.results()
 
     def restore(self, checkpoint):
+        if not self.fresh and device.fused_matmuls_keep_first_weights():
+            # its fused MatMul kernels would keep the first checkpoint's weights (device.py,
+            # ONEDNN_WEIGHT_LAYOUT): a new session on the kept graph
+            self.session.close()
+            self.session = tf.Session(graph=self.graph, config=self.config)
+        self.fresh = False
         self.saver.restore(self.session, checkpoint)
         self.session.run(self.start)  # metric totals to zero, the input from its start
 
