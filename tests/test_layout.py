@@ -205,11 +205,14 @@ def test_results_equal_the_recorded_ones(trained):
     (AVX2 kernels, seed 42), recorded before the package refactor, again when training
     began to read the TFRecord files (another shuffle order) and again when the exporter
     began to write Google's MatMul graph (the loss moved by 4e-7): a change of the results
-    shows here."""
+    shows here. Recorded on an AMD EPYC; on an Intel Xeon the same AVX2 kernels give a loss
+    8e-8 off (another order of summing), so the loss is held to 2e-7, the rest exactly."""
     with open(os.path.join(ROOT, "tests", "reference_eval_results.json")) as f:
         recorded = json.load(f)
     with open(os.path.join(trained[0], "eval_results.json")) as f:
-        assert json.load(f) == recorded
+        results = json.load(f)
+    assert results["loss"] == pytest.approx(recorded.pop("loss"), abs=2e-7)
+    assert {key: value for key, value in results.items() if key != "loss"} == recorded
 
 
 def make_dry_run(tmp_path, nvidia_smi=False, driver_file=False):
