@@ -307,7 +307,7 @@ def predict_with_tensorflow(args, checkpoint, export_dir, settings, sentences, r
     quiet_tf_logging(args.verbose)
     if not args.verbose:
         tf.logging.set_verbosity(tf.logging.WARN)
-    session_config, speed_messages, _ = device.session_config(bf16=args.bf16)
+    session_config, speed_messages, _ = device.session_config(bf16=args.bf16, training=False)
     on_cpu_instead = device.cpu_where_tensorflow_cannot_run(session_config)
     for message in speed_messages + [on_cpu_instead] * bool(on_cpu_instead):
         print(message, file=sys.stderr)

@@ -409,14 +409,14 @@ BFLOAT16_LIST_CHANGES = {"TF_AUTO_MIXED_PRECISION_GRAPH_REWRITE_INFERLIST_ADD": 
 # for weights it takes as constant; given them as they are stored, oneDNN runs the bfloat16
 # product on AVX-512 (ONEDNN_VERBOSE=1: inner_product, x64:gemm:jit) instead of AMX
 # (brg:avx512_core_amx): the evaluation step 1.5x slower on an AMX CPU (docs/speed.md).
-# TF_ONEDNN_ASSUME_FROZEN_WEIGHTS (util/onednn_env_vars.cc, AreWeightsFrozen: read once,
-# when the process makes its first MatMul kernel) has every MatMul take its weights as
-# constant, and a fused MatMul kernel then keeps the weights of its first run for good
-# (measured on TF 2.15.1: tests/test_onednn_fusion.py changes them between runs). So with
-# it the training sessions run without grappler's remapper (no fused MatMul: their weights
-# change every step; the plain _MklMatMul reads them anew), and a kept validation session
-# is made anew for each checkpoint (training/validation.py); evaluations start a session
-# per checkpoint anyway.
+# TF_ONEDNN_ASSUME_FROZEN_WEIGHTS (util/onednn_env_vars.cc, AreWeightsFrozen: read once a
+# process, when the first kernel that asks is made) has the fused MatMul kernels take their
+# weights as constant, and such a kernel then keeps the weights of its first run for good
+# (measured on TF 2.15.1: tests/test_onednn_fusion.py changes them between runs; the plain
+# _MklMatMul reads them anew). So with it, training sessions run without grappler's
+# remapper (no fused MatMul: their weights change every step), and a kept validation
+# session is made anew for each checkpoint (training/validation.py); evaluations and
+# predict.py restore once a session anyway.
 ONEDNN_WEIGHT_LAYOUT = ("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", "1")
 
 
@@ -426,7 +426,7 @@ def fused_matmuls_keep_first_weights():
     return os.environ.get(ONEDNN_WEIGHT_LAYOUT[0], "").strip().lower() in ("1", "true")
 
 
-def session_config(bf16=False, use_xla=False, use_amp=False, tf32=True):
+def session_config(bf16=False, use_xla=False, use_amp=False, tf32=True, training=True):
     """(session config, messages, whether AMP is on) for the speed switches, all
     off by default so results match the notebook's float32 run (on Ampere and newer GPUs,
     float32 matmuls run in TF32 unless --no-tf32):
@@ -436,8 +436,9 @@ def session_config(bf16=False, use_xla=False, use_amp=False, tf32=True):
                  on a GPU;
       --no-tf32  (tf32=False) TensorFloat-32 off, on a GPU.
     A switch that does not fit the device is ignored, with a message saying so. With
-    --bf16 on the CPU (unless IMDB_BERT_FUSION=off) oneDNN chooses its MatMuls' weight
-    layout, and training runs without fused MatMuls (ONEDNN_WEIGHT_LAYOUT)."""
+    --bf16 on the CPU (unless IMDB_BERT_FUSION=off) oneDNN chooses its fused MatMuls'
+    weight layout, and a `training` config has no fused MatMul (ONEDNN_WEIGHT_LAYOUT;
+    predict.py's config is not for training: it restores its weights once)."""
     on_gpu = training_device() == "GPU"
     config = base_session_config()
     # make gpu-check's placement probe: the sessions of training (and of predict.py's
@@ -461,7 +462,7 @@ def session_config(bf16=False, use_xla=False, use_amp=False, tf32=True):
             if fuses_for_cpu():
                 os.environ.setdefault(*ONEDNN_WEIGHT_LAYOUT)  # a user's own setting wins
             messages.append("--bf16: oneDNN bfloat16 mixed precision on (AVX512_BF16/AMX CPU).")
-    if fused_matmuls_keep_first_weights():
+    if training and not on_gpu and fused_matmuls_keep_first_weights():
         rewrites.remapping = rewriter_config_pb2.RewriterConfig.OFF
     for flag, requested in (("--use-xla", use_xla), ("--use-amp", use_amp),
                             ("--no-tf32", not tf32)):
@@ -500,9 +501,10 @@ def evaluation_session_config(training_config):
     """The session config of evaluations: `training_config` without the float16 rewrite
     of --use-amp, and on the CPU with two meta-optimizer passes, as grappler's remapper
     fuses the GELU of the evaluation graph (model/onednn_fusion.py) into _FusedMatMul
-    [BiasAdd] only in the second (remapper.cc, FindMatMulBiasAddAndGelu), and the remapper
-    on (session_config turns it off for training with --bf16: ONEDNN_WEIGHT_LAYOUT). A
-    copy, or `training_config` itself when neither applies."""
+    [BiasAdd] only in the second (remapper.cc, FindMatMulBiasAddAndGelu), and with the
+    remapper, which session_config turns off for training with --bf16 (ONEDNN_WEIGHT_LAYOUT).
+    A copy, or `training_config` itself when neither applies (then without the remapper
+    if the training had none)."""
     rewrites = training_config.graph_options.rewrite_options
     float16 = rewrites.auto_mixed_precision == rewriter_config_pb2.RewriterConfig.ON
     fusing = fuses_for_cpu()

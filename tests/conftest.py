@@ -163,7 +163,18 @@ def assert_same_results(actual, expected):
             assert actual[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
 
 
+# TensorFlow reads TF_ONEDNN_ASSUME_FROZEN_WEIGHTS once a process, and with it on, a fused
+# MatMul kernel keeps its first weights (imdb_bert/device.py). device.session_config(
+# bf16=True) sets it where unset: off in this process, so that a test doing that in-process
+# cannot switch it on for later tests' kernels, unless a test's own child process was
+# given it; train.py's runs decide for themselves (run_train), as a user's do.
+WEIGHT_LAYOUT = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
+os.environ.setdefault(WEIGHT_LAYOUT, "0")
+
+
 def run_train(*args, env=None):
+    env = {name: value for name, value in (env or os.environ).items()
+           if name != WEIGHT_LAYOUT}
     return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args],
                           capture_output=True, text=True, cwd=ROOT, timeout=600, env=env)
 
@@ -213,12 +224,12 @@ def tokenizers(request, tiny_module):
 
 
 @pytest.fixture(autouse=True)
-def onednn_weight_layout_kept_to_each_test(monkeypatch):
-    """device.session_config(bf16=True) sets TF_ONEDNN_ASSUME_FROZEN_WEIGHTS in the
-    process it runs in; restored after each test, so that a test calling it in-process
-    does not pass it on to the train.py runs of later tests."""
-    name = "TF_ONEDNN_ASSUME_FROZEN_WEIGHTS"
-    if name in os.environ:
-        monkeypatch.setenv(name, os.environ[name])
+def onednn_weight_layout_kept_to_each_test():
+    """The value of WEIGHT_LAYOUT put back after each test: device.session_config(bf16=True)
+    sets it where it is unset."""
+    before = os.environ.get(WEIGHT_LAYOUT)
+    yield
+    if before is None:
+        os.environ.pop(WEIGHT_LAYOUT, None)
     else:
-        monkeypatch.delenv(name, raising=False)
+        os.environ[WEIGHT_LAYOUT] = before

@@ -174,7 +174,6 @@ def test_an_evaluation_of_the_fused_graph_equals_the_plain_one(trained, imdb_dir
 
     def evaluate(fusion):
         env = dict(os.environ, IMDB_BERT_FUSION=fusion, CUDA_VISIBLE_DEVICES="")
-        env.pop("TF_ONEDNN_ASSUME_FROZEN_WEIGHTS", None)  # train.py's own choice
         result = run_train(*quick_args(imdb_dir, tiny_module, output_dir), "--eval-only",
                            env=env)
         assert result.returncode == 0, result.stderr[-3000:]
@@ -305,6 +304,8 @@ def test_bf16_lets_onednn_choose_the_weight_layout_and_a_users_setting_wins(monk
     assert (config.graph_options.rewrite_options.remapping == remapping) == on
     assert device.evaluation_session_config(config).graph_options.rewrite_options.remapping \
         != remapping
+    prediction = device.session_config(bf16=True, training=False)[0]  # restored once
+    assert prediction.graph_options.rewrite_options.remapping != remapping
     monkeypatch.setenv(name, "0")
     config = device.session_config(bf16=True)[0]
     assert os.environ[name] == "0"

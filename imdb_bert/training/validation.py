@@ -141,14 +141,15 @@ class Validation(NoValidation):
 
 class KeptEvaluation:
     """What estimator.evaluate(input_fn, name="validation") computes, with its graph and
-    session built once and kept for every validation of the run: estimator.evaluate builds
-    both anew at each call and its first step rewrites the graph again (grappler, oneDNN's
-    kernels; with --bf16 the bfloat16 rewrite), seconds of fixed work a validation
-    (docs/speed.md, "Where the evaluation's time goes"). The same model_fn, metric ops
-    and loss mean as estimator.evaluate (tensorflow_estimator 2.15, estimator.py:
-    _evaluate_build_graph), so the same numbers (tests/test_validation.py compares them),
-    and the same scalars in `summary_dir` for TensorBoard. The kept session holds a copy
-    of the model's weights for the whole training: memory for speed."""
+    session built once and kept for every validation of the run (with --bf16 on the CPU a
+    new session on the kept graph for each checkpoint: device.ONEDNN_WEIGHT_LAYOUT), where
+    estimator.evaluate builds both anew at each call and its first step rewrites the graph
+    again (grappler, oneDNN's kernels; with --bf16 the bfloat16 rewrite), seconds of fixed
+    work a validation (docs/speed.md, "Where the evaluation's time goes"). The same
+    model_fn, metric ops and loss mean as estimator.evaluate (tensorflow_estimator 2.15,
+    estimator.py: _evaluate_build_graph), so the same numbers (tests/test_validation.py
+    compares them), and the same scalars in `summary_dir` for TensorBoard. The kept
+    session holds a copy of the model's weights for the whole training: memory for speed."""
 
     def __init__(self, estimator, input_fn, summary_dir):
         self.summary_dir = summary_dir
@@ -169,6 +170,10 @@ class KeptEvaluation:
         self.config = device.evaluation_session_config(estimator.config.session_config)
         self.session = tf.Session(graph=self.graph, config=self.config)
         self.fresh = True  # no checkpoint restored into self.session yet
+        self.fused_matmuls_keep_first_weights = (
+            device.fused_matmuls_keep_first_weights()
+            and self.config.graph_options.rewrite_options.remapping
+            != device.rewriter_config_pb2.RewriterConfig.OFF)
 
     def evaluate(self, checkpoint):
         """The metrics of `checkpoint` on the whole input, "global_step" included."""
@@ -181,7 +186,7 @@ class KeptEvaluation:
         return self.results()
 
     def restore(self, checkpoint):
-        if not self.fresh and device.fused_matmuls_keep_first_weights():
+        if not self.fresh and self.fused_matmuls_keep_first_weights:
             # its fused MatMul kernels would keep the first checkpoint's weights (device.py,
             # ONEDNN_WEIGHT_LAYOUT): a new session on the kept graph
             self.session.close()
