@@ -1,5 +1,6 @@
 """Where one training step and one evaluation step spend their time: TensorFlow's step
-timeline (RunMetadata step stats) summed by op type, the fused and bfloat16 ops that
+timeline (RunMetadata step stats) summed by op type and by part of the step (forward,
+backward, clipping, the optimizer's update), the fused and bfloat16 ops that
 grappler and oneDNN made of the graph that ran, and the model's GFLOP/s against what one
 large MatMul reaches on this CPU (the ceiling). Run by hand, never in tests.
 
@@ -59,6 +60,21 @@ def op_type(node_stat):
     return node_stat.node_name.split(":")[0].rsplit("/", 1)[-1]
 
 
+def part_of(node_name):
+    """Which part of the step a node belongs to, from its name scope: tf.gradients writes
+    the backward pass under gradients/, tf.clip_by_global_norm its own scope, the
+    optimizer's update (imdb_bert/model/optimizer.py) has none, the forward pass is the
+    module's and the classifier's (loss/)."""
+    scope = node_name.split("/", 1)[0] if "/" in node_name else ""
+    if scope.startswith("gradients"):
+        return "backward"
+    if scope.startswith("clip_by_global_norm"):
+        return "clipping"
+    if scope.startswith("module") or scope == "loss":
+        return "forward"
+    return "optimizer and the rest"
+
+
 def dtype_of(node):
     """'bfloat16' or 'float' for a node with a T attribute, else ''."""
     if "T" not in node.attr or not node.attr["T"].type:
@@ -81,7 +97,7 @@ def profile(bert_hub, training, args, session_config):
                 sess.run(fetch, feed)
             step_seconds = (time.perf_counter() - start) / args.steps
             times, counts = collections.Counter(), collections.Counter()
-            fused = collections.Counter()
+            fused, parts = collections.Counter(), collections.Counter()
             for _ in range(args.traced_steps):
                 metadata = tf.RunMetadata()
                 sess.run(fetch, feed, options=tf.RunOptions(
@@ -91,9 +107,10 @@ def profile(bert_hub, training, args, session_config):
                     for stat in dev.node_stats:
                         times[op_type(stat)] += stat.all_end_rel_micros
                         counts[op_type(stat)] += 1
+                        parts[part_of(stat.node_name)] += stat.all_end_rel_micros
             for graph in metadata.partition_graphs:
                 fused.update("%s(%s)" % (node.op, dtype_of(node)) for node in graph.node)
-    return step_seconds, first_step, times, counts, fused
+    return step_seconds, first_step, times, counts, fused, parts
 
 
 def model_flops(bert_hub, seq):
@@ -129,7 +146,7 @@ def matmul_peak(dtype):
 
 
 def report(name, batch, result, top, flops):
-    step_seconds, first_step, times, counts, fused = result
+    step_seconds, first_step, times, counts, fused, parts = result
     total = sum(times.values())
     print("\n%s: %.3f s a step (%.1f examples/s, %.0f GFLOP/s), the first step %.1f s; op "
           "time summed over the traced steps (ops overlap on several threads, so shares are "
@@ -137,6 +154,8 @@ def report(name, batch, result, top, flops):
                                     batch * flops / step_seconds / 1e9, first_step))
     for op, micros in times.most_common(top):
         print("  %-36s %6.1f %%  %5d runs" % (op, 100.0 * micros / total, counts[op]))
+    print("  by part of the step: " + ", ".join(
+        "%s %.1f %%" % (part, 100.0 * micros / total) for part, micros in parts.most_common()))
     print("  ops in the graph that ran, by type (T): " + ", ".join(
         "%s %d" % (op, n) for op, n in sorted(fused.items())
         if op.startswith("_") or op.startswith("Cast") or "bfloat16" in op))

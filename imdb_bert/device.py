@@ -32,7 +32,8 @@ def training_device():
 
 def fuses_for_cpu():
     """Whether evaluations regroup BERT's ops for oneDNN's fused CPU kernels
-    (model/onednn_fusion.py): on the CPU, unless IMDB_BERT_FUSION=off (the benchmarks'
+    (model/onednn_fusion.py) and training's optimizer runs a fused kernel a variable
+    (model/optimizer.py): on the CPU, unless IMDB_BERT_FUSION=off (the benchmarks'
     "before", the tests' reference, and a way back should a fused kernel misbehave)."""
     return training_device() == "CPU" and os.environ.get("IMDB_BERT_FUSION") != "off"
 

@@ -203,10 +203,12 @@ def test_output_folder_settings_and_export_lookup_need_no_tensorflow(trained):
 def test_results_equal_the_recorded_ones(trained):
     """tests/reference_eval_results.json is the `trained` fixture's eval_results.json
     (AVX2 kernels, seed 42), recorded before the package refactor, again when training
-    began to read the TFRecord files (another shuffle order) and again when the exporter
-    began to write Google's MatMul graph (the loss moved by 4e-7): a change of the results
-    shows here. Recorded on an AMD EPYC; on an Intel Xeon the same AVX2 kernels give a loss
-    8e-8 off (another order of summing), so the loss is held to 2e-7, the rest exactly."""
+    began to read the TFRecord files (another shuffle order), again when the exporter
+    began to write Google's MatMul graph (the loss moved by 4e-7) and again when training
+    on the CPU began to update with the fused Adam kernel (by 3.4e-6, on an Intel Xeon): a
+    change of the results shows here. The AVX2 kernels of an AMD EPYC gave a loss 8e-8 off
+    an Intel Xeon's (another order of summing), so the loss is held to 2e-7, the rest
+    exactly."""
     with open(os.path.join(ROOT, "tests", "reference_eval_results.json")) as f:
         recorded = json.load(f)
     with open(os.path.join(trained[0], "eval_results.json")) as f:

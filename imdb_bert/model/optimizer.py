@@ -23,6 +23,7 @@ updates. With N = 1 create_optimizer builds the graph it always did.
 import os
 
 import config
+from imdb_bert import device
 from imdb_bert.compat import optimization, tf
 
 # make gpu-check starts far too high (GPU_CHECK_LOSS_SCALE) to see the scale adapt.
@@ -37,32 +38,78 @@ APPLIES = "gradient_accumulation/applies"
 
 class AdamWeightDecayOptimizer(optimization.AdamWeightDecayOptimizer):
     """bert's AdamWeightDecayOptimizer (same variables and update) whose update can be
-    made conditional: with `apply_if` false, weights and moments stay as they are."""
+    made conditional (with `apply_if` false, weights and moments stay as they are) and
+    fused: one kernel a variable for the moments and the Adam step instead of bert's dozen
+    element-wise ops, each a pass over the weights (`fused`, on the CPU unless
+    IMDB_BERT_FUSION=off; the same update within float rounding, tested)."""
+
+    def __init__(self, fused=False, **kwargs):
+        super().__init__(**kwargs)
+        self.fused = fused
 
     def apply_gradients(self, grads_and_vars, global_step=None, name=None, apply_if=None):
+        pairs = [(grad, param) for grad, param in grads_and_vars
+                 if grad is not None and param is not None]
+        # The moments exist outside the tf.cond below, so that sessions initialise them.
+        moments = [self.moments(param) for _, param in pairs]
+        if not self.fused:
+            return tf.group(*[assignment for (grad, param), (m, v) in zip(pairs, moments)
+                              for assignment in self.elementwise_update(grad, param, m, v,
+                                                                        apply_if)], name=name)
+
+        def fused_updates():
+            return tf.group(*[self.fused_update(grad, param, m, v)
+                              for (grad, param), (m, v) in zip(pairs, moments)])
+        if apply_if is None:
+            return tf.group(fused_updates(), name=name)
+        return tf.group(tf.cond(apply_if, fused_updates, tf.no_op), name=name)
+
+    def moments(self, param):
+        """(adam_m, adam_v) of `param`, bert's names: checkpoints hold them either way."""
+        param_name = self._get_variable_name(param.name)
+        return [tf.get_variable(name=param_name + suffix, shape=param.shape.as_list(),
+                                dtype=tf.float32, trainable=False,
+                                initializer=tf.zeros_initializer())
+                for suffix in ("/adam_m", "/adam_v")]
+
+    def decays(self, param):
+        return self._do_use_weight_decay(self._get_variable_name(param.name))
+
+    def elementwise_update(self, grad, param, m, v, apply_if):
+        """bert's update, op by op: the assignments of param, m and v."""
+        next_m = tf.multiply(self.beta_1, m) + tf.multiply(1.0 - self.beta_1, grad)
+        next_v = (tf.multiply(self.beta_2, v)
+                  + tf.multiply(1.0 - self.beta_2, tf.square(grad)))
+        update = next_m / (tf.sqrt(next_v) + self.epsilon)
+        if self.decays(param):
+            update += self.weight_decay_rate * param
+        next_param = param - self.learning_rate * update
         assignments = []
-        for grad, param in grads_and_vars:
-            if grad is None or param is None:
-                continue
-            param_name = self._get_variable_name(param.name)
-            m = tf.get_variable(name=param_name + "/adam_m", shape=param.shape.as_list(),
-                                dtype=tf.float32, trainable=False,
-                                initializer=tf.zeros_initializer())
-            v = tf.get_variable(name=param_name + "/adam_v", shape=param.shape.as_list(),
-                                dtype=tf.float32, trainable=False,
-                                initializer=tf.zeros_initializer())
-            next_m = tf.multiply(self.beta_1, m) + tf.multiply(1.0 - self.beta_1, grad)
-            next_v = (tf.multiply(self.beta_2, v)
-                      + tf.multiply(1.0 - self.beta_2, tf.square(grad)))
-            update = next_m / (tf.sqrt(next_v) + self.epsilon)
-            if self._do_use_weight_decay(param_name):
-                update += self.weight_decay_rate * param
-            next_param = param - self.learning_rate * update
-            for variable, value in ((param, next_param), (m, next_m), (v, next_v)):
-                if apply_if is not None:
-                    value = tf.where_v2(apply_if, value, variable)
-                assignments.append(variable.assign(value))
-        return tf.group(*assignments, name=name)
+        for variable, value in ((param, next_param), (m, next_m), (v, next_v)):
+            if apply_if is not None:
+                value = tf.where_v2(apply_if, value, variable)
+            assignments.append(variable.assign(value))
+        return assignments
+
+    def fused_update(self, grad, param, m, v):
+        """The same update in two ops. bert's is param - lr * (m' / (sqrt(v') + eps) + wd *
+        param): first param -= lr * wd * param, then TensorFlow's Adam kernel, whose step
+        is lr_t * m' / (sqrt(v') + eps) with lr_t = lr * sqrt(1 - beta2_power) / (1 -
+        beta1_power) (tf.raw_ops.ApplyAdam's docs): with both powers 0, lr_t = lr, bert's
+        step without bias correction. The decay waits for the (clipped) gradient, which
+        waits for the whole backward pass, so no forward read sees a decayed weight, as
+        bert's assignment waits for it too."""
+        grad = tf.convert_to_tensor(grad)  # the embeddings' slices made dense, as bert's are
+        decayed = []
+        if self.decays(param):
+            with tf.control_dependencies([grad]):
+                decayed = [param.assign_sub(
+                    param.read_value() * (self.learning_rate * self.weight_decay_rate))]
+        with tf.control_dependencies(decayed):
+            return tf.raw_ops.ResourceApplyAdam(
+                var=param.handle, m=m.handle, v=v.handle, beta1_power=tf.constant(0.0),
+                beta2_power=tf.constant(0.0), lr=self.learning_rate, beta1=self.beta_1,
+                beta2=self.beta_2, epsilon=self.epsilon, grad=grad)
 
 
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scaling=False,
@@ -96,8 +143,8 @@ def scheduled_optimizer(init_lr, step, num_train_steps, num_warmup_steps):
         learning_rate = (1.0 - is_warmup) * learning_rate + is_warmup * warmup_learning_rate
     tf.summary.scalar("learning_rate", learning_rate)  # for TensorBoard, next to the loss
     return AdamWeightDecayOptimizer(
-        learning_rate=learning_rate, weight_decay_rate=0.01, beta_1=0.9, beta_2=0.999,
-        epsilon=1e-6, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"])
+        fused=device.fuses_for_cpu(), learning_rate=learning_rate, weight_decay_rate=0.01,
+        beta_1=0.9, beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"])
 
 
 def apply_and_count(optimizer, grads, tvars, global_step, step, finite, update_scale):
