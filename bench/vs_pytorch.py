@@ -2,7 +2,8 @@
 BertForSequenceClassification, bench/peer_hf.py), same CPU, model shape, sequence length,
 batch and generated reviews, float32 and bf16, back to back in one run. This project runs
 twice: as it is, and "before", with IMDB_BERT_FUSION=off (evaluations without the oneDNN
-fusion of imdb_bert/model/onednn_fusion.py). Run by hand, never in tests; the peer lives in
+fusion of imdb_bert/model/onednn_fusion.py, training with bert's element-wise update instead
+of the fused one of imdb_bert/model/optimizer.py). Run by hand, never in tests; the peer lives in
 a virtualenv of its own: make bench-peer.
 
     python bench/vs_pytorch.py                     # random 6-layer, hidden-384 BERT
