@@ -1,5 +1,6 @@
 """optimizer.create_optimizer makes the updates of bert.optimization.create_optimizer."""
 import numpy as np
+import pytest
 
 from imdb_bert.model import optimizer
 from tensorflow.python.framework import config as determinism
@@ -14,20 +15,24 @@ TABLE = RNG.normal(size=(6, 5)).astype(np.float32)
 IDS = np.array([0, 2, 2, 5, 1, 0, 2, 3])  # row 4 unused
 
 
-def train_weights(make_train_op, steps, num_train_steps, num_warmup_steps, embedded=False):
+def train_weights(make_train_op, steps, num_train_steps, num_warmup_steps, embedded=False,
+                  ref_variables=False):
     """Weights of a small linear model (with a bias and a LayerNorm-named variable, which
     skip weight decay) after `steps` updates, then the step; `embedded`: its inputs plus
-    rows of an embedding table (a gradient of slices, as BERT's), whose weights come last."""
+    rows of an embedding table (a gradient of slices, as BERT's), whose weights come last;
+    `ref_variables`: the model's variables are TF1 ref variables, as in Google's modules."""
     with tf.Graph().as_default():
-        kernel = tf.get_variable("dense/kernel", initializer=KERNEL)
-        bias = tf.get_variable("dense/bias", initializer=np.ones(3, np.float32))
-        gamma = tf.get_variable("LayerNorm/gamma", initializer=np.full(3, 2.0, np.float32))
-        weights = [kernel, bias, gamma]
-        inputs = INPUTS
-        if embedded:
-            table = tf.get_variable("word_embeddings", initializer=TABLE)
-            inputs = inputs + tf.gather(table, IDS)
-            weights.append(table)
+        with tf.variable_scope(tf.get_variable_scope(), use_resource=not ref_variables):
+            kernel = tf.get_variable("dense/kernel", initializer=KERNEL)
+            bias = tf.get_variable("dense/bias", initializer=np.ones(3, np.float32))
+            gamma = tf.get_variable("LayerNorm/gamma", initializer=np.full(3, 2.0, np.float32))
+            weights = [kernel, bias, gamma]
+            inputs = INPUTS
+            if embedded:
+                table = tf.get_variable("word_embeddings", initializer=TABLE)
+                inputs = inputs + tf.gather(table, IDS)
+                weights.append(table)
+        assert optimizer.is_resource(kernel) != ref_variables
         outputs = (tf.matmul(inputs, kernel) + bias) * gamma
         loss = 50.0 * tf.reduce_mean(tf.square(outputs - TARGETS))  # large: clipping binds
         train_op = make_train_op(loss, 1e-2, num_train_steps, num_warmup_steps)
@@ -59,18 +64,23 @@ def test_same_updates_as_bert(monkeypatch):
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-7)
 
 
-def test_the_fused_update_is_berts(monkeypatch):
+@pytest.mark.parametrize("ref_variables", [False, True], ids=["resource", "ref"])
+def test_the_fused_update_is_berts(monkeypatch, ref_variables):
     """The fused update (one Adam kernel a variable, on the CPU) moves every weight as
     bert's element-wise one does, over warm-up, decay, clipping, weight decay and a
-    gradient of slices: within 2e-5 of the largest move (the kernel takes 1 - beta_2 in
-    float32, 1.3e-5 off 0.001; a learning rate 1e-3 higher would be 50 times that)."""
-    initial = train_weights(optimizer.create_optimizer, 0, 20, 2, embedded=True)
+    gradient of slices, for resource and ref variables: within 2e-5 of the largest move
+    (the kernel takes 1 - beta_2 in float32, 1.3e-5 off 0.001; a learning rate 1e-3 higher
+    would be 50 times that)."""
+    def weights_after(steps):
+        return train_weights(optimizer.create_optimizer, steps, 20, 2, embedded=True,
+                             ref_variables=ref_variables)
+    initial = weights_after(0)
     monkeypatch.setenv("IMDB_BERT_FUSION", "off")
-    elementwise = train_weights(optimizer.create_optimizer, 6, 20, 2, embedded=True)
+    elementwise = weights_after(6)
     monkeypatch.delenv("IMDB_BERT_FUSION")
     with tf.Graph().as_default():  # the CPU's default, tested here
         assert optimizer.scheduled_optimizer(1e-2, tf.constant(0), 20, 2).fused
-    fused = train_weights(optimizer.create_optimizer, 6, 20, 2, embedded=True)
+    fused = weights_after(6)
     assert fused[3] == elementwise[3] == 6
     for name, start, theirs, mine in zip(["kernel", "bias", "gamma", None, "table"],
                                          initial, elementwise, fused):
@@ -117,9 +127,11 @@ def test_loss_scaling_gives_the_same_updates():
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-8)
 
 
-def test_non_finite_gradients_skip_the_update_and_halve_the_scale():
+@pytest.mark.parametrize("ref_variables", [False, True], ids=["resource", "ref"])
+def test_non_finite_gradients_skip_the_update_and_halve_the_scale(ref_variables):
     with tf.Graph().as_default():
-        kernel = tf.get_variable("dense/kernel", initializer=KERNEL)
+        with tf.variable_scope(tf.get_variable_scope(), use_resource=not ref_variables):
+            kernel = tf.get_variable("dense/kernel", initializer=KERNEL)
         # Gradients about 1e35: finite in float32, but times the loss scale they are inf.
         loss = 1e36 * tf.reduce_mean(tf.matmul(INPUTS, kernel))
         train_op = scaled(loss, 1e-2, 100, 0)

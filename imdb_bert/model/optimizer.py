@@ -65,11 +65,14 @@ class AdamWeightDecayOptimizer(optimization.AdamWeightDecayOptimizer):
         return tf.group(tf.cond(apply_if, fused_updates, tf.no_op), name=name)
 
     def moments(self, param):
-        """(adam_m, adam_v) of `param`, bert's names: checkpoints hold them either way."""
+        """(adam_m, adam_v) of `param`, bert's names: checkpoints hold them either way.
+        Google's Hub modules hold TF1 ref variables, whose Adam kernel (ApplyAdam) takes
+        ref moments only: fused, a ref variable's moments are ref variables too."""
         param_name = self._get_variable_name(param.name)
+        use_resource = not self.fused or is_resource(param)
         return [tf.get_variable(name=param_name + suffix, shape=param.shape.as_list(),
                                 dtype=tf.float32, trainable=False,
-                                initializer=tf.zeros_initializer())
+                                initializer=tf.zeros_initializer(), use_resource=use_resource)
                 for suffix in ("/adam_m", "/adam_v")]
 
     def decays(self, param):
@@ -105,11 +108,19 @@ class AdamWeightDecayOptimizer(optimization.AdamWeightDecayOptimizer):
             with tf.control_dependencies([grad]):
                 decayed = [param.assign_sub(
                     param.read_value() * (self.learning_rate * self.weight_decay_rate))]
+        settings = dict(beta1_power=tf.constant(0.0), beta2_power=tf.constant(0.0),
+                        lr=self.learning_rate, beta1=self.beta_1, beta2=self.beta_2,
+                        epsilon=self.epsilon, grad=grad)
         with tf.control_dependencies(decayed):
-            return tf.raw_ops.ResourceApplyAdam(
-                var=param.handle, m=m.handle, v=v.handle, beta1_power=tf.constant(0.0),
-                beta2_power=tf.constant(0.0), lr=self.learning_rate, beta1=self.beta_1,
-                beta2=self.beta_2, epsilon=self.epsilon, grad=grad)
+            if is_resource(param):
+                return tf.raw_ops.ResourceApplyAdam(var=param.handle, m=m.handle, v=v.handle,
+                                                    **settings)
+            return tf.raw_ops.ApplyAdam(var=param, m=m, v=v, **settings).op
+
+
+def is_resource(variable):
+    """False for a TF1 ref variable (VariableV2)."""
+    return hasattr(variable, "handle")
 
 
 def create_optimizer(loss, init_lr, num_train_steps, num_warmup_steps, loss_scaling=False,
