@@ -155,7 +155,8 @@ def scheduled_optimizer(init_lr, step, num_train_steps, num_warmup_steps):
     tf.summary.scalar("learning_rate", learning_rate)  # for TensorBoard, next to the loss
     return AdamWeightDecayOptimizer(
         fused=device.fuses_for_cpu(), learning_rate=learning_rate, weight_decay_rate=0.01,
-        beta_1=0.9, beta_2=0.999, epsilon=1e-6, exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"])
+        beta_1=0.9, beta_2=0.999, epsilon=1e-6,
+        exclude_from_weight_decay=["LayerNorm", "layer_norm", "bias"])
 
 
 def apply_and_count(optimizer, grads, tvars, global_step, step, finite, update_scale):
