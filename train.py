@@ -177,8 +177,8 @@ def choose_device(args, run):
     if first_start:
         print(first_start)
     errors.CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
-                          max_seq_length=args.max_seq_length,
-                          eval_only=args.eval_only)  # for an out-of-memory error
+                          max_seq_length=args.max_seq_length, eval_only=args.eval_only,
+                          output_dir=args.output_dir)  # for the errors' messages
     session_config, speed_messages, use_amp = device.session_config(
         args.bf16, args.use_xla, args.use_amp, tf32=not args.no_tf32)
     for message in speed_messages:

@@ -1,6 +1,7 @@
-"""The errors the scripts turn into a plain message and exit code 2: UserError, a full disk
-and running out of (GPU) memory."""
+"""The errors the scripts turn into a plain message and exit code 2: UserError, a full disk,
+running out of (GPU) memory and a checkpoint without a weight of the model."""
 import errno
+import re
 import sys
 
 # What the run is doing, for the messages of errors raised deep inside TensorFlow:
@@ -28,6 +29,8 @@ def run_script(main):
             message = full_disk_message(e)
         elif type(e).__name__ == "ResourceExhaustedError":
             message = out_of_memory_message(e)
+        elif missing_weight(e):
+            message = missing_weight_message(missing_weight(e))
         else:
             raise
         print("error: %s" % message, file=sys.stderr)
@@ -51,6 +54,21 @@ def out_of_memory_message(error):
             "For train.py, another batch size or length changes the training, so it needs "
             "another --output-dir (or --do-delete); the checkpoints saved so far are kept."
             % (where, max(1, batch_size // 2), max(8, max_seq_length // 2)))
+
+
+def missing_weight(error):
+    """The weight a checkpoint lacks when restoring it failed on it (NotFoundError), else
+    None."""
+    found = re.search(r"Key (\S+) not found in checkpoint", str(error))
+    return found.group(1) if type(error).__name__ == "NotFoundError" and found else None
+
+
+def missing_weight_message(weight):
+    where = CONTEXT.get("output_dir", "the output folder")
+    return ("the checkpoint in %s has no weight %s of this model: it was written by "
+            "another model (another --bert-hub, task or label set) or cut short. Run with "
+            "the settings it was trained with, or train this model in another --output-dir."
+            % (where, weight))
 
 
 def megabytes(size):

@@ -115,6 +115,39 @@ def test_eval_only_evaluates_the_latest_checkpoint(trained, imdb_dir, tiny_modul
     assert empty.returncode == 2 and "no checkpoint" in empty.stderr
 
 
+def without_variable(checkpoint, left_out):
+    """Rewrite `checkpoint` (a prefix) with every variable but `left_out`."""
+    from imdb_bert.compat import tf
+    values = {name: tf.train.load_variable(checkpoint, name)
+              for name, _ in tf.train.list_variables(checkpoint) if name != left_out}
+    with tf.Graph().as_default():
+        kept = {name: tf.Variable(value) for name, value in values.items()}
+        with tf.Session() as sess:
+            sess.run(tf.global_variables_initializer())
+            tf.train.Saver(kept).save(sess, checkpoint, write_meta_graph=False,
+                                      write_state=False)
+
+
+def test_eval_only_refuses_a_checkpoint_without_a_weight(trained, imdb_dir, tiny_module,
+                                                         tmp_path):
+    """Evaluations skip the Scaffold's readiness checks (model/classifier.py,
+    evaluation_scaffold): the restore itself must fail on a missing weight, never evaluate
+    a freshly initialized one."""
+    output_dir = str(tmp_path / "copy")
+    shutil.copytree(trained[0], output_dir)
+    os.remove(os.path.join(output_dir, "eval_results.json"))
+    from imdb_bert.compat import tf
+    without_variable(tf.train.latest_checkpoint(output_dir), "output_bias")
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir, "--eval-only"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.endswith(
+        "error: the checkpoint in %s has no weight output_bias of this model: it was "
+        "written by another model (another --bert-hub, task or label set) or cut short. Run "
+        "with the settings it was trained with, or train this model in another "
+        "--output-dir.\n" % output_dir)
+    assert not os.path.exists(os.path.join(output_dir, "eval_results.json"))
+
+
 def test_tiny_model_learns_the_planted_signal(trained):
     results = read_json(os.path.join(trained[0], "eval_results.json"))
     assert results["eval_accuracy"] >= 0.9

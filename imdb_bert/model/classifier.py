@@ -138,9 +138,22 @@ def model_fn_builder(num_labels, learning_rate, num_train_steps, num_warmup_step
             metrics = heads.metric_fn(task, label_ids, predicted_labels)
         else:
             metrics = metric_fn(label_ids, predicted_labels, num_labels, positive_index)
-        return tf.estimator.EstimatorSpec(mode=mode, loss=loss, eval_metric_ops=metrics)
+        return tf.estimator.EstimatorSpec(mode=mode, loss=loss, eval_metric_ops=metrics,
+                                          scaffold=evaluation_scaffold())
 
     return model_fn
+
+
+def evaluation_scaffold():
+    """The Scaffold of an evaluation, without its two readiness checks. An evaluation
+    restores every variable of the model from the checkpoint, the Saver failing on any one
+    missing (errors.py says which), and its local init starts the metrics; each check (a
+    report of the uninitialized variables, built at session start and run as a session run
+    of its own over the whole graph) then has nothing to find. Both check an empty list:
+    0.2 s less of each evaluation (docs/speed.md)."""
+    nothing_uninitialized = tf.constant([], tf.string, name="nothing_uninitialized")
+    return tf.train.Scaffold(ready_op=nothing_uninitialized,
+                             ready_for_local_init_op=nothing_uninitialized)
 
 
 def predict_spec(mode, predicted_labels, log_probs):
