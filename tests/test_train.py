@@ -130,9 +130,9 @@ def without_variable(checkpoint, left_out):
 
 def test_eval_only_refuses_a_checkpoint_without_a_weight(trained, imdb_dir, tiny_module,
                                                          tmp_path):
-    """Evaluations skip the Scaffold's readiness checks (model/classifier.py,
-    evaluation_scaffold): the restore itself must fail on a missing weight, never evaluate
-    a freshly initialized one."""
+    """Sessions skip the Scaffold's readiness checks (model/classifier.py,
+    scaffold_without_readiness_checks): the restore itself must fail on a missing weight,
+    never evaluate a freshly initialized one."""
     output_dir = str(tmp_path / "copy")
     shutil.copytree(trained[0], output_dir)
     os.remove(os.path.join(output_dir, "eval_results.json"))
@@ -146,6 +146,31 @@ def test_eval_only_refuses_a_checkpoint_without_a_weight(trained, imdb_dir, tiny
         "with the settings it was trained with, or train this model in another "
         "--output-dir.\n" % output_dir)
     assert not os.path.exists(os.path.join(output_dir, "eval_results.json"))
+
+
+def test_a_resume_refuses_a_checkpoint_without_an_optimizer_slot(trained, imdb_dir,
+                                                                  tiny_module, tmp_path):
+    """The same for training: resumed from an earlier checkpoint that lacks one of Adam's
+    moments (which only training restores), train.py stops with the one line, and the
+    checkpoints stay."""
+    from imdb_bert.compat import tf
+    output_dir = str(tmp_path / "copy")
+    shutil.copytree(trained[0], output_dir)
+    state = tf.train.get_checkpoint_state(output_dir)
+    earlier = state.all_model_checkpoint_paths[0]
+    assert earlier != state.model_checkpoint_path
+    without_variable(earlier, "output_bias/adam_m")
+    tf.train.update_checkpoint_state(output_dir, earlier, [earlier])
+    kept = sorted(os.listdir(output_dir))
+    result = run_train(*quick_args(imdb_dir, tiny_module, output_dir))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "Beginning Training!" in result.stdout  # the training's restore, not an evaluation's
+    assert result.stderr.endswith("has no weight output_bias/adam_m of this model: it was "
+                                  "written by another model (another --bert-hub, task or "
+                                  "label set) or cut short. Run with the settings it was "
+                                  "trained with, or train this model in another "
+                                  "--output-dir.\n")
+    assert set(kept) <= set(os.listdir(output_dir))
 
 
 def test_tiny_model_learns_the_planted_signal(trained):
