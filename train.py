@@ -123,6 +123,7 @@ def make_output_dir(args, run):
     if args.bucket:
         output_dir = "gs://{}/{}".format(args.bucket, output_dir)
     output_dir = run.output_dir(output_dir)
+    errors.CONTEXT.update(output_dir=output_dir)  # for the errors' messages
     files.check_output_dir(output_dir)  # before anything is written or deleted
     if args.do_delete and files.exists(output_dir):
         cleanup.check_deletable(output_dir, args.data_dir)
@@ -177,8 +178,8 @@ def choose_device(args, run):
     if first_start:
         print(first_start)
     errors.CONTEXT.update(device=device.device_name(), batch_size=args.batch_size,
-                          max_seq_length=args.max_seq_length, eval_only=args.eval_only,
-                          output_dir=args.output_dir)  # for the errors' messages
+                          max_seq_length=args.max_seq_length,
+                          eval_only=args.eval_only)  # for an out-of-memory error
     session_config, speed_messages, use_amp = device.session_config(
         args.bf16, args.use_xla, args.use_amp, tf32=not args.no_tf32)
     for message in speed_messages:

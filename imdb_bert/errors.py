@@ -29,8 +29,8 @@ def run_script(main):
             message = full_disk_message(e)
         elif type(e).__name__ == "ResourceExhaustedError":
             message = out_of_memory_message(e)
-        elif missing_weight(e):
-            message = missing_weight_message(missing_weight(e))
+        elif weight := missing_weight(e):
+            message = missing_weight_message(weight)
         else:
             raise
         print("error: %s" % message, file=sys.stderr)

@@ -173,6 +173,16 @@ def test_a_resume_refuses_a_checkpoint_without_an_optimizer_slot(trained, imdb_d
     assert set(kept) <= set(os.listdir(output_dir))
 
 
+def test_training_skips_the_readiness_checks(trained):
+    """The training graph as saved (graph.pbtxt, written after the session started) holds
+    the empty check and no report of uninitialized variables (model/classifier.py,
+    scaffold_without_readiness_checks)."""
+    with open(os.path.join(trained[0], "graph.pbtxt")) as f:
+        graph = f.read()
+    assert 'name: "nothing_uninitialized"' in graph
+    assert "report_uninitialized_variables" not in graph
+
+
 def test_tiny_model_learns_the_planted_signal(trained):
     results = read_json(os.path.join(trained[0], "eval_results.json"))
     assert results["eval_accuracy"] >= 0.9
