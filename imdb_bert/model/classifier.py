@@ -152,7 +152,7 @@ def scaffold_without_readiness_checks():
     of every global variable; then its local init sets the local ones (the metrics, the
     accumulated gradients). Each check (a report of the uninitialized variables, built at
     session start and run as a session run of its own over the whole graph) then has nothing
-    to find, so both check an empty list: 0.2 s less of each evaluation and 0.3-0.4 s of
+    to find, so both check an empty list: 0.2 s less of each evaluation and 0.3-0.5 s of
     each training segment on the 6-layer model (docs/speed.md)."""
     nothing_uninitialized = tf.constant([], tf.string, name="nothing_uninitialized")
     return tf.train.Scaffold(ready_op=nothing_uninitialized,
