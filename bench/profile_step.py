@@ -1,8 +1,10 @@
 """Where one training step and one evaluation step spend their time: TensorFlow's step
-timeline (RunMetadata step stats) summed by op type and by part of the step (forward,
-backward, clipping, the optimizer's update), the fused and bfloat16 ops that
-grappler and oneDNN made of the graph that ran, and the model's GFLOP/s against what one
-large MatMul reaches on this CPU (the ceiling). Run by hand, never in tests.
+timeline (RunMetadata step stats) summed by op type, by part of the step (forward,
+backward, clipping, the optimizer's update) and by part of the model (the matrix
+products, the element-wise work of the GELUs, attention, layer norms), the fused and
+bfloat16 ops that grappler and oneDNN made of the graph that ran, and the model's GFLOP/s
+against what one large MatMul reaches on this CPU (the ceiling). Run by hand, never in
+tests.
 
     python bench/profile_step.py                 # random 6-layer, hidden-384 BERT
     python bench/profile_step.py --bf16          # with the --bf16 rewrite
@@ -75,6 +77,21 @@ def part_of(node_name):
     return "optimizer and the rest"
 
 
+def model_part_of(node_name, op):
+    """Which part of BERT an op computes, forward or backward, from the module's name
+    scopes (bert's modeling.py): the matrix products, then by layer part the element-wise
+    work around them (the GELU lives in intermediate/; BERT's own dropout is off, as in
+    the notebook)."""
+    if "MatMul" in op:
+        return "matrix products"
+    name = node_name.lower()
+    for scope, part in (("layernorm", "layer norm"), ("intermediate", "GELU"),
+                        ("attention", "attention"), ("embeddings", "embeddings")):
+        if scope in name:
+            return part + "'s element-wise"
+    return "the rest"
+
+
 def dtype_of(node):
     """'bfloat16' or 'float' for a node with a T attribute, else ''."""
     if "T" not in node.attr or not node.attr["T"].type:
@@ -98,6 +115,7 @@ def profile(bert_hub, training, args, session_config):
             step_seconds = (time.perf_counter() - start) / args.steps
             times, counts = collections.Counter(), collections.Counter()
             fused, parts = collections.Counter(), collections.Counter()
+            model_parts = collections.Counter()
             for _ in range(args.traced_steps):
                 metadata = tf.RunMetadata()
                 sess.run(fetch, feed, options=tf.RunOptions(
@@ -108,9 +126,11 @@ def profile(bert_hub, training, args, session_config):
                         times[op_type(stat)] += stat.all_end_rel_micros
                         counts[op_type(stat)] += 1
                         parts[part_of(stat.node_name)] += stat.all_end_rel_micros
+                        model_parts[model_part_of(stat.node_name, op_type(stat))] += (
+                            stat.all_end_rel_micros)
             for graph in metadata.partition_graphs:
                 fused.update("%s(%s)" % (node.op, dtype_of(node)) for node in graph.node)
-    return step_seconds, first_step, times, counts, fused, parts
+    return step_seconds, first_step, times, counts, fused, parts, model_parts
 
 
 def model_flops(bert_hub, seq):
@@ -146,7 +166,7 @@ def matmul_peak(dtype):
 
 
 def report(name, batch, result, top, flops):
-    step_seconds, first_step, times, counts, fused, parts = result
+    step_seconds, first_step, times, counts, fused, parts, model_parts = result
     total = sum(times.values())
     print("\n%s: %.3f s a step (%.1f examples/s, %.0f GFLOP/s), the first step %.1f s; op "
           "time summed over the traced steps (ops overlap on several threads, so shares are "
@@ -156,6 +176,9 @@ def report(name, batch, result, top, flops):
         print("  %-36s %6.1f %%  %5d runs" % (op, 100.0 * micros / total, counts[op]))
     print("  by part of the step: " + ", ".join(
         "%s %.1f %%" % (part, 100.0 * micros / total) for part, micros in parts.most_common()))
+    print("  by part of the model: " + ", ".join(
+        "%s %.1f %%" % (part, 100.0 * micros / total)
+        for part, micros in model_parts.most_common()))
     print("  ops in the graph that ran, by type (T): " + ", ".join(
         "%s %d" % (op, n) for op, n in sorted(fused.items())
         if op.startswith("_") or op.startswith("Cast") or "bfloat16" in op))
