@@ -88,7 +88,7 @@ def model_part_of(node_name, op):
     for scope, part in (("layernorm", "layer norm"), ("intermediate", "GELU"),
                         ("attention", "attention"), ("embeddings", "embeddings")):
         if scope in name:
-            return part + "'s element-wise"
+            return part + " element-wise"
     return "the rest"
 
 
@@ -123,11 +123,11 @@ def profile(bert_hub, training, args, session_config):
                     run_metadata=metadata)
                 for dev in metadata.step_stats.dev_stats:
                     for stat in dev.node_stats:
-                        times[op_type(stat)] += stat.all_end_rel_micros
-                        counts[op_type(stat)] += 1
-                        parts[part_of(stat.node_name)] += stat.all_end_rel_micros
-                        model_parts[model_part_of(stat.node_name, op_type(stat))] += (
-                            stat.all_end_rel_micros)
+                        op, micros = op_type(stat), stat.all_end_rel_micros
+                        times[op] += micros
+                        counts[op] += 1
+                        parts[part_of(stat.node_name)] += micros
+                        model_parts[model_part_of(stat.node_name, op)] += micros
             for graph in metadata.partition_graphs:
                 fused.update("%s(%s)" % (node.op, dtype_of(node)) for node in graph.node)
     return step_seconds, first_step, times, counts, fused, parts, model_parts

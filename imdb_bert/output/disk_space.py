@@ -27,7 +27,7 @@ def check(output_dir, bert_hub, keep_best):
     weights = folder_bytes(os.path.join(bert_hub, "variables"))
     sizes = checkpoint_sizes(output_dir)
     checkpoint = max(sizes.values()) if sizes else COPIES_PER_CHECKPOINT * weights
-    CONTEXT.update(output_dir=output_dir, checkpoint=checkpoint, export=weights)
+    CONTEXT.update(checkpoint=checkpoint, export=weights)  # train.py set output_dir
     needed = (max(0, CHECKPOINTS_KEPT + keep_best + 1 - len(sizes)) * checkpoint
               + max(0, EXPORTS_KEPT + 1 - len(export_folders(output_dir))) * weights)
     free = shutil.disk_usage(output_dir).free
